@@ -1,0 +1,43 @@
+"""Label vectors exist only at the model boundary; everywhere else labels are names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tiergate.errors import InputDataError, LabelMismatchError
+from tiergate.taxonomy import taxonomy_sha256
+
+
+def encode_labels(names: Iterable[str], labels: Sequence[str]) -> list[float]:
+    """Multi-hot vector in `labels` order; an unknown name is an error, never dropped."""
+    index = {name: position for position, name in enumerate(labels)}
+    vector = [0.0] * len(labels)
+    for name in names:
+        if name not in index:
+            raise InputDataError(f"unknown label {name!r}; not in the taxonomy")
+        vector[index[name]] = 1.0
+    return vector
+
+
+def decode_labels(vector: Sequence[float | bool | int], labels: Sequence[str], threshold: float = 0.5) -> list[str]:
+    if len(vector) != len(labels):
+        raise LabelMismatchError(f"vector has {len(vector)} entries but the taxonomy has {len(labels)} labels")
+    return [name for name, value in zip(labels, vector) if float(value) >= threshold]
+
+
+def check_labels(artifact_labels: Sequence[str], expected: Sequence[str], artifact: str) -> None:
+    """Refuse an artifact whose ordered label list differs from the taxonomy's (log: v4–v6)."""
+    if list(artifact_labels) == list(expected):
+        return
+    if sorted(artifact_labels) == sorted(expected):
+        first = next(i for i, (a, b) in enumerate(zip(artifact_labels, expected)) if a != b)
+        raise LabelMismatchError(
+            f"{artifact}: label ORDER differs from the taxonomy at position {first} "
+            f"({artifact_labels[first]!r} vs {expected[first]!r}); refusing to use it"
+        )
+    missing = sorted(set(expected) - set(artifact_labels))
+    extra = sorted(set(artifact_labels) - set(expected))
+    raise LabelMismatchError(
+        f"{artifact}: labels differ from the taxonomy (missing {missing}, unexpected {extra}); "
+        f"artifact hash {taxonomy_sha256(list(artifact_labels))[:12]} vs taxonomy {taxonomy_sha256(list(expected))[:12]}"
+    )

@@ -1,0 +1,140 @@
+"""Run profiles: every number a step uses that is not taxonomy policy lives here.
+
+Profiles are YAML with `extends:` for inheritance; the resolved profile is validated
+(unknown keys are errors) and saved beside the artifacts of a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tiergate.errors import ConfigError
+from tiergate.hashing import sha256_json
+from tiergate.taxonomy import format_validation_error
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
+GeneratorKind = Literal["offline", "anthropic", "openai-compatible"]
+RecordKindName = Literal["positive", "hard_negative", "innocuous", "perturbation"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorSettings(_Strict):
+    kind: GeneratorKind
+    model: str
+    examples_per_request: int = Field(ge=1, le=100)
+    max_tokens: int = Field(ge=64)
+    temperature: float = Field(ge=0.0, le=2.0)
+    base_url: str | None = None
+    api_key_env: str
+    use_batches: bool
+    poll_interval_s: float = Field(gt=0)
+    max_wait_s: float = Field(gt=0)
+    max_retries: int = Field(ge=0)
+    retry_base_delay_s: float = Field(ge=0)
+    request_timeout_s: float = Field(gt=0)
+    min_yield_fraction: float = Field(ge=0, le=1)
+    fail_on_shortfall: bool
+
+
+class PerturbationSettings(_Strict):
+    fraction: float = Field(ge=0, le=1)
+    max_edits: int = Field(ge=1)
+
+
+class NearDuplicateSettings(_Strict):
+    enabled: bool
+    threshold: float = Field(gt=0, le=1)
+    shingle_size: int = Field(ge=1)
+    num_perm: int = Field(ge=16)
+
+
+class SplitSettings(_Strict):
+    train: float = Field(gt=0, lt=1)
+    val: float = Field(gt=0, lt=1)
+    test: float = Field(gt=0, lt=1)
+    salt: str
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSettings:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train + val + test must be 1.0, got {total}")
+        return self
+
+
+class MergeSettings(_Strict):
+    near_duplicate: NearDuplicateSettings
+    keyword_colabel_rules: bool
+    splits: SplitSettings
+    min_test_support: int = Field(ge=1)
+    phases: dict[str, list[RecordKindName]] = Field(min_length=1)
+
+
+class Profile(_Strict):
+    name: str
+    seed: int
+    generation_counts: str
+    generator: GeneratorSettings
+    perturbation: PerturbationSettings
+    merge: MergeSettings
+
+    @property
+    def sha256(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_profile_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'extends'")
+    if not path.is_file():
+        raise ConfigError(f"profile file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return deep_merge(_read_profile_file(path.parent / f"{parent}.yaml", seen + (path,)), data)
+
+
+def resolve_profile_path(name_or_path: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in {".yaml", ".yml"} or candidate.is_file():
+        return candidate
+    path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a YAML file)")
+    return path
+
+
+def load_profile(name_or_path: str = "local", overrides: dict[str, Any] | None = None) -> Profile:
+    """Load a profile by name (config/profiles/NAME.yaml) or path, with optional overrides."""
+    path = resolve_profile_path(name_or_path)
+    data = _read_profile_file(path)
+    if overrides:
+        data = deep_merge(data, overrides)
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {format_validation_error(error)}") from None

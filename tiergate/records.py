@@ -1,0 +1,140 @@
+"""The record schema: one labelled text, its context and where it came from.
+
+Labels travel by *name*; a record never stores a bare vector. The id is a hash of
+the normalised text, so the same sentence always has the same id and the same split.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tiergate.errors import InputDataError
+from tiergate.hashing import canonical_json, sha256_text
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+class Kind(str, Enum):
+    """Why a record exists; drives curriculum phases and screening."""
+
+    POSITIVE = "positive"
+    HARD_NEGATIVE = "hard_negative"
+    INNOCUOUS = "innocuous"
+    PERTURBATION = "perturbation"
+
+
+class Context(BaseModel):
+    """Where a text appears: audience (general/adult) × surface (message/bio/listing/review)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    audience: str
+    surface: str
+
+    @classmethod
+    def parse(cls, value: str, audiences: Iterable[str], surfaces: Iterable[str]) -> Context:
+        """Parse `adult/message` (or `adult:message`) and check both parts are known."""
+        audiences, surfaces = list(audiences), list(surfaces)
+        parts = re.split(r"[/:]", value.strip().lower())
+        if len(parts) != 2:
+            raise InputDataError(f"context {value!r} must look like AUDIENCE/SURFACE, e.g. general/message")
+        audience, surface = parts
+        if audience not in audiences:
+            raise InputDataError(f"context {value!r}: unknown audience {audience!r}; known: {', '.join(audiences)}")
+        if surface not in surfaces:
+            raise InputDataError(f"context {value!r}: unknown surface {surface!r}; known: {', '.join(surfaces)}")
+        return cls(audience=audience, surface=surface)
+
+    def __str__(self) -> str:
+        return f"{self.audience}/{self.surface}"
+
+
+class Source(BaseModel):
+    """Provenance: which generator wrote a record, from which prompt, for which category."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generator: str
+    model: str
+    prompt_id: str
+    category: str | None
+    kind: Kind
+    secondary: str | None = None
+    origin_id: str | None = None  # a derived record (perturbation) follows its origin's split
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    text: str = Field(min_length=1)
+    context: Context
+    labels: tuple[str, ...]
+    source: Source
+
+    @field_validator("labels")
+    @classmethod
+    def _sorted_unique(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(labels)))
+
+    def to_json(self) -> str:
+        return canonical_json(self.model_dump(mode="json"))
+
+
+def normalise_text(text: str) -> str:
+    """NFKC, casefold, collapse whitespace: the identity of a text for ids, dedupe and splits."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def text_id(text: str) -> str:
+    return sha256_text(normalise_text(text))[:20]
+
+
+def make_record(text: str, context: Context, labels: Iterable[str], source: Source) -> Record:
+    clean = _WHITESPACE.sub(" ", text).strip()
+    return Record(id=text_id(clean), text=clean, context=context, labels=tuple(labels), source=source)
+
+
+def split_key(record: Record) -> str:
+    """The id that decides a record's split: its origin's, for derived records."""
+    return record.source.origin_id or record.id
+
+
+def record_sort_key(record: Record) -> tuple[str, str, str, str]:
+    return (record.id, str(record.context), record.source.kind.value, record.source.prompt_id)
+
+
+def write_jsonl(path: Path, records: Iterable[Record]) -> int:
+    """Write records one per line (canonical JSON), atomically; returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.to_json() + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def iter_jsonl(path: Path) -> Iterator[Record]:
+    with Path(path).open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Record.model_validate(json.loads(line))
+            except (json.JSONDecodeError, ValidationError) as error:
+                raise InputDataError(f"{path}:{line_number}: invalid record: {error}") from None
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    return list(iter_jsonl(path))

@@ -1,0 +1,282 @@
+"""The taxonomy: categories in model order, tiers and their policy, validated on load.
+
+Everything the experiment log learned the hard way is checked here, at load time:
+label order is hashed into every artifact, every tier has a gate, overlaps and
+overrides name real categories, and a hard-negative seed that carries its own
+category's positive signals (the log's poisoned-seed incident) is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tiergate.errors import ConfigError
+from tiergate.hashing import sha256_json, sha256_text
+
+DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parent.parent / "config" / "taxonomy.yaml"
+CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SLOT = re.compile(r"\{([a-z_]+)\}")
+SEED_SLOTS = frozenset({"name", "place", "time", "amount", "day", "platform", "city"})
+GENERATION_KINDS = ("positives", "hard_negatives", "innocuous")
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierPolicy(_Strict):
+    """Training and gating policy shared by every category of one tier."""
+
+    name: str
+    description: str
+    pos_weight_cap: float = Field(gt=0)
+    threshold_range: tuple[Probability, Probability]
+    f1_gate: Probability
+    recall_floor: Probability | None = None
+
+    @field_validator("threshold_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] >= value[1]:
+            raise ValueError(f"lower bound {value[0]} must be below upper bound {value[1]}")
+        return value
+
+
+class GenerationCounts(_Strict):
+    positives: int = Field(ge=0)
+    hard_negatives: int = Field(ge=0)
+    innocuous: int = Field(ge=0)
+
+
+class GenerationCountOverride(_Strict):
+    positives: int | None = Field(default=None, ge=0)
+    hard_negatives: int | None = Field(default=None, ge=0)
+    innocuous: int | None = Field(default=None, ge=0)
+
+
+class Seeds(_Strict):
+    """Seed examples: the generative prior for a whole batch, so they are checked."""
+
+    positive: list[str] = Field(min_length=1)
+    hard_negative: list[str] = Field(min_length=1)
+
+    @field_validator("positive", "hard_negative")
+    @classmethod
+    def _known_slots(cls, values: list[str]) -> list[str]:
+        return check_slots(values)
+
+
+def check_slots(values: list[str]) -> list[str]:
+    for text in values:
+        unknown = set(SLOT.findall(text)) - SEED_SLOTS
+        if unknown:
+            raise ValueError(f"seed {text!r} uses unknown slots {sorted(unknown)}; allowed: {sorted(SEED_SLOTS)}")
+    return values
+
+
+class ColabelRule(_Strict):
+    """Keyword co-label rule. Off by default: the log (Exp 8, 10) shows they hurt."""
+
+    keywords: list[str] = Field(min_length=1)
+    label: str
+
+
+class Category(_Strict):
+    name: str
+    tier: int
+    definition: str = Field(min_length=10)
+    not_in: str = Field(min_length=10)
+    signals: list[str] = Field(min_length=1)
+    seeds: Seeds
+    optional: bool = False
+    overlaps: dict[str, Probability] = Field(default_factory=dict)
+    overlap_seeds: dict[str, list[str]] = Field(default_factory=dict)
+    threshold_max: Probability | None = None
+    threshold_min: Probability | None = None
+    allowed_in: list[str] = Field(default_factory=list)
+    generation: dict[str, GenerationCountOverride] = Field(default_factory=dict)
+    colabel_rules: list[ColabelRule] = Field(default_factory=list)
+
+    @field_validator("overlap_seeds")
+    @classmethod
+    def _overlap_slots(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for seeds in value.values():
+            check_slots(seeds)
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not CATEGORY_NAME.match(value):
+            raise ValueError(f"category name {value!r} must be lower snake_case")
+        return value
+
+    @cached_property
+    def signal_patterns(self) -> list[re.Pattern[str]]:
+        return [compile_signal(signal) for signal in self.signals]
+
+    def matching_signals(self, text: str) -> list[str]:
+        """The positive signals of this category found in `text` (case-insensitive, word-bounded)."""
+        return [signal for signal, pattern in zip(self.signals, self.signal_patterns) if pattern.search(text)]
+
+
+def compile_signal(signal: str) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)" + re.escape(signal.lower()) + r"(?!\w)", re.IGNORECASE)
+
+
+class Contexts(_Strict):
+    audiences: list[str] = Field(min_length=1)
+    surfaces: list[str] = Field(min_length=1)
+
+
+class ThresholdSearch(_Strict):
+    step: float = Field(gt=0, lt=1)
+
+
+class GenerationConfig(_Strict):
+    counts: dict[str, GenerationCounts] = Field(min_length=1)
+
+
+class Taxonomy(_Strict):
+    """The validated taxonomy. `labels` is the model's output order."""
+
+    version: int
+    contexts: Contexts
+    tiers: dict[int, TierPolicy]
+    threshold_search: ThresholdSearch
+    generation: GenerationConfig
+    categories: list[Category] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Taxonomy:
+        names = [category.name for category in self.categories]
+        seen: set[str] = set()
+        for index, name in enumerate(names):
+            if name in seen:
+                raise ValueError(f"categories[{index}].name: duplicate category {name!r}")
+            seen.add(name)
+        for index, category in enumerate(self.categories):
+            where = f"categories[{index}] ({category.name})"
+            if category.tier not in self.tiers:
+                raise ValueError(f"{where}.tier: tier {category.tier} has no entry under 'tiers' (no gate defined)")
+            for other in category.overlaps:
+                if other not in seen:
+                    raise ValueError(f"{where}.overlaps.{other}: unknown category {other!r}")
+                if other == category.name:
+                    raise ValueError(f"{where}.overlaps.{other}: a category cannot overlap itself")
+            for other in category.overlap_seeds:
+                if other not in category.overlaps:
+                    raise ValueError(f"{where}.overlap_seeds.{other}: {other!r} is not one of this category's overlaps")
+            for rule_index, rule in enumerate(category.colabel_rules):
+                if rule.label not in seen:
+                    raise ValueError(f"{where}.colabel_rules[{rule_index}].label: unknown category {rule.label!r}")
+            for audience in category.allowed_in:
+                if audience not in self.contexts.audiences:
+                    raise ValueError(f"{where}.allowed_in: unknown audience {audience!r}")
+            for profile in category.generation:
+                if profile not in self.generation.counts:
+                    raise ValueError(f"{where}.generation.{profile}: unknown profile (known: {sorted(self.generation.counts)})")
+            low, high = self.tiers[category.tier].threshold_range
+            for key in ("threshold_min", "threshold_max"):
+                bound = getattr(category, key)
+                if bound is not None and not low <= bound <= high:
+                    raise ValueError(f"{where}.{key}: {bound} is outside tier {category.tier} range [{low}, {high}]")
+            for seed_index, seed in enumerate(category.seeds.hard_negative):
+                hits = category.matching_signals(seed)
+                if hits:
+                    raise ValueError(
+                        f"{where}.seeds.hard_negative[{seed_index}]: seed carries the category's own positive "
+                        f"signals {hits}; a poisoned seed would label a whole batch of positives as negatives"
+                    )
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        return [category.name for category in self.categories]
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the ordered label list: the identity every artifact is checked against."""
+        return taxonomy_sha256(self.labels)
+
+    @property
+    def content_sha256(self) -> str:
+        """Hash of the whole taxonomy content, for provenance of resolved configs."""
+        return sha256_json(self.model_dump(mode="json"))
+
+    def category(self, name: str) -> Category:
+        for category in self.categories:
+            if category.name == name:
+                return category
+        raise ConfigError(f"unknown category {name!r}; known: {', '.join(self.labels)}")
+
+    def tier_of(self, name: str) -> TierPolicy:
+        return self.tiers[self.category(name).tier]
+
+    def counts_for(self, name: str, profile: str) -> GenerationCounts:
+        """Generation counts for a category under a profile, category overrides applied."""
+        if profile not in self.generation.counts:
+            raise ConfigError(f"generation.counts has no profile {profile!r}; known: {sorted(self.generation.counts)}")
+        base = self.generation.counts[profile].model_dump()
+        override = self.category(name).generation.get(profile)
+        if override is not None:
+            base.update({key: value for key, value in override.model_dump().items() if value is not None})
+        return GenerationCounts(**base)
+
+    def threshold_bounds(self, name: str) -> tuple[float, float]:
+        """Search range for a category: its tier's range narrowed by per-category overrides."""
+        category = self.category(name)
+        low, high = self.tiers[category.tier].threshold_range
+        if category.threshold_min is not None:
+            low = max(low, category.threshold_min)
+        if category.threshold_max is not None:
+            high = min(high, category.threshold_max)
+        return low, high
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "categories": [{"name": category.name, "tier": category.tier} for category in self.categories],
+            "sha256": self.sha256,
+        }
+
+
+def taxonomy_sha256(labels: list[str]) -> str:
+    return sha256_text("\n".join(labels))
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One readable line per problem, each naming the key path (e.g. categories.3.tier)."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def parse_taxonomy(data: Any, source: str = "<taxonomy>") -> Taxonomy:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Taxonomy.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {format_validation_error(error)}") from None
+
+
+def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
+    path = Path(path) if path is not None else DEFAULT_TAXONOMY_PATH
+    if not path.is_file():
+        raise ConfigError(f"taxonomy file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    return parse_taxonomy(data, str(path))
