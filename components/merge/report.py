@@ -1,0 +1,133 @@
+"""The dataset report: what the model will be trained and judged on, in numbers.
+
+Counts per category × split × kind × context, positive rate per label, min-support
+warnings (log: csam had 4–5 test items and "passed" on noise), label co-occurrence,
+quarantine and dedupe figures, and the generators' shortfalls and refusals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+from tiergate.records import Record
+from tiergate.taxonomy import Taxonomy
+
+
+def build_report(
+    taxonomy: Taxonomy,
+    splits: Mapping[str, Sequence[Record]],
+    phases: Mapping[str, Sequence[Record]],
+    stats: Mapping[str, Any],
+    min_test_support: int,
+) -> dict[str, Any]:
+    per_category: dict[str, dict[str, Any]] = {}
+    for name in taxonomy.labels:
+        entry: dict[str, Any] = {"tier": taxonomy.category(name).tier}
+        for split, records in splits.items():
+            positives = [record for record in records if name in record.labels]
+            entry[split] = {
+                "positives": len(positives),
+                "positive_rate": round(len(positives) / len(records), 6) if records else 0.0,
+                "by_kind": dict(sorted(Counter(record.source.kind.value for record in positives).items())),
+                "by_context": dict(sorted(Counter(str(record.context) for record in positives).items())),
+                "negatives_from_category": sum(
+                    1 for record in records if not record.labels and record.source.category == name
+                ),
+            }
+        per_category[name] = entry
+    low_support = [
+        {"category": name, "test_positives": entry["test"]["positives"], "min_test_support": min_test_support}
+        for name, entry in per_category.items()
+        if entry["test"]["positives"] < min_test_support
+    ]
+    cooccurrence: Counter[str] = Counter()
+    for records in splits.values():
+        for record in records:
+            for first, second in combinations(record.labels, 2):
+                cooccurrence[f"{first}+{second}"] += 1
+    return {
+        "labels": taxonomy.labels,
+        "taxonomy_sha256": taxonomy.sha256,
+        "totals": {split: len(records) for split, records in splits.items()},
+        "phases": {phase: len(records) for phase, records in phases.items()},
+        "by_kind": {
+            split: dict(sorted(Counter(record.source.kind.value for record in records).items()))
+            for split, records in splits.items()
+        },
+        "by_context": {
+            split: dict(sorted(Counter(str(record.context) for record in records).items()))
+            for split, records in splits.items()
+        },
+        "multilabel_records": sum(1 for records in splits.values() for record in records if len(record.labels) > 1),
+        "per_category": per_category,
+        "low_support": low_support,
+        "cooccurrence": dict(sorted(cooccurrence.items())),
+        **stats,
+    }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    lines = ["# tiergate dataset report", ""]
+    for note in report.get("notes", []):
+        lines.append(f"> **{note}**")
+    lines += ["", f"Taxonomy sha256: `{report['taxonomy_sha256']}`", ""]
+    lines += _table(["split", "records", *sorted({k for v in report["by_kind"].values() for k in v})],
+                    [[split, total, *[report["by_kind"][split].get(kind, 0)
+                                      for kind in sorted({k for v in report["by_kind"].values() for k in v})]]
+                     for split, total in report["totals"].items()])
+    lines += ["", "## Curriculum phases (train split)", ""]
+    lines += _table(["phase", "records"], list(report["phases"].items()))
+    lines += ["", "## Cleaning", ""]
+    lines += _table(["step", "count"], [
+        ["exact duplicates removed", report["exact_duplicates"]],
+        ["multi-label folds", report["folded_multilabel"]],
+        ["near-duplicates removed", report["near_duplicates_removed"]],
+        ["near-duplicate pairs with different labels (kept, review)", report["near_duplicate_label_conflicts"]],
+        ["quarantined", report["quarantined"]],
+        ["keyword co-labels added", report["keyword_colabels_added"]],
+    ])
+    if report["quarantine_reasons"]:
+        lines += ["", "Quarantine reasons:", ""]
+        lines += [f"- {reason}: {count}" for reason, count in report["quarantine_reasons"].items()]
+    lines += ["", "## Per category", ""]
+    rows = []
+    for name, entry in report["per_category"].items():
+        rows.append([name, entry["tier"], entry["train"]["positives"], entry["val"]["positives"], entry["test"]["positives"],
+                     f"{entry['train']['positive_rate']:.3f}"])
+    lines += _table(["category", "tier", "train +", "val +", "test +", "train rate"], rows)
+    if report["low_support"]:
+        lines += ["", "## Min-support warnings", ""]
+        lines += [f"- **{item['category']}**: {item['test_positives']} test positives < {item['min_test_support']}; "
+                  "its test metrics will be reported as not measurable" for item in report["low_support"]]
+    if report["generation_problems"]:
+        lines += ["", "## Generation problems", ""]
+        lines += [f"- {problem}" for problem in report["generation_problems"]]
+    if report["cooccurrence"]:
+        lines += ["", "## Label co-occurrence", ""]
+        lines += _table(["pair", "records"], list(report["cooccurrence"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def realised_overlaps(records: Sequence[Record]) -> dict[str, float]:
+    """Share of each category's positives that carry each secondary label (vs configured rates)."""
+    primary: Counter[str] = Counter()
+    paired: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        category = record.source.category
+        if category is None or category not in record.labels:
+            continue
+        primary[category] += 1
+        for label in record.labels:
+            if label != category:
+                paired[category][label] += 1
+    return {f"{category}->{other}": round(count / primary[category], 4)
+            for category, counter in sorted(paired.items()) for other, count in sorted(counter.items())}

@@ -1,0 +1,63 @@
+"""Screening of negatives before they are trained on (log, Exp 29: one poisoned seed, 200 toxic negatives).
+
+A negative that shows positive signals is quarantined with the reason, not silently
+kept. Signals of categories allowed in the record's audience are ignored there (an
+adult-area text may be adult content). A model-based screener (the previous model's
+scores) plugs in through the same `Screener` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from components.merge.dedupe import Quarantined
+from tiergate.records import Kind, Record
+from tiergate.taxonomy import Taxonomy
+
+
+class Screener(Protocol):
+    name: str
+
+    def reasons(self, records: Sequence[Record]) -> dict[int, str]:
+        """Index of each suspicious record -> why."""
+        ...
+
+
+class KeywordScreener:
+    """Quarantine negatives matching positive signals: own category for hard negatives, any for innocuous."""
+
+    name = "keyword"
+
+    def __init__(self, taxonomy: Taxonomy):
+        self.taxonomy = taxonomy
+
+    def _candidates(self, record: Record) -> list[str]:
+        own = record.source.category
+        if record.source.kind is Kind.INNOCUOUS or own is None:
+            names = self.taxonomy.labels
+        else:
+            names = [own]
+        return [name for name in names if record.context.audience not in self.taxonomy.category(name).allowed_in]
+
+    def reasons(self, records: Sequence[Record]) -> dict[int, str]:
+        found = {}
+        for index, record in enumerate(records):
+            if record.labels:
+                continue
+            for name in self._candidates(record):
+                hits = self.taxonomy.category(name).matching_signals(record.text)
+                if hits:
+                    found[index] = f"{self.name}: {record.source.kind.value} shows {name} signals {hits}"
+                    break
+        return found
+
+
+def screen(records: Sequence[Record], screeners: Sequence[Screener]) -> tuple[list[Record], list[Quarantined]]:
+    flagged: dict[int, str] = {}
+    for screener in screeners:
+        for index, reason in screener.reasons(records).items():
+            flagged.setdefault(index, reason)
+    kept = [record for index, record in enumerate(records) if index not in flagged]
+    quarantined = [Quarantined(records[index], reason) for index, reason in sorted(flagged.items())]
+    return kept, quarantined

@@ -1,0 +1,1 @@
+"""The one CLI, `tiergate`. Heavy imports happen inside commands so `--help` stays instant."""

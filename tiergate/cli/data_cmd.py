@@ -1,0 +1,93 @@
+"""`tiergate data`: generate, import and merge datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiergate.cli.options import ProfileOption, TaxonomyOption
+from tiergate.errors import InputDataError
+
+app = typer.Typer(help="Generate, import and merge training data.", no_args_is_help=True)
+
+
+@app.command("generate")
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output root; one sub-folder per category.")],
+    profile: ProfileOption = "local",
+    category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Only these categories (repeatable).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="LLM response cache (resumable).")] = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Generate positives, hard negatives, innocuous and perturbation examples per category."""
+    from components.generate.step import generate_category, make_generator
+    from tiergate.profiles import load_profile
+    from tiergate.taxonomy import load_taxonomy
+
+    loaded = load_taxonomy(taxonomy)
+    resolved = load_profile(profile)
+    names = category or loaded.labels
+    for name in names:
+        loaded.category(name)
+    generator = make_generator(loaded, resolved, cache_dir or out / ".cache")
+    for name in names:
+        manifest = generate_category(loaded, resolved, name, out / name, generator=generator)
+        typer.echo(f"{name}: {manifest.counts['records']} records {manifest.counts['by_kind']}")
+        for note in manifest.notes:
+            if not note.startswith("SMOKE-TEST"):
+                typer.echo(f"  ! {note}")
+    if generator.smoke_test:
+        typer.echo("note: offline generator output is SMOKE-TEST data, not a real moderation corpus")
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file of labelled texts.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")],
+    text_column: Annotated[str, typer.Option(help="Column with the text.")] = "text",
+    labels_column: Annotated[str, typer.Option(help="Column with category names (separated string or list).")] = "labels",
+    context_column: Annotated[str | None, typer.Option(help="Column with AUDIENCE/SURFACE; optional.")] = "context",
+    kind_column: Annotated[str | None, typer.Option(help="Column with the record kind; default from labels.")] = None,
+    label_separator: Annotated[str, typer.Option(help="Separator inside the labels column.")] = ",",
+    default_context: Annotated[str, typer.Option(help="Context for rows without one.")] = "general/message",
+    file_format: Annotated[str, typer.Option("--format", help="auto, csv, jsonl or parquet.")] = "auto",
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Import user-labelled data; every row is validated against the taxonomy."""
+    from components.generate.importers import ColumnMapping, import_file
+    from tiergate.taxonomy import load_taxonomy
+
+    mapping = ColumnMapping(text_column, labels_column, context_column, kind_column, label_separator, default_context)
+    manifest = import_file(load_taxonomy(taxonomy), path, out, mapping, file_format)
+    typer.echo(f"imported {manifest.counts['records']} records into {out}")
+
+
+@app.command("merge")
+def merge(
+    inputs: Annotated[list[Path], typer.Argument(help="Dataset folders, or a generate output root holding them.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for splits, phases and the report.")],
+    profile: ProfileOption = "local",
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Dedupe, fold multi-labels, screen negatives, split by text hash, build phase sets and a report."""
+    from components.merge.step import merge_datasets
+    from tiergate.datasets import MANIFEST_NAME
+    from tiergate.profiles import load_profile
+    from tiergate.taxonomy import load_taxonomy
+
+    folders: list[Path] = []
+    for path in inputs:
+        if (path / MANIFEST_NAME).is_file():
+            folders.append(path)
+        elif path.is_dir():
+            folders += sorted(child for child in path.iterdir() if (child / MANIFEST_NAME).is_file())
+        else:
+            raise InputDataError(f"not a dataset folder: {path}")
+    manifest = merge_datasets(load_taxonomy(taxonomy), load_profile(profile), folders, out)
+    counts = manifest.counts
+    typer.echo(f"splits {counts['splits']} phases {counts['phases']} quarantined {counts['quarantined']}")
+    typer.echo(f"report: {out / 'report.md'}")
+    for note in manifest.notes:
+        typer.echo(f"note: {note}")

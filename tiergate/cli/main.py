@@ -1,0 +1,51 @@
+"""Entry point: `tiergate --help`. User mistakes print one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tiergate import __version__
+from tiergate.cli import data_cmd, taxonomy_cmd
+from tiergate.errors import TiergateError
+from tiergate.progress import setup_logging
+
+app = typer.Typer(
+    help="tiergate: build, gate and serve a tiered multi-label moderation classifier.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(taxonomy_cmd.app, name="taxonomy")
+app.add_typer(data_cmd.app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+def main() -> None:
+    try:
+        app()
+    except TiergateError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
