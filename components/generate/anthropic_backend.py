@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anthropic
-import httpx
 
 from components.generate.llm import Completion, Prompt, ResponseCache
 from tiergate.errors import GenerationError
@@ -24,7 +23,8 @@ from tiergate.profiles import GeneratorSettings
 log = logging.getLogger(__name__)
 
 
-def make_client(settings: GeneratorSettings, http_client: httpx.Client | None = None) -> anthropic.Anthropic:
+def make_client(settings: GeneratorSettings, http_client: Any = None) -> anthropic.Anthropic:
+    """A client for the profile; `http_client` (an httpx2.Client, the SDK's transport) lets tests fake HTTP."""
     api_key = os.environ.get(settings.api_key_env)
     if not api_key:
         raise GenerationError(
@@ -40,10 +40,10 @@ def make_client(settings: GeneratorSettings, http_client: httpx.Client | None = 
 
 
 def _params(model: str, prompt: Prompt) -> dict[str, Any]:
+    """Messages API params. The current API takes no `temperature`; variety comes from the prompt's variation tag."""
     return {
         "model": model,
         "max_tokens": prompt.max_tokens,
-        "temperature": prompt.temperature,
         "system": prompt.system,
         "messages": [{"role": "user", "content": prompt.user}],
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
@@ -26,7 +26,6 @@ class GenerationResult:
     prompt_id: str
     cached: bool = False
     detail: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[int, int], None]

@@ -9,7 +9,7 @@ index, so changing an overlap rate never changes the prompts of the other items.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tiergate.hashing import sha256_text
 from tiergate.records import Context, Kind
@@ -44,7 +44,6 @@ class GenerationRequest:
     secondary: str | None
     items: tuple[ItemSpec, ...]
     chunk: int
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def stable_unit(*parts: object) -> float:

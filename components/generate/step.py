@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from components.generate.base import GenerationResult, Outcome, TextGenerator
 from components.generate.llm import LLMGenerator, ResponseCache
 from components.generate.offline import OfflineGenerator, load_vocabulary
@@ -32,7 +30,7 @@ log = logging.getLogger(__name__)
 SMOKE_TEST_NOTE = "SMOKE-TEST DATA: written by the offline template generator; not a real moderation corpus."
 
 
-def make_generator(taxonomy: Taxonomy, profile: Profile, cache_dir: Path | None, http_client: httpx.Client | None = None) -> TextGenerator:
+def make_generator(taxonomy: Taxonomy, profile: Profile, cache_dir: Path | None, http_client: Any = None) -> TextGenerator:
     """The generator the profile names. `http_client` lets tests put a fake at the HTTP layer."""
     settings = profile.generator
     if settings.kind == "offline":
