@@ -82,5 +82,6 @@ def test_generate_category_dataset(taxonomy: Taxonomy, local_profile: Profile, t
         assert "profanity" in origin.labels and "profanity" not in twin.labels
     for record in records:
         if record.source.kind is Kind.PERTURBATION:
-            origin = next(r for r in records if r.id == record.source.origin_id)
+            origin = next(r for r in records if r.source.prompt_id == record.source.prompt_id.removesuffix("~perturbed"))
+            assert origin.id == record.source.origin_id
             assert origin.labels == record.labels and origin.text != record.text
