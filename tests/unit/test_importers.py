@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.generate.importers import ColumnMapping, import_file
+from tiergate.datasets import load_manifest
+from tiergate.errors import InputDataError
+from tiergate.records import Kind, read_jsonl
+from tiergate.taxonomy import Taxonomy
+
+ROWS = [
+    {"message": "i know where you live", "cats": "threats|harassment", "where": "general/message"},
+    {"message": "lovely stay, thank you", "cats": "", "where": "adult/review"},
+    {"message": "rates are on my page", "cats": "solicitation", "where": ""},
+]
+MAPPING = ColumnMapping(text="message", labels="cats", context="where", label_separator="|", default_context="adult/listing")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_import_formats(taxonomy: Taxonomy, tmp_path: Path, suffix: str) -> None:
+    frame = pd.DataFrame(ROWS)
+    path = tmp_path / f"data.{suffix}"
+    {"csv": lambda: frame.to_csv(path, index=False), "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+     "parquet": lambda: frame.to_parquet(path)}[suffix]()
+    manifest = import_file(taxonomy, path, tmp_path / "out", MAPPING)
+    assert manifest.counts["records"] == 3
+    load_manifest(tmp_path / "out", taxonomy)
+    records = {record.text: record for record in read_jsonl(tmp_path / "out" / "records.jsonl")}
+    assert records["i know where you live"].labels == ("harassment", "threats")
+    assert records["lovely stay, thank you"].source.kind is Kind.INNOCUOUS
+    assert str(records["rates are on my page"].context) == "adult/listing"
+
+
+def test_jsonl_list_labels(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "send the code from the gift card", "labels": ["scam_patterns"]}) + "\n")
+    import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+    assert read_jsonl(tmp_path / "out" / "records.jsonl")[0].labels == ("scam_patterns",)
+
+
+def test_every_bad_row_is_reported_by_number(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    pd.DataFrame([
+        {"text": "fine", "labels": "threats", "context": "general/message"},
+        {"text": "", "labels": "threats", "context": "general/message"},
+        {"text": "x", "labels": "threatz", "context": "general/message"},
+        {"text": "y", "labels": "spam", "context": "kids/message"},
+    ]).to_csv(path, index=False)
+    with pytest.raises(InputDataError) as caught:
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping())
+    message = str(caught.value)
+    assert "3 invalid row(s)" in message
+    assert "row 2: empty text" in message and "row 3: unknown labels ['threatz']" in message and "row 4: context" in message
+    assert not (tmp_path / "out" / "records.jsonl").exists()
+
+
+def test_missing_columns_and_files(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    pd.DataFrame([{"body": "x"}]).to_csv(path, index=False)
+    with pytest.raises(InputDataError, match=r"missing columns \['text', 'labels'\]"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping())
+    with pytest.raises(InputDataError, match="not found"):
+        import_file(taxonomy, tmp_path / "nope.csv", tmp_path / "out", ColumnMapping())
+    odd = tmp_path / "d.xlsx"
+    odd.write_text("x")
+    with pytest.raises(InputDataError, match="unknown format 'xlsx'"):
+        import_file(taxonomy, odd, tmp_path / "out", ColumnMapping())
