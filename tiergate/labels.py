@@ -22,7 +22,7 @@ def encode_labels(names: Iterable[str], labels: Sequence[str]) -> list[float]:
 def decode_labels(vector: Sequence[float | bool | int], labels: Sequence[str], threshold: float = 0.5) -> list[str]:
     if len(vector) != len(labels):
         raise LabelMismatchError(f"vector has {len(vector)} entries but the taxonomy has {len(labels)} labels")
-    return [name for name, value in zip(labels, vector) if float(value) >= threshold]
+    return [name for name, value in zip(labels, vector, strict=False) if float(value) >= threshold]
 
 
 def check_labels(artifact_labels: Sequence[str], expected: Sequence[str], artifact: str) -> None:
@@ -30,7 +30,7 @@ def check_labels(artifact_labels: Sequence[str], expected: Sequence[str], artifa
     if list(artifact_labels) == list(expected):
         return
     if sorted(artifact_labels) == sorted(expected):
-        first = next(i for i, (a, b) in enumerate(zip(artifact_labels, expected)) if a != b)
+        first = next(i for i, (a, b) in enumerate(zip(artifact_labels, expected, strict=False)) if a != b)
         raise LabelMismatchError(
             f"{artifact}: label ORDER differs from the taxonomy at position {first} "
             f"({artifact_labels[first]!r} vs {expected[first]!r}); refusing to use it"

@@ -114,7 +114,7 @@ def _read_profile_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    return deep_merge(_read_profile_file(path.parent / f"{parent}.yaml", seen + (path,)), data)
+    return deep_merge(_read_profile_file(path.parent / f"{parent}.yaml", (*seen, path)), data)
 
 
 def resolve_profile_path(name_or_path: str) -> Path:

@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,7 +21,7 @@ from tiergate.hashing import canonical_json, sha256_text
 _WHITESPACE = re.compile(r"\s+")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """Why a record exists; drives curriculum phases and screening."""
 
     POSITIVE = "positive"

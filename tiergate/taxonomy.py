@@ -125,7 +125,7 @@ class Category(_Strict):
 
     def matching_signals(self, text: str) -> list[str]:
         """The positive signals of this category found in `text` (case-insensitive, word-bounded)."""
-        return [signal for signal, pattern in zip(self.signals, self.signal_patterns) if pattern.search(text)]
+        return [signal for signal, pattern in zip(self.signals, self.signal_patterns, strict=False) if pattern.search(text)]
 
 
 def compile_signal(signal: str) -> re.Pattern[str]:

@@ -100,7 +100,9 @@ class AnthropicBackend:
             if batch.processing_status == "ended":
                 break
             if waited >= self.settings.max_wait_s:
-                raise GenerationError(f"message batch {batch_id} still {batch.processing_status} after {waited:.0f}s; rerun to resume")
+                raise GenerationError(
+                    f"message batch {batch_id} still {batch.processing_status} after {waited:.0f}s; rerun to resume"
+                )
             counts = batch.request_counts
             log.info("batch %s: %s processing, %s succeeded", batch_id, counts.processing, counts.succeeded)
             self.sleep(self.settings.poll_interval_s)

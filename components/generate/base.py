@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from components.generate.plan import GenerationRequest
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     OK = "ok"
-    SHORT = "short"          # fewer examples than asked for; the rest counted as missing
-    REFUSED = "refused"      # the model declined (log: Claude refuses csam)
+    SHORT = "short"  # fewer examples than asked for; the rest counted as missing
+    REFUSED = "refused"  # the model declined (log: Claude refuses csam)
     MALFORMED = "malformed"  # the answer could not be parsed
-    ERROR = "error"          # transport / API error after retries
+    ERROR = "error"  # transport / API error after retries
 
 
 @dataclass
 class GenerationResult:
     request: GenerationRequest
-    texts: list[str]          # aligned with request.items; may be shorter
+    texts: list[str]  # aligned with request.items; may be shorter
     outcome: Outcome
     prompt_id: str
     cached: bool = False
@@ -38,5 +38,4 @@ class TextGenerator(Protocol):
     model: str
     smoke_test: bool
 
-    def run(self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None) -> list[GenerationResult]:
-        ...
+    def run(self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None) -> list[GenerationResult]: ...

@@ -54,7 +54,9 @@ def _labels(value: Any, separator: str) -> list[str]:
     raise ValueError(f"labels must be a string or a list, got {type(value).__name__}")
 
 
-def import_file(taxonomy: Taxonomy, path: Path, out_dir: Path, mapping: ColumnMapping, file_format: str = "auto") -> DatasetManifest:
+def import_file(
+    taxonomy: Taxonomy, path: Path, out_dir: Path, mapping: ColumnMapping, file_format: str = "auto"
+) -> DatasetManifest:
     """Validate every row (all problems reported at once, by row number) and write a dataset."""
     path = Path(path)
     if not path.is_file():
@@ -72,7 +74,9 @@ def import_file(taxonomy: Taxonomy, path: Path, out_dir: Path, mapping: ColumnMa
         try:
             labels = _labels(row.get(mapping.labels), mapping.label_separator)
             raw_context = row.get(mapping.context) if mapping.context and mapping.context in frame.columns else None
-            context = Context.parse(str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
+            context = Context.parse(
+                str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces
+            )
             kind = Kind(str(row[mapping.kind])) if mapping.kind else (Kind.POSITIVE if labels else Kind.INNOCUOUS)
         except (ValueError, InputDataError) as error:
             problems.append(f"row {row_number}: {error}")
@@ -85,8 +89,13 @@ def import_file(taxonomy: Taxonomy, path: Path, out_dir: Path, mapping: ColumnMa
         elif kind is Kind.POSITIVE and not labels:
             problems.append(f"row {row_number}: kind positive but no labels")
         else:
-            source = Source(generator="import", model=path.name, prompt_id=f"{path.name}:{row_number}",
-                            category=labels[0] if labels else None, kind=kind)
+            source = Source(
+                generator="import",
+                model=path.name,
+                prompt_id=f"{path.name}:{row_number}",
+                category=labels[0] if labels else None,
+                kind=kind,
+            )
             records.append(make_record(text, context, labels, source))
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")

@@ -160,8 +160,7 @@ class CompletionBackend(Protocol):
 
     model: str
 
-    def complete(self, prompts: Mapping[str, Prompt], cache: ResponseCache, job_name: str) -> dict[str, Completion]:
-        ...
+    def complete(self, prompts: Mapping[str, Prompt], cache: ResponseCache, job_name: str) -> dict[str, Completion]: ...
 
 
 class LLMGenerator:
@@ -169,7 +168,15 @@ class LLMGenerator:
 
     smoke_test = False
 
-    def __init__(self, name: str, taxonomy: Taxonomy, settings: GeneratorSettings, backend: CompletionBackend, cache: ResponseCache, seed: int):
+    def __init__(
+        self,
+        name: str,
+        taxonomy: Taxonomy,
+        settings: GeneratorSettings,
+        backend: CompletionBackend,
+        cache: ResponseCache,
+        seed: int,
+    ):
         self.name = name
         self.model = settings.model
         self.taxonomy = taxonomy

@@ -40,7 +40,9 @@ class OfflineGenerator:
     name = "offline"
     smoke_test = True
 
-    def __init__(self, taxonomy: Taxonomy, seed: int, vocabulary: dict[str, Any] | None = None, model: str = "offline-templates-v1"):
+    def __init__(
+        self, taxonomy: Taxonomy, seed: int, vocabulary: dict[str, Any] | None = None, model: str = "offline-templates-v1"
+    ):
         self.taxonomy = taxonomy
         self.seed = seed
         self.vocabulary = vocabulary or load_vocabulary()

@@ -102,7 +102,7 @@ def chunk_requests(items: list[ItemSpec], size: int) -> Iterator[GenerationReque
             group.clear()
 
     for item in items:
-        if group and (item.kind, item.secondary) != (group[0].kind, group[0].secondary) or len(group) >= size:
+        if (group and (item.kind, item.secondary) != (group[0].kind, group[0].secondary)) or len(group) >= size:
             yield from flush()
         group.append(item)
     yield from flush()

@@ -79,14 +79,20 @@ def context_twins(taxonomy: Taxonomy, records: Sequence[Record]) -> list[Record]
             continue
         for audience in taxonomy.category(record.source.category).allowed_in:
             labels = [label for label in record.labels if audience not in taxonomy.category(label).allowed_in]
-            source = record.source.model_copy(update={"kind": Kind.HARD_NEGATIVE if not labels else Kind.POSITIVE,
-                                                      "prompt_id": record.source.prompt_id + f"~context:{audience}"})
+            source = record.source.model_copy(
+                update={
+                    "kind": Kind.HARD_NEGATIVE if not labels else Kind.POSITIVE,
+                    "prompt_id": record.source.prompt_id + f"~context:{audience}",
+                }
+            )
             context = Context(audience=audience, surface=record.context.surface)
             twins.append(make_record(record.text, context, labels, source))
     return twins
 
 
-def _report(category: str, requested: Counter[str], results: Sequence[GenerationResult], records: Sequence[Record], profile: Profile) -> dict[str, Any]:
+def _report(
+    category: str, requested: Counter[str], results: Sequence[GenerationResult], records: Sequence[Record], profile: Profile
+) -> dict[str, Any]:
     outcomes: dict[str, Counter[str]] = defaultdict(Counter)
     produced: Counter[str] = Counter()
     cached = 0
@@ -97,7 +103,9 @@ def _report(category: str, requested: Counter[str], results: Sequence[Generation
         produced[kind] += len(result.texts)
         cached += int(result.cached)
         if result.outcome is not Outcome.OK:
-            details.append({"kind": kind, "prompt_id": result.prompt_id, "outcome": result.outcome.value, "detail": result.detail})
+            details.append(
+                {"kind": kind, "prompt_id": result.prompt_id, "outcome": result.outcome.value, "detail": result.detail}
+            )
     shortfalls = []
     for kind, count in requested.items():
         if count and produced[kind] < profile.generator.min_yield_fraction * count:
@@ -136,7 +144,9 @@ def generate_category(
 
     records = _records_from_results(results, generator)
     records += context_twins(taxonomy, records)
-    records += perturbations(records, profile.perturbation.fraction, profile.perturbation.max_edits, profile.seed, load_vocabulary())
+    records += perturbations(
+        records, profile.perturbation.fraction, profile.perturbation.max_edits, profile.seed, load_vocabulary()
+    )
     unique = {(record.id, str(record.context), record.labels, record.source.kind): record for record in records}
     records = sorted(unique.values(), key=record_sort_key)
 
@@ -160,8 +170,11 @@ def generate_category(
         taxonomy_sha256=taxonomy.sha256,
         files={"records.jsonl": file_entry(records_path, len(records)), "report.json": file_entry(out_dir / "report.json", 0)},
         counts={"category": category, "records": len(records), "by_kind": report["records_by_kind"]},
-        config={"profile": profile.model_dump(mode="json"), "taxonomy_content_sha256": taxonomy.content_sha256,
-                "generator": {"name": generator.name, "model": generator.model}},
+        config={
+            "profile": profile.model_dump(mode="json"),
+            "taxonomy_content_sha256": taxonomy.content_sha256,
+            "generator": {"name": generator.name, "model": generator.model},
+        },
         smoke_test=generator.smoke_test,
         notes=notes,
     )

@@ -33,9 +33,7 @@ def build_report(
                 "positive_rate": round(len(positives) / len(records), 6) if records else 0.0,
                 "by_kind": dict(sorted(Counter(record.source.kind.value for record in positives).items())),
                 "by_context": dict(sorted(Counter(str(record.context) for record in positives).items())),
-                "negatives_from_category": sum(
-                    1 for record in records if not record.labels and record.source.category == name
-                ),
+                "negatives_from_category": sum(1 for record in records if not record.labels and record.source.category == name),
             }
         per_category[name] = entry
     low_support = [
@@ -58,8 +56,7 @@ def build_report(
             for split, records in splits.items()
         },
         "by_context": {
-            split: dict(sorted(Counter(str(record.context) for record in records).items()))
-            for split, records in splits.items()
+            split: dict(sorted(Counter(str(record.context) for record in records).items())) for split, records in splits.items()
         },
         "multilabel_records": sum(1 for records in splits.values() for record in records if len(record.labels) > 1),
         "per_category": per_category,
@@ -80,34 +77,55 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for note in report.get("notes", []):
         lines.append(f"> **{note}**")
     lines += ["", f"Taxonomy sha256: `{report['taxonomy_sha256']}`", ""]
-    lines += _table(["split", "records", *sorted({k for v in report["by_kind"].values() for k in v})],
-                    [[split, total, *[report["by_kind"][split].get(kind, 0)
-                                      for kind in sorted({k for v in report["by_kind"].values() for k in v})]]
-                     for split, total in report["totals"].items()])
+    lines += _table(
+        ["split", "records", *sorted({k for v in report["by_kind"].values() for k in v})],
+        [
+            [
+                split,
+                total,
+                *[report["by_kind"][split].get(kind, 0) for kind in sorted({k for v in report["by_kind"].values() for k in v})],
+            ]
+            for split, total in report["totals"].items()
+        ],
+    )
     lines += ["", "## Curriculum phases (train split)", ""]
     lines += _table(["phase", "records"], list(report["phases"].items()))
     lines += ["", "## Cleaning", ""]
-    lines += _table(["step", "count"], [
-        ["exact duplicates removed", report["exact_duplicates"]],
-        ["multi-label folds", report["folded_multilabel"]],
-        ["near-duplicates removed", report["near_duplicates_removed"]],
-        ["near-duplicate pairs with different labels (kept, review)", report["near_duplicate_label_conflicts"]],
-        ["quarantined", report["quarantined"]],
-        ["keyword co-labels added", report["keyword_colabels_added"]],
-    ])
+    lines += _table(
+        ["step", "count"],
+        [
+            ["exact duplicates removed", report["exact_duplicates"]],
+            ["multi-label folds", report["folded_multilabel"]],
+            ["near-duplicates removed", report["near_duplicates_removed"]],
+            ["near-duplicate pairs with different labels (kept, review)", report["near_duplicate_label_conflicts"]],
+            ["quarantined", report["quarantined"]],
+            ["keyword co-labels added", report["keyword_colabels_added"]],
+        ],
+    )
     if report["quarantine_reasons"]:
         lines += ["", "Quarantine reasons:", ""]
         lines += [f"- {reason}: {count}" for reason, count in report["quarantine_reasons"].items()]
     lines += ["", "## Per category", ""]
     rows = []
     for name, entry in report["per_category"].items():
-        rows.append([name, entry["tier"], entry["train"]["positives"], entry["val"]["positives"], entry["test"]["positives"],
-                     f"{entry['train']['positive_rate']:.3f}"])
+        rows.append(
+            [
+                name,
+                entry["tier"],
+                entry["train"]["positives"],
+                entry["val"]["positives"],
+                entry["test"]["positives"],
+                f"{entry['train']['positive_rate']:.3f}",
+            ]
+        )
     lines += _table(["category", "tier", "train +", "val +", "test +", "train rate"], rows)
     if report["low_support"]:
         lines += ["", "## Min-support warnings", ""]
-        lines += [f"- **{item['category']}**: {item['test_positives']} test positives < {item['min_test_support']}; "
-                  "its test metrics will be reported as not measurable" for item in report["low_support"]]
+        lines += [
+            f"- **{item['category']}**: {item['test_positives']} test positives < {item['min_test_support']}; "
+            "its test metrics will be reported as not measurable"
+            for item in report["low_support"]
+        ]
     if report["generation_problems"]:
         lines += ["", "## Generation problems", ""]
         lines += [f"- {problem}" for problem in report["generation_problems"]]
@@ -129,5 +147,8 @@ def realised_overlaps(records: Sequence[Record]) -> dict[str, float]:
         for label in record.labels:
             if label != category:
                 paired[category][label] += 1
-    return {f"{category}->{other}": round(count / primary[category], 4)
-            for category, counter in sorted(paired.items()) for other, count in sorted(counter.items())}
+    return {
+        f"{category}->{other}": round(count / primary[category], 4)
+        for category, counter in sorted(paired.items())
+        for other, count in sorted(counter.items())
+    }

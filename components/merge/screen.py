@@ -34,10 +34,7 @@ class KeywordScreener:
 
     def _candidates(self, record: Record) -> list[str]:
         own = record.source.category
-        if record.source.kind is Kind.INNOCUOUS or own is None:
-            names = self.taxonomy.labels
-        else:
-            names = [own]
+        names = self.taxonomy.labels if record.source.kind is Kind.INNOCUOUS or own is None else [own]
         return [name for name in names if record.context.audience not in self.taxonomy.category(name).allowed_in]
 
     def reasons(self, records: Sequence[Record]) -> dict[int, str]:

@@ -38,7 +38,9 @@ def apply_keyword_colabels(taxonomy: Taxonomy, records: Sequence[Record]) -> tup
                 if rule.label not in labels and any(keyword.lower() in text for keyword in rule.keywords):
                     labels.add(rule.label)
                     added += 1
-        out.append(record if tuple(sorted(labels)) == record.labels else record.model_copy(update={"labels": tuple(sorted(labels))}))
+        out.append(
+            record if tuple(sorted(labels)) == record.labels else record.model_copy(update={"labels": tuple(sorted(labels))})
+        )
     return out, added
 
 
@@ -86,8 +88,13 @@ def merge_datasets(
     screened, quarantined = screen(folded.records, screeners if screeners is not None else [KeywordScreener(taxonomy)])
     near = remove_near_duplicates(screened, settings.near_duplicate)
     kept = near.records
-    log.info("merge: %d kept (%d exact dups, %d near dups, %d quarantined)",
-             len(kept), folded.exact_duplicates, len(near.removed), len(folded.quarantined) + len(quarantined))
+    log.info(
+        "merge: %d kept (%d exact dups, %d near dups, %d quarantined)",
+        len(kept),
+        folded.exact_duplicates,
+        len(near.removed),
+        len(folded.quarantined) + len(quarantined),
+    )
 
     splits = assign_splits(kept, settings.splits)
     phases = {
@@ -107,16 +114,23 @@ def merge_datasets(
         "quarantined": len(all_quarantined),
         "quarantine_reasons": dict(sorted(Counter(item.reason.split(" [")[0] for item in all_quarantined).items())),
         "keyword_colabels_added": colabels_added,
-        "overlap_rates": {"configured": {f"{c.name}->{o}": r for c in taxonomy.categories for o, r in c.overlaps.items()},
-                          "realised": realised_overlaps([r for r in kept if r.source.kind is Kind.POSITIVE])},
+        "overlap_rates": {
+            "configured": {f"{c.name}->{o}": r for c in taxonomy.categories for o, r in c.overlaps.items()},
+            "realised": realised_overlaps([r for r in kept if r.source.kind is Kind.POSITIVE]),
+        },
         "generation_problems": generation_problems,
         "smoke_test": smoke_test,
-        "notes": (["SMOKE-TEST DATA: built from the offline template generator; metrics on it say nothing about "
-                   "real-world quality."] if smoke_test else []),
+        "notes": (
+            ["SMOKE-TEST DATA: built from the offline template generator; metrics on it say nothing about real-world quality."]
+            if smoke_test
+            else []
+        ),
     }
     report = build_report(taxonomy, splits, phases, stats, settings.min_test_support)
     for item in report["low_support"]:
-        log.warning("min support: %s has %d test positives (< %d)", item["category"], item["test_positives"], item["min_test_support"])
+        log.warning(
+            "min support: %s has %d test positives (< %d)", item["category"], item["test_positives"], item["min_test_support"]
+        )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,8 +150,11 @@ def merge_datasets(
         taxonomy_sha256=taxonomy.sha256,
         files=files,
         counts={"splits": report["totals"], "phases": report["phases"], "quarantined": len(all_quarantined)},
-        config={"profile": profile.model_dump(mode="json"), "taxonomy_content_sha256": taxonomy.content_sha256,
-                "inputs": sorted(manifest.dataset_sha256 for manifest in manifests)},
+        config={
+            "profile": profile.model_dump(mode="json"),
+            "taxonomy_content_sha256": taxonomy.content_sha256,
+            "inputs": sorted(manifest.dataset_sha256 for manifest in manifests),
+        },
         smoke_test=smoke_test,
         notes=stats["notes"] + generation_problems,
     )

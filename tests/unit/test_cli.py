@@ -58,11 +58,18 @@ def test_generate_and_merge_cli_twice_byte_identical(tmp_path: Path) -> None:
     outputs = []
     for attempt in ("a", "b"):
         generated = tmp_path / attempt / "generated"
-        assert run("data", "generate", "--out", str(generated), "-c", "threats", "-c", "doxxing", "-c", "harassment").returncode == 0
+        assert (
+            run("data", "generate", "--out", str(generated), "-c", "threats", "-c", "doxxing", "-c", "harassment").returncode == 0
+        )
         merged = run("data", "merge", str(generated), "--out", str(tmp_path / attempt / "merged"))
         assert merged.returncode == 0, merged.stderr
         assert "splits" in merged.stdout and "SMOKE-TEST" in merged.stdout
-        outputs.append({path.relative_to(tmp_path / attempt): path.read_bytes()
-                        for path in sorted((tmp_path / attempt).rglob("*")) if path.is_file()})
+        outputs.append(
+            {
+                path.relative_to(tmp_path / attempt): path.read_bytes()
+                for path in sorted((tmp_path / attempt).rglob("*"))
+                if path.is_file()
+            }
+        )
     assert outputs[0] == outputs[1]
     assert any(str(path).endswith("train.jsonl") for path in outputs[0])

@@ -31,25 +31,44 @@ def _answer(prompt: str) -> str:
 
 
 def _message(text: str, stop_reason: str = "end_turn") -> dict[str, Any]:
-    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
-            "content": [{"type": "text", "text": text}], "stop_reason": stop_reason, "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1}}
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
 
 
 def _batch(batch_id: str, status: str, count: int) -> dict[str, Any]:
-    return {"id": batch_id, "type": "message_batch", "processing_status": status,
-            "request_counts": {"processing": count if status != "ended" else 0, "succeeded": count if status == "ended" else 0,
-                               "errored": 0, "canceled": 0, "expired": 0},
-            "ended_at": None, "created_at": "2026-11-25T00:00:00Z", "expires_at": "2026-11-26T00:00:00Z",
-            "archived_at": None, "cancel_initiated_at": None,
-            "results_url": f"https://api.anthropic.com/v1/messages/batches/{batch_id}/results" if status == "ended" else None}
+    return {
+        "id": batch_id,
+        "type": "message_batch",
+        "processing_status": status,
+        "request_counts": {
+            "processing": count if status != "ended" else 0,
+            "succeeded": count if status == "ended" else 0,
+            "errored": 0,
+            "canceled": 0,
+            "expired": 0,
+        },
+        "ended_at": None,
+        "created_at": "2026-11-25T00:00:00Z",
+        "expires_at": "2026-11-26T00:00:00Z",
+        "archived_at": None,
+        "cancel_initiated_at": None,
+        "results_url": f"https://api.anthropic.com/v1/messages/batches/{batch_id}/results" if status == "ended" else None,
+    }
 
 
 class FakeAnthropic:
     """Enough of the Messages and Message Batches HTTP API to exercise the SDK end to end."""
 
     def __init__(self, behaviour: dict[int, str] | None = None):
-        self.behaviour = behaviour or {}   # request position -> "refuse" | "malformed" | "errored"
+        self.behaviour = behaviour or {}  # request position -> "refuse" | "malformed" | "errored"
         self.calls: Counter[str] = Counter()
         self.batches: dict[str, list[dict[str, Any]]] = {}
         self.polls = 0
@@ -70,7 +89,10 @@ class FakeAnthropic:
                 behaviour = self.behaviour.get(position)
                 prompt = item["params"]["messages"][0]["content"]
                 if behaviour == "errored":
-                    result: dict[str, Any] = {"type": "errored", "error": {"type": "error", "error": {"type": "api_error", "message": "boom"}}}
+                    result: dict[str, Any] = {
+                        "type": "errored",
+                        "error": {"type": "error", "error": {"type": "api_error", "message": "boom"}},
+                    }
                 elif behaviour == "refuse":
                     result = {"type": "succeeded", "message": _message("", "refusal")}
                 elif behaviour == "malformed":
@@ -88,8 +110,11 @@ class FakeAnthropic:
         if request.method == "POST" and path == "/v1/messages":
             self.calls["message"] += 1
             if self.calls["message"] == 1 and self.behaviour.get(-1) == "429":
-                return httpx2.Response(429, json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
-                                       headers={"retry-after-ms": "1"})
+                return httpx2.Response(
+                    429,
+                    json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+                    headers={"retry-after-ms": "1"},
+                )
             body = json.loads(request.content)
             return httpx2.Response(200, json=_message(_answer(body["messages"][0]["content"])))
         return httpx2.Response(404, json={"type": "error", "error": {"type": "not_found_error", "message": path}})
@@ -103,8 +128,14 @@ def _crash(_: float) -> None:
     raise SimulatedCrash
 
 
-def _anthropic_generator(taxonomy: Taxonomy, fake: FakeAnthropic, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                         sleep: Any = lambda _: None, **overrides: Any) -> LLMGenerator:
+def _anthropic_generator(
+    taxonomy: Taxonomy,
+    fake: FakeAnthropic,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sleep: Any = lambda _: None,
+    **overrides: Any,
+) -> LLMGenerator:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     profile = load_profile("production", {"generator": {"examples_per_request": 3, "poll_interval_s": 0.01, **overrides}})
     client = make_client(profile.generator, httpx2.Client(transport=httpx2.MockTransport(fake.handler)))
@@ -116,7 +147,9 @@ def _requests(taxonomy: Taxonomy, category: str = "threats") -> list:
     return list(chunk_requests(plan_category(taxonomy, category, COUNTS, 42), 3))
 
 
-def test_batch_generation_counts_refusals_and_malformed(taxonomy: Taxonomy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_generation_counts_refusals_and_malformed(
+    taxonomy: Taxonomy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = FakeAnthropic(behaviour={0: "refuse", 1: "malformed", 2: "errored"})
     generator = _anthropic_generator(taxonomy, fake, tmp_path, monkeypatch)
     results = generator.run(_requests(taxonomy))
@@ -192,14 +225,28 @@ class FakeChatServer:
             return httpx.Response(200, json={"unexpected": True})
         content = {"filter": "", "garbage": "not json at all", "ok": _answer(body["messages"][1]["content"])}[action]
         finish = "content_filter" if action == "filter" else "stop"
-        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": finish}]})
+        return httpx.Response(
+            200, json={"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": finish}]}
+        )
 
 
 def test_openai_compatible_generator(taxonomy: Taxonomy, tmp_path: Path) -> None:
     server = FakeChatServer(["429", "ok", "filter", "garbage", "bad-shape", "bad-shape", "bad-shape"])
-    profile = load_profile("local", {"generator": {"kind": "openai-compatible", "model": "llama", "base_url": "http://llm.local/v1",
-                                                   "examples_per_request": 3, "max_retries": 2}})
-    backend = OpenAICompatibleBackend(profile.generator, httpx.Client(transport=httpx.MockTransport(server.handler)), sleep=lambda _: None)
+    profile = load_profile(
+        "local",
+        {
+            "generator": {
+                "kind": "openai-compatible",
+                "model": "llama",
+                "base_url": "http://llm.local/v1",
+                "examples_per_request": 3,
+                "max_retries": 2,
+            }
+        },
+    )
+    backend = OpenAICompatibleBackend(
+        profile.generator, httpx.Client(transport=httpx.MockTransport(server.handler)), sleep=lambda _: None
+    )
     generator = LLMGenerator("openai-compatible", taxonomy, profile.generator, backend, ResponseCache(tmp_path), profile.seed)
     requests = _requests(taxonomy, "spam")
     results = generator.run(requests)

@@ -24,8 +24,11 @@ MAPPING = ColumnMapping(text="message", labels="cats", context="where", label_se
 def test_import_formats(taxonomy: Taxonomy, tmp_path: Path, suffix: str) -> None:
     frame = pd.DataFrame(ROWS)
     path = tmp_path / f"data.{suffix}"
-    {"csv": lambda: frame.to_csv(path, index=False), "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     "parquet": lambda: frame.to_parquet(path)}[suffix]()
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+    }[suffix]()
     manifest = import_file(taxonomy, path, tmp_path / "out", MAPPING)
     assert manifest.counts["records"] == 3
     load_manifest(tmp_path / "out", taxonomy)
@@ -44,12 +47,14 @@ def test_jsonl_list_labels(taxonomy: Taxonomy, tmp_path: Path) -> None:
 
 def test_every_bad_row_is_reported_by_number(taxonomy: Taxonomy, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
-    pd.DataFrame([
-        {"text": "fine", "labels": "threats", "context": "general/message"},
-        {"text": "", "labels": "threats", "context": "general/message"},
-        {"text": "x", "labels": "threatz", "context": "general/message"},
-        {"text": "y", "labels": "spam", "context": "kids/message"},
-    ]).to_csv(path, index=False)
+    pd.DataFrame(
+        [
+            {"text": "fine", "labels": "threats", "context": "general/message"},
+            {"text": "", "labels": "threats", "context": "general/message"},
+            {"text": "x", "labels": "threatz", "context": "general/message"},
+            {"text": "y", "labels": "spam", "context": "kids/message"},
+        ]
+    ).to_csv(path, index=False)
     with pytest.raises(InputDataError) as caught:
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping())
     message = str(caught.value)

@@ -21,17 +21,32 @@ GENERAL = Context(audience="general", surface="message")
 ADULT = Context(audience="adult", surface="message")
 
 
-def _record(text: str, labels: tuple[str, ...] = (), kind: Kind = Kind.POSITIVE, category: str | None = "threats",
-            context: Context = GENERAL, origin: str | None = None) -> Record:
-    source = Source(generator="test", model="m", prompt_id=f"p:{text[:10]}:{kind.value}", category=category, kind=kind, origin_id=origin)
+def _record(
+    text: str,
+    labels: tuple[str, ...] = (),
+    kind: Kind = Kind.POSITIVE,
+    category: str | None = "threats",
+    context: Context = GENERAL,
+    origin: str | None = None,
+) -> Record:
+    source = Source(
+        generator="test", model="m", prompt_id=f"p:{text[:10]}:{kind.value}", category=category, kind=kind, origin_id=origin
+    )
     return make_record(text, context, labels, source)
 
 
 def _dataset(taxonomy: Taxonomy, directory: Path, records: list[Record]) -> Path:
     path = directory / "records.jsonl"
     write_jsonl(path, records)
-    write_manifest(directory, DatasetManifest(dataset="imported", labels=taxonomy.labels, taxonomy_sha256=taxonomy.sha256,
-                                              files={"records.jsonl": file_entry(path, len(records))}))
+    write_manifest(
+        directory,
+        DatasetManifest(
+            dataset="imported",
+            labels=taxonomy.labels,
+            taxonomy_sha256=taxonomy.sha256,
+            files={"records.jsonl": file_entry(path, len(records))},
+        ),
+    )
     return directory
 
 
@@ -49,17 +64,19 @@ def test_fold_unions_labels_and_quarantines_conflicting_negatives() -> None:
     assert len(folded.records) == 3
     assert sorted(texts.values()) == [(), ("harassment", "threats"), ("threats",)]
     assert folded.folded_multilabel == 1
-    assert [item.reason for item in folded.quarantined] == ["conflict: same text and context is a positive for harassment, threats"]
+    assert [item.reason for item in folded.quarantined] == [
+        "conflict: same text and context is a positive for harassment, threats"
+    ]
 
 
 def test_poisoned_negatives_are_quarantined_not_trained_on(taxonomy: Taxonomy) -> None:
     """Exp 29: coercive 'negatives' taught the model that coercion is safe. Screening catches them."""
     records = [
-        _record("pay by friday or you will regret it", (), kind=Kind.HARD_NEGATIVE),           # own-category signal
-        _record("damn, running late", (), kind=Kind.INNOCUOUS, category="spam"),             # innocuous: any signal
+        _record("pay by friday or you will regret it", (), kind=Kind.HARD_NEGATIVE),  # own-category signal
+        _record("damn, running late", (), kind=Kind.INNOCUOUS, category="spam"),  # innocuous: any signal
         _record("damn, running late", (), kind=Kind.INNOCUOUS, category="spam", context=ADULT),  # profanity allowed in adult
         _record("following up on my booking", (), kind=Kind.HARD_NEGATIVE, category="harassment"),
-        _record("you will regret this", ("threats",)),                                         # positives never screened
+        _record("you will regret this", ("threats",)),  # positives never screened
     ]
     kept, quarantined = screen(records, [KeywordScreener(taxonomy)])
     assert [item.record.text for item in quarantined] == ["pay by friday or you will regret it", "damn, running late"]
@@ -73,8 +90,8 @@ def test_near_duplicates_dropped_only_with_identical_labels(local_profile: Profi
     base = "hey alex, i know where you live so watch your back tonight"
     records = [
         _record(base, ("threats",)),
-        _record(base + "!", ("threats",)),                       # near copy, same labels -> dropped
-        _record(base + " ok", ("harassment", "threats")),        # near copy, other labels -> kept, flagged
+        _record(base + "!", ("threats",)),  # near copy, same labels -> dropped
+        _record(base + " ok", ("harassment", "threats")),  # near copy, other labels -> kept, flagged
         _record(base + "?", ("threats",), kind=Kind.PERTURBATION, origin="x"),  # perturbations are exempt
         _record("completely different text about the weather today", ()),
     ]
@@ -153,8 +170,13 @@ def test_min_support_warning(generated: Path, taxonomy: Taxonomy, tmp_path: Path
 
 def test_merge_quarantines_poisoned_input_and_reports_it(taxonomy: Taxonomy, local_profile: Profile, tmp_path: Path) -> None:
     poisoned = [_record(f"tribute is late {i}, you will regret it", (), kind=Kind.HARD_NEGATIVE) for i in range(5)]
-    clean_texts = ["following up about my booking", "the cafe opens at nine", "thanks for the quick reply",
-                   "is parking available nearby?", "my train is delayed again"]
+    clean_texts = [
+        "following up about my booking",
+        "the cafe opens at nine",
+        "thanks for the quick reply",
+        "is parking available nearby?",
+        "my train is delayed again",
+    ]
     clean = [_record(text, (), kind=Kind.HARD_NEGATIVE, category="harassment") for text in clean_texts]
     dataset = _dataset(taxonomy, tmp_path / "in", poisoned + clean)
     manifest = merge_datasets(taxonomy, local_profile, [dataset], tmp_path / "out")
@@ -169,11 +191,15 @@ def test_keyword_colabels_are_off_by_default(taxonomy: Taxonomy, taxonomy_dict: 
 
     taxonomy_dict["categories"][32]["colabel_rules"] = [{"keywords": ["never be a real"], "label": "hate_speech"}]
     with_rules = parse_taxonomy(taxonomy_dict)
-    dataset = _dataset(with_rules, tmp_path / "in", [_record("you'll never be a real one", ("anti_trans",), category="anti_trans")])
+    dataset = _dataset(
+        with_rules, tmp_path / "in", [_record("you'll never be a real one", ("anti_trans",), category="anti_trans")]
+    )
     off = merge_datasets(with_rules, load_profile("local"), [dataset], tmp_path / "off")
-    on = merge_datasets(with_rules, load_profile("local", {"merge": {"keyword_colabel_rules": True}}), [dataset], tmp_path / "on")
-    labels = {name: [r.labels for split in ("train", "val", "test") for r in read_jsonl(tmp_path / name / f"{split}.jsonl")]
-              for name in ("off", "on")}
+    merge_datasets(with_rules, load_profile("local", {"merge": {"keyword_colabel_rules": True}}), [dataset], tmp_path / "on")
+    labels = {
+        name: [r.labels for split in ("train", "val", "test") for r in read_jsonl(tmp_path / name / f"{split}.jsonl")]
+        for name in ("off", "on")
+    }
     assert labels["off"] == [("anti_trans",)] and labels["on"] == [("anti_trans", "hate_speech")]
     assert off.config["profile"]["merge"]["keyword_colabel_rules"] is False
 

@@ -22,9 +22,9 @@ def test_profile_errors_name_the_key(tmp_path: Path) -> None:
         load_profile("nope")
     with pytest.raises(ConfigError, match=r"merge.splits: train \+ val \+ test must be 1.0, got 1.1"):
         load_profile("local", {"merge": {"splits": {"train": 0.9}}})
-    with pytest.raises(ConfigError, match="generator.colour"):
+    with pytest.raises(ConfigError, match=r"generator\.colour"):
         load_profile("local", {"generator": {"colour": "red"}})
-    with pytest.raises(ConfigError, match="generator.kind"):
+    with pytest.raises(ConfigError, match=r"generator\.kind"):
         load_profile("local", {"generator": {"kind": "magic"}})
     loop = tmp_path / "loop.yaml"
     loop.write_text("extends: loop\n", encoding="utf-8")

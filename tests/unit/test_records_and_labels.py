@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +49,9 @@ def test_format_input_is_the_single_builder() -> None:
 
 
 def test_records_store_names_sorted_and_roundtrip(tmp_path: Path) -> None:
-    record = make_record("i know where you live", Context(audience="general", surface="message"), ["threats", "harassment", "threats"], SOURCE)
+    record = make_record(
+        "i know where you live", Context(audience="general", surface="message"), ["threats", "harassment", "threats"], SOURCE
+    )
     assert record.labels == ("harassment", "threats")
     path = tmp_path / "r.jsonl"
     assert write_jsonl(path, [record]) == 1
@@ -74,7 +75,13 @@ def test_label_vectors(taxonomy: Taxonomy) -> None:
 def test_label_order_mismatch_is_refused(taxonomy: Taxonomy) -> None:
     """The log's v4–v6 bug: same names, different order. Must be refused, loudly."""
     check_labels(taxonomy.labels, taxonomy.labels, "ok")
-    severity_order = ["threats", "hate_speech", "csam", "trafficking", *[n for n in taxonomy.labels if n not in {"threats", "hate_speech", "csam", "trafficking"}]]
+    severity_order = [
+        "threats",
+        "hate_speech",
+        "csam",
+        "trafficking",
+        *[n for n in taxonomy.labels if n not in {"threats", "hate_speech", "csam", "trafficking"}],
+    ]
     with pytest.raises(LabelMismatchError, match=r"label ORDER differs .* position 3 \('trafficking' vs 'scam_patterns'\)"):
         check_labels(severity_order, taxonomy.labels, "checkpoint")
     with pytest.raises(LabelMismatchError, match=r"missing \['anti_trans'\]"):

@@ -14,12 +14,41 @@ from tiergate.taxonomy import Taxonomy, load_taxonomy, parse_taxonomy, taxonomy_
 
 # The seed log's order (constants.py, then the 14 expansion categories, then anti_trans)
 # and its final tier table, as issue #3 spells them out.
-SEED_ORDER = (
-    "threats hate_speech csam scam_patterns contact_info solicitation spam profanity adult_content doxxing "
-    "predatory_behavior law_enforcement sextortion ncii trafficking self_harm impersonation harassment age_play "
-    "bestiality necrophilia scat snuff extreme_gore bdsm edge_play furry watersports roleplay financial_coercion "
-    "consent_violation intoxication anti_trans"
-).split()
+SEED_ORDER = [
+    "threats",
+    "hate_speech",
+    "csam",
+    "scam_patterns",
+    "contact_info",
+    "solicitation",
+    "spam",
+    "profanity",
+    "adult_content",
+    "doxxing",
+    "predatory_behavior",
+    "law_enforcement",
+    "sextortion",
+    "ncii",
+    "trafficking",
+    "self_harm",
+    "impersonation",
+    "harassment",
+    "age_play",
+    "bestiality",
+    "necrophilia",
+    "scat",
+    "snuff",
+    "extreme_gore",
+    "bdsm",
+    "edge_play",
+    "furry",
+    "watersports",
+    "roleplay",
+    "financial_coercion",
+    "consent_violation",
+    "intoxication",
+    "anti_trans",
+]
 SEED_TIERS = {
     1: "csam trafficking bestiality self_harm",
     2: "predatory_behavior ncii sextortion threats",
@@ -122,8 +151,9 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 
 def test_cli_show_json_matches_the_seed(tmp_path: Path, taxonomy_dict: dict[str, Any]) -> None:
-    out = subprocess.run([sys.executable, "-m", "tiergate.cli.main", "taxonomy", "show", "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tiergate.cli.main", "taxonomy", "show", "--json"], capture_output=True, text=True, check=True
+    )
     shown = json.loads(out.stdout)
     assert [item["name"] for item in shown["categories"]] == SEED_ORDER
     assert {item["name"]: item["tier"] for item in shown["categories"]} == {
@@ -134,8 +164,9 @@ def test_cli_show_json_matches_the_seed(tmp_path: Path, taxonomy_dict: dict[str,
     taxonomy_dict["categories"][1]["name"] = "threats"
     bad = tmp_path / "dup.yaml"
     bad.write_text(yaml.safe_dump(taxonomy_dict), encoding="utf-8")
-    failed = subprocess.run([sys.executable, "-m", "tiergate.cli.main", "taxonomy", "validate", str(bad)],
-                            capture_output=True, text=True)
+    failed = subprocess.run(
+        [sys.executable, "-m", "tiergate.cli.main", "taxonomy", "validate", str(bad)], capture_output=True, text=True
+    )
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and "duplicate category 'threats'" in failed.stderr
     assert "Traceback" not in failed.stderr

@@ -28,8 +28,10 @@ def show(
         tier = loaded.tiers[category.tier]
         low, high = loaded.threshold_bounds(category.name)
         flags = " (optional)" if category.optional else ""
-        typer.echo(f"{index:2d}  {category.name:<20} T{category.tier} {tier.name:<18} gate F1>={tier.f1_gate:.2f}"
-                   f"  thresholds [{low:.2f}, {high:.2f}]  pos_weight cap {tier.pos_weight_cap:g}{flags}")
+        typer.echo(
+            f"{index:2d}  {category.name:<20} T{category.tier} {tier.name:<18} gate F1>={tier.f1_gate:.2f}"
+            f"  thresholds [{low:.2f}, {high:.2f}]  pos_weight cap {tier.pos_weight_cap:g}{flags}"
+        )
     typer.echo(f"sha256 {loaded.sha256}")
 
 

@@ -1,0 +1,45 @@
+# tiergate — one entry point per job. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TIERGATE := $(VENV)/bin/tiergate
+RUN_ID ?= $(shell date -u +%Y%m%d-%H%M%S)
+RUN_DIR := runs/$(RUN_ID)
+PROFILE ?= local
+
+.PHONY: help setup run test test-fast lint format data
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tiergate needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# torch first: the pinned CPU wheel; anything else would pull a multi-GB CUDA build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[dev]"
+
+setup: $(PY)  ## Create .venv and install tiergate with its pinned dependencies
+
+data: $(PY)  ## Generate + merge the datasets offline into runs/<id>/data
+	$(TIERGATE) data generate --profile $(PROFILE) --out $(RUN_DIR)/data/generated
+	$(TIERGATE) data merge $(RUN_DIR)/data/generated --profile $(PROFILE) --out $(RUN_DIR)/data/merged
+	ln -sfn $(RUN_ID) runs/latest
+	@echo "dataset report: runs/latest/data/merged/report.md"
+
+run: data  ## The main job end to end on the embedded default (offline, CPU)
+
+test: $(PY)  ## The whole test suite (slow tests included); fails if no test ran
+	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+
+test-fast: $(PY)  ## Everything but the tests marked slow
+	$(PY) -m pytest -m "not slow"
+
+lint: $(PY)  ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: $(PY)  ## Apply ruff's import sorting and fixes
+	$(VENV)/bin/ruff check --fix .
