@@ -38,3 +38,58 @@ def local_profile() -> Profile:
 
 def small_profile(**overrides: Any) -> Profile:
     return load_profile("local", overrides)
+
+
+SMALL_CATEGORIES = ("threats", "csam", "harassment", "doxxing", "profanity", "spam")
+
+
+@pytest.fixture(scope="session")
+def merged_small(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy) -> Path:
+    """A real merged dataset (offline generator) over a few categories: seconds to build."""
+    from components.generate.step import generate_category
+    from components.merge.step import merge_datasets
+
+    root = tmp_path_factory.mktemp("data")
+    profile = load_profile("local")
+    for name in SMALL_CATEGORIES:
+        generate_category(taxonomy, profile, name, root / "generated" / name)
+    merge_datasets(taxonomy, profile, [root / "generated" / name for name in SMALL_CATEGORIES], root / "merged")
+    return root / "merged"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy) -> Path:
+    from tiergate.tiny_model import build_tiny_base_model
+
+    return build_tiny_base_model(taxonomy, tmp_path_factory.mktemp("tiny") / "base")
+
+
+def tiny_profile(base: Path, **overrides: Any) -> Profile:
+    train = {
+        "base_model": str(base),
+        "learning_rate": 1e-3,
+        "phases": {"phase1": {"epochs": 1}, "phase2": {"epochs": 1}, "phase3": {"epochs": 1}},
+    }
+    train.update(overrides.pop("train", {}))
+    return load_profile("local", {"train": train, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, merged_small: Path, tiny_base: Path) -> Path:
+    """All three phases trained on the tiny model: the input of export/evaluate tests."""
+    from components.train.step import train_all
+
+    out = tmp_path_factory.mktemp("checkpoints")
+    train_all(taxonomy, tiny_profile(tiny_base), merged_small, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(
+    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, merged_small: Path, tiny_checkpoints: Path, tiny_base: Path
+) -> Path:
+    from components.export.step import export_model
+
+    out = tmp_path_factory.mktemp("export")
+    export_model(taxonomy, tiny_profile(tiny_base), tiny_checkpoints / "phase3", merged_small, out)
+    return out

@@ -77,6 +77,52 @@ class MergeSettings(_Strict):
     phases: dict[str, list[RecordKindName]] = Field(min_length=1)
 
 
+class PhaseSettings(_Strict):
+    epochs: int = Field(ge=1)
+
+
+class TrainSettings(_Strict):
+    base_model: str
+    max_length: int = Field(ge=8, le=512)
+    learning_rate: float = Field(gt=0, lt=1)
+    batch_size: int = Field(ge=1)
+    eval_batch_size: int = Field(ge=1)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    label_smoothing: float = Field(ge=0, lt=1)
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
+    phases: dict[str, PhaseSettings] = Field(min_length=1)
+    early_stopping_patience: int = Field(ge=1)
+    eval_threshold: float = Field(gt=0, lt=1)
+    deterministic: bool
+    mixed_precision: Literal["auto", "fp16", "bf16", "none"]
+    dataloader_workers: int = Field(ge=0)
+
+
+class ParitySettings(_Strict):
+    max_texts: int = Field(ge=1)
+    max_abs_logit_diff_fp32: float = Field(gt=0)
+    max_abs_logit_diff_fp16: float = Field(gt=0)
+    min_decision_agreement: float = Field(gt=0, le=1)
+    decision_threshold: float = Field(gt=0, lt=1)
+
+
+class Int8Settings(_Strict):
+    enabled: bool
+
+
+class LatencySettings(_Strict):
+    batch_sizes: list[int] = Field(min_length=1)
+    repeats: int = Field(ge=1)
+
+
+class ExportSettings(_Strict):
+    opset: int = Field(ge=13)
+    parity: ParitySettings
+    int8: Int8Settings
+    latency: LatencySettings
+
+
 class Profile(_Strict):
     name: str
     seed: int
@@ -84,6 +130,15 @@ class Profile(_Strict):
     generator: GeneratorSettings
     perturbation: PerturbationSettings
     merge: MergeSettings
+    train: TrainSettings
+    export: ExportSettings
+
+    @model_validator(mode="after")
+    def _phases_are_merge_phases(self) -> Profile:
+        unknown = sorted(set(self.train.phases) - set(self.merge.phases))
+        if unknown:
+            raise ValueError(f"train.phases {unknown} are not datasets built by merge.phases {sorted(self.merge.phases)}")
+        return self
 
     @property
     def sha256(self) -> str:

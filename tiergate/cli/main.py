@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tiergate import __version__
-from tiergate.cli import data_cmd, taxonomy_cmd
+from tiergate.cli import data_cmd, model_cmd, taxonomy_cmd
 from tiergate.errors import TiergateError
 from tiergate.progress import setup_logging
 
@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 app.add_typer(taxonomy_cmd.app, name="taxonomy")
 app.add_typer(data_cmd.app, name="data")
+app.command("train")(model_cmd.train)
+app.command("export")(model_cmd.export)
 
 
 def _version(value: bool) -> None:

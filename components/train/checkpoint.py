@@ -1,0 +1,55 @@
+"""Checkpoint metadata: what a trained model is, for which labels, from what data.
+
+Every checkpoint carries the ordered labels and taxonomy hash; loading one for a
+different label list fails loudly (log, Exp 6: v4–v6 trained with a different order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tiergate.errors import InputDataError
+from tiergate.hashing import read_json, write_json
+from tiergate.labels import check_labels
+from tiergate.taxonomy import Taxonomy
+
+CHECKPOINT_INFO = "tiergate_checkpoint.json"
+
+
+class CheckpointInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str]
+    taxonomy_sha256: str
+    base_model: str
+    max_length: int
+    phase: str
+    parent: str | None = None  # the checkpoint this phase warm-started from
+    dataset_sha256: dict[str, str] = Field(default_factory=dict)
+    pos_weight: dict[str, float] = Field(default_factory=dict)
+    epochs: list[dict[str, Any]] = Field(default_factory=list)
+    best: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    device: str = "cpu"
+
+
+def write_checkpoint_info(directory: Path, info: CheckpointInfo) -> None:
+    write_json(Path(directory) / CHECKPOINT_INFO, info.model_dump(mode="json"))
+
+
+def load_checkpoint_info(directory: Path, taxonomy: Taxonomy) -> CheckpointInfo:
+    """Read a checkpoint's metadata and refuse it unless its labels are the taxonomy's, in order."""
+    path = Path(directory) / CHECKPOINT_INFO
+    if not path.is_file():
+        raise InputDataError(f"{directory}: no {CHECKPOINT_INFO}; not a tiergate checkpoint")
+    try:
+        info = CheckpointInfo.model_validate(read_json(path))
+    except (ValidationError, ValueError) as error:
+        raise InputDataError(f"{path}: invalid checkpoint metadata: {error}") from None
+    check_labels(info.labels, taxonomy.labels, str(path))
+    if info.taxonomy_sha256 != taxonomy.sha256:
+        raise InputDataError(f"{path}: taxonomy_sha256 {info.taxonomy_sha256[:12]} != {taxonomy.sha256[:12]}")
+    return info

@@ -1,0 +1,83 @@
+"""A Hugging Face Trainer with weighted, label-smoothed BCE, and the metrics it selects on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from transformers import Trainer, TrainerCallback
+
+log = logging.getLogger(__name__)
+
+
+def smoothed_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Binary label smoothing: 1 -> 1 - s/2, 0 -> s/2."""
+    return labels * (1.0 - smoothing) + 0.5 * smoothing
+
+
+class WeightedBCETrainer(Trainer):
+    """BCEWithLogits with per-label pos_weight (tier-capped upstream) and label smoothing."""
+
+    def __init__(self, *args: Any, pos_weight: torch.Tensor, label_smoothing: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.pos_weight = pos_weight
+        self.label_smoothing = label_smoothing
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits
+        targets = smoothed_targets(labels.to(logits.dtype), self.label_smoothing)
+        loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight.to(logits.device, logits.dtype))
+        return (loss, outputs) if return_outputs else loss
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+def macro_f1(scores: np.ndarray, targets: np.ndarray, threshold: float) -> tuple[float, dict[int, float]]:
+    """Macro F1 over the labels that have positives in `targets` (absent labels are not scored)."""
+    predictions = scores >= threshold
+    per_label = {}
+    for column in range(targets.shape[1]):
+        if targets[:, column].sum() > 0:
+            per_label[column] = float(f1_score(targets[:, column], predictions[:, column], zero_division=0))
+    return (float(np.mean(list(per_label.values()))) if per_label else 0.0), per_label
+
+
+def metrics_function(labels: Sequence[str], threshold: float) -> Any:
+    def compute(prediction: Any) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        targets = (np.asarray(prediction.label_ids) >= 0.5).astype(int)
+        value, per_label = macro_f1(sigmoid(np.asarray(logits)), targets, threshold)
+        result = {"macro_f1": value}
+        result.update({f"f1_{labels[column]}": score for column, score in per_label.items()})
+        return result
+
+    return compute
+
+
+class EpochLogger(TrainerCallback):
+    """One readable line per epoch, in the terminal and in KFP pod logs."""
+
+    def __init__(self, phase: str):
+        self.phase = phase
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if metrics:
+            log.info(
+                "%s epoch %.0f/%d: val macro F1 %.4f, val loss %.4f",
+                self.phase,
+                state.epoch or 0,
+                args.num_train_epochs,
+                metrics.get("eval_macro_f1", float("nan")),
+                metrics.get("eval_loss", float("nan")),
+            )

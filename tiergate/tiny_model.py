@@ -1,0 +1,51 @@
+"""A tiny BERT built from a config and a tokenizer built from a local vocabulary.
+
+Tests and quick local runs use it instead of a real checkpoint: seconds to train, nothing
+downloaded, same code paths (tokenizer, AutoModelForSequenceClassification, ONNX export).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tiergate.taxonomy import Taxonomy
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_vocabulary(taxonomy: Taxonomy) -> list[str]:
+    """Specials, single characters (+ ## forms) and every word in the taxonomy's seeds and tags."""
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'$:;-_/()[]{}#@%&*+=\"")
+    words: set[str] = set()
+    for category in taxonomy.categories:
+        texts = [*category.seeds.positive, *category.seeds.hard_negative, *category.signals]
+        texts += [seed for seeds in category.overlap_seeds.values() for seed in seeds]
+        for text in texts:
+            words.update(re.findall(r"[a-z0-9']+", text.lower()))
+    words.update(tag.lower() for tag in [*taxonomy.contexts.audiences, *taxonomy.contexts.surfaces])
+    return SPECIALS + chars + [f"##{char}" for char in chars] + sorted(words - set(chars))
+
+
+def build_tiny_base_model(taxonomy: Taxonomy, out_dir: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """Write a tiny BERT (random weights, fixed seed) plus a fast tokenizer to `out_dir`."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer  # v5: BertTokenizer is the fast (tokenizers) one
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_path = out_dir / "vocab.txt"
+    vocab_path.write_text("\n".join(tiny_vocabulary(taxonomy)) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab_file=str(vocab_path), do_lower_case=True)
+    tokenizer.save_pretrained(out_dir)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(out_dir)
+    return out_dir
