@@ -18,6 +18,7 @@ import torch
 from components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
 from components.export.parity import ParityError, batched, compare_logits, describe_failure
 from components.train.checkpoint import load_checkpoint_info
+from tiergate.errors import InputDataError
 from tiergate.formatting import format_input
 from tiergate.hashing import sha256_file, write_json
 from tiergate.profiles import Profile
@@ -140,6 +141,8 @@ def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, dat
 
     records = sorted(read_jsonl(Path(data_dir) / "val.jsonl"), key=lambda record: (record.id, str(record.context)))
     texts = [format_input(record.text, record.context) for record in records[: settings.parity.max_texts]]
+    if not texts:
+        raise InputDataError(f"{data_dir}: val.jsonl is empty; parity is judged on validation texts")
     batches = _encode(tokenizer, texts, info.max_length, input_names, PARITY_BATCH)
     sessions = {name: session(paths[name]) for name in ("fp32", "fp16")}
     logits = {
@@ -193,7 +196,7 @@ def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, dat
         int8_note = INT8_WARNING
         log.warning(INT8_WARNING)
 
-    latency = measure_latency(runners, tokenizer, texts or ["[GENERAL][MESSAGE] hello"], profile, input_names)
+    latency = measure_latency(runners, tokenizer, texts, profile, input_names)
     variants = {}
     for name, result in parity.items():
         variants[name] = {
