@@ -123,6 +123,16 @@ class ExportSettings(_Strict):
     latency: LatencySettings
 
 
+class EvaluateSettings(_Strict):
+    variant: Literal["fp16", "fp32"]
+    batch_size: int = Field(ge=1)
+    bootstrap_samples: int = Field(ge=0)
+    confidence: float = Field(gt=0, lt=1)
+    not_measurable: Literal["fail", "warn"]
+    regression_dir: str
+    pr_curve_points: int = Field(ge=2)
+
+
 class Profile(_Strict):
     name: str
     seed: int
@@ -132,6 +142,7 @@ class Profile(_Strict):
     merge: MergeSettings
     train: TrainSettings
     export: ExportSettings
+    evaluate: EvaluateSettings
 
     @model_validator(mode="after")
     def _phases_are_merge_phases(self) -> Profile:

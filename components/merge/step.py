@@ -19,8 +19,9 @@ from components.merge.splits import SPLITS, assign_splits
 from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, write_json
+from tiergate.paths import project_path
 from tiergate.profiles import Profile
-from tiergate.records import Kind, Record, iter_jsonl, write_jsonl
+from tiergate.records import Kind, Record, iter_jsonl, normalise_text, write_jsonl
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,33 @@ def _write_quarantine(path: Path, quarantined: Sequence[Quarantined]) -> int:
     return len(rows)
 
 
+def exclude_vectors(records: Sequence[Record], vector_texts: set[str]) -> tuple[list[Record], list[Quarantined]]:
+    """Regression vectors are the gate's exam: a training text equal to one would leak it."""
+    kept, leaked = [], []
+    for record in records:
+        if normalise_text(record.text) in vector_texts:
+            leaked.append(Quarantined(record, "eval leakage: text is a regression vector"))
+        else:
+            kept.append(record)
+    return kept, leaked
+
+
 def merge_datasets(
     taxonomy: Taxonomy,
     profile: Profile,
     inputs: Sequence[Path],
     out_dir: Path,
     screeners: Sequence[Screener] | None = None,
+    regression_dir: Path | None = None,
 ) -> DatasetManifest:
     """Merge input datasets into `out_dir`; returns the merged dataset's manifest."""
+    from components.evaluate.regression import load_suites, vector_texts
+
     settings = profile.merge
     records, manifests = _load_inputs(taxonomy, inputs)
+    records, leaked = exclude_vectors(
+        records, vector_texts(load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy))
+    )
     log.info("merge: %d records from %d datasets", len(records), len(manifests))
 
     colabels_added = 0
@@ -101,7 +119,7 @@ def merge_datasets(
         phase: [record for record in splits["train"] if record.source.kind.value in kinds]
         for phase, kinds in settings.phases.items()
     }
-    all_quarantined = folded.quarantined + quarantined
+    all_quarantined = leaked + folded.quarantined + quarantined
     generation_problems = [note for manifest in manifests for note in manifest.notes if not note.startswith("SMOKE-TEST")]
     smoke_test = any(manifest.smoke_test for manifest in manifests)
     stats: dict[str, Any] = {

@@ -22,6 +22,7 @@ app.add_typer(taxonomy_cmd.app, name="taxonomy")
 app.add_typer(data_cmd.app, name="data")
 app.command("train")(model_cmd.train)
 app.command("export")(model_cmd.export)
+app.command("evaluate")(model_cmd.evaluate)
 
 
 def _version(value: bool) -> None:

@@ -61,3 +61,27 @@ def export(
             f"agreement {parity['decision_agreement']:.4f}, {'pass' if parity['passed'] else 'FAIL'}"
         )
     typer.echo(f"report: {out / 'export_report.md'}")
+
+
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Export folder (from `tiergate export`).")],
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for thresholds.json, gate.json and the reports.")],
+    regression_dir: Annotated[Path | None, typer.Option(help="Regression suites folder (default: the profile's).")] = None,
+    profile: ProfileOption = "local",
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Tune thresholds on val, measure on test, run regression vectors, decide the gate (exit 0 either way)."""
+    from components.evaluate.step import evaluate_model
+    from tiergate.profiles import load_profile
+    from tiergate.taxonomy import load_taxonomy
+
+    gate = evaluate_model(load_taxonomy(taxonomy), load_profile(profile), model, data, out, regression_dir)
+    summary = gate["summary"]
+    typer.echo(
+        f"gate: {gate['decision'].upper()} — macro F1 {summary['macro_f1']:.4f}, "
+        f"{len(gate['failures'])} failing rule(s), regression {summary['regression']}"
+    )
+    for rule in gate["failures"][:10]:
+        typer.echo(f"  fail: {rule['rule']} (value {rule['value']})")
+    typer.echo(f"report: {out / 'report.html'}")

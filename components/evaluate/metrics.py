@@ -1,0 +1,133 @@
+"""Metrics on the TEST split at the thresholds tuned on validation.
+
+Per category P/R/F1/support with bootstrap intervals, per tier, macro and micro, per
+context, PR curves, which true labels the errors carry, the val-vs-test gap (log: val/test
+threshold skew) and a not-measurable flag for categories with too few test positives.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+
+from tiergate.records import Record
+from tiergate.taxonomy import Taxonomy
+
+
+def bootstrap_intervals(
+    flags: np.ndarray, targets: np.ndarray, samples: int, confidence: float, seed: int
+) -> dict[str, list[float]]:
+    """Percentile intervals of precision, recall and F1 over resampled test rows."""
+    if samples == 0 or len(targets) == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    values = np.empty((samples, 3))
+    rows = len(targets)
+    for index in range(samples):
+        pick = rng.integers(0, rows, rows)
+        predicted, actual = flags[pick], targets[pick]
+        true_positive = float(np.sum(predicted & actual))
+        precision = true_positive / max(float(np.sum(predicted)), 1.0)
+        recall = true_positive / max(float(np.sum(actual)), 1.0)
+        values[index] = (precision, recall, 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    return {name: [float(low[i]), float(high[i])] for i, name in enumerate(("precision", "recall", "f1"))}
+
+
+def _f1(true_positive: float, predicted: float, actual: float) -> tuple[float, float, float]:
+    precision = true_positive / predicted if predicted else 0.0
+    recall = true_positive / actual if actual else 0.0
+    return precision, recall, (0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+
+
+def pr_curve(scores: np.ndarray, targets: np.ndarray, points: int) -> dict[str, list[float]]:
+    if not targets.any():
+        return {"precision": [], "recall": [], "thresholds": []}
+    precision, recall, thresholds = precision_recall_curve(targets, scores)
+    keep = np.unique(np.linspace(0, len(thresholds) - 1, min(points, len(thresholds))).astype(int))
+    return {
+        "precision": precision[keep].round(4).tolist(),
+        "recall": recall[keep].round(4).tolist(),
+        "thresholds": thresholds[keep].round(4).tolist(),
+    }
+
+
+def evaluate_split(
+    taxonomy: Taxonomy,
+    records: Sequence[Record],
+    scores: np.ndarray,
+    flags: np.ndarray,
+    targets: np.ndarray,
+    thresholds: dict[str, Any],
+    min_support: int,
+    bootstrap_samples: int,
+    confidence: float,
+    seed: int,
+    pr_points: int,
+) -> dict[str, Any]:
+    labels = taxonomy.labels
+    per_category: dict[str, Any] = {}
+    for column, name in enumerate(labels):
+        predicted, actual = flags[:, column], targets[:, column]
+        precision, recall, f1 = _f1(float(np.sum(predicted & actual)), float(predicted.sum()), float(actual.sum()))
+        support = int(actual.sum())
+        errors: Counter[str] = Counter()
+        for row in np.flatnonzero(predicted & ~actual):
+            others = [labels[c] for c in np.flatnonzero(targets[row]) if c != column]
+            errors.update(others or ["(no label)"])
+        val_f1 = thresholds["search"][name]["val_f1"]
+        per_category[name] = {
+            "tier": taxonomy.category(name).tier,
+            "threshold": thresholds["thresholds"][name],
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+            "false_positives": int(np.sum(predicted & ~actual)),
+            "false_negatives": int(np.sum(~predicted & actual)),
+            "measurable": support >= min_support,
+            "interval": bootstrap_intervals(predicted, actual, bootstrap_samples, confidence, seed + column),
+            "val_f1": val_f1,
+            "val_test_gap": None if val_f1 is None else float(val_f1 - f1),
+            "false_positive_true_labels": dict(errors.most_common()),
+            "pr_curve": pr_curve(scores[:, column], actual, pr_points),
+        }
+    measured = [entry for entry in per_category.values() if entry["support"] > 0]
+    micro = _f1(float(np.sum(flags & targets)), float(flags.sum()), float(targets.sum()))
+    tiers = {}
+    for tier in sorted(taxonomy.tiers):
+        members = [entry["f1"] for name, entry in per_category.items() if entry["tier"] == tier and entry["support"] > 0]
+        tiers[tier] = {"macro_f1": float(np.mean(members)) if members else None, "categories": len(members)}
+    contexts: dict[str, Any] = {}
+    context_names = sorted({str(record.context) for record in records})
+    for context in context_names:
+        rows = np.array([str(record.context) == context for record in records])
+        sub_flags, sub_targets = flags[rows], targets[rows]
+        values = [
+            _f1(float(np.sum(sub_flags[:, c] & sub_targets[:, c])), float(sub_flags[:, c].sum()), float(sub_targets[:, c].sum()))[
+                2
+            ]
+            for c in range(len(labels))
+            if sub_targets[:, c].any()
+        ]
+        contexts[context] = {
+            "records": int(rows.sum()),
+            "macro_f1": float(np.mean(values)) if values else None,
+            "micro_f1": _f1(float(np.sum(sub_flags & sub_targets)), float(sub_flags.sum()), float(sub_targets.sum()))[2],
+        }
+    return {
+        "records": len(records),
+        "per_category": per_category,
+        "macro_f1": float(np.mean([entry["f1"] for entry in measured])) if measured else 0.0,
+        "micro_f1": micro[2],
+        "micro_precision": micro[0],
+        "micro_recall": micro[1],
+        "tiers": tiers,
+        "contexts": contexts,
+        "not_measurable": [name for name, entry in per_category.items() if not entry["measurable"]],
+    }

@@ -1,0 +1,160 @@
+"""Regression vectors: curated, versioned rules the candidate model must satisfy.
+
+Each vector names its rule (flag X / not flag Y / flag both), per context. A suite has a
+policy (`all`, or `{min_pass: N}` for co-detection). Vectors marked `expected: known_gap`
+are tracked gaps (xfail): they never block promotion, and when one starts passing the
+report says so, so it can become a hard requirement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tiergate.errors import ConfigError
+from tiergate.hashing import sha256_json
+from tiergate.records import Context, normalise_text
+from tiergate.taxonomy import Taxonomy, format_validation_error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(_Strict):
+    context: str
+    flag: list[str] = Field(default_factory=list)
+    not_flag: list[str] = Field(default_factory=list)
+
+
+class Vector(_Strict):
+    id: str
+    text: str = Field(min_length=1)
+    context: str | None = None
+    flag: list[str] = Field(default_factory=list)
+    not_flag: list[str] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    expected: Literal["pass", "known_gap"] = "pass"
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Vector:
+        short = self.context is not None or self.flag or self.not_flag
+        if short and self.checks:
+            raise ValueError("use either context/flag/not_flag or checks, not both")
+        if not self.checks and (self.context is None or not (self.flag or self.not_flag)):
+            raise ValueError("a vector needs a context and a rule (flag and/or not_flag), or checks")
+        return self
+
+    def all_checks(self) -> list[Check]:
+        return self.checks or [Check(context=self.context or "", flag=self.flag, not_flag=self.not_flag)]
+
+
+class MinPass(_Strict):
+    min_pass: int = Field(ge=1)
+
+
+class Suite(_Strict):
+    suite: str
+    description: str
+    policy: Literal["all"] | MinPass
+    vectors: list[Vector] = Field(min_length=1)
+
+
+def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
+    """Every `*.yaml` suite in `directory`, validated against the taxonomy (labels, contexts, ids)."""
+    directory = Path(directory)
+    paths = sorted(directory.glob("*.yaml"))
+    if not paths:
+        raise ConfigError(f"no regression suites (*.yaml) in {directory}")
+    suites, seen = [], set()
+    for path in paths:
+        try:
+            suite = Suite.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except ValidationError as error:
+            raise ConfigError(f"{path}: {format_validation_error(error)}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML: {error}") from None
+        for vector in suite.vectors:
+            if vector.id in seen:
+                raise ConfigError(f"{path}: duplicate vector id {vector.id!r}")
+            seen.add(vector.id)
+            for check in vector.all_checks():
+                Context.parse(check.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
+                unknown = sorted(set(check.flag + check.not_flag) - set(taxonomy.labels))
+                if unknown:
+                    raise ConfigError(f"{path}: vector {vector.id}: unknown categories {unknown}")
+        if isinstance(suite.policy, MinPass) and suite.policy.min_pass > len(suite.vectors):
+            raise ConfigError(f"{path}: min_pass {suite.policy.min_pass} exceeds the {len(suite.vectors)} vectors")
+        suites.append(suite)
+    return suites
+
+
+def vector_texts(suites: Sequence[Suite]) -> set[str]:
+    """Normalised texts of every vector: merge keeps them out of training (no eval leakage)."""
+    return {normalise_text(vector.text) for suite in suites for vector in suite.vectors}
+
+
+Classifier = Callable[[list[str], list[Context]], tuple[np.ndarray, np.ndarray]]
+
+
+def run_suites(suites: Sequence[Suite], taxonomy: Taxonomy, classify: Classifier) -> dict[str, Any]:
+    """Run every check in one batch; `classify(texts, contexts) -> (scores, flags)`."""
+    pairs: list[tuple[str, Context]] = []
+    for suite in suites:
+        for vector in suite.vectors:
+            for check in vector.all_checks():
+                pairs.append((vector.text, Context.parse(check.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)))
+    scores, flags = classify([text for text, _ in pairs], [context for _, context in pairs])
+    labels = taxonomy.labels
+    row = 0
+    results: dict[str, Any] = {"suites": {}, "passed": True}
+    for suite in suites:
+        vectors = []
+        for vector in suite.vectors:
+            outcomes = []
+            for check in vector.all_checks():
+                flagged = [labels[c] for c in np.flatnonzero(flags[row])]
+                named = {name: round(float(scores[row, labels.index(name)]), 4) for name in check.flag + check.not_flag}
+                missing = [name for name in check.flag if name not in flagged]
+                unwanted = [name for name in check.not_flag if name in flagged]
+                outcomes.append(
+                    {
+                        "context": check.context,
+                        "flagged": flagged,
+                        "scores": named,
+                        "missing": missing,
+                        "unwanted": unwanted,
+                        "passed": not missing and not unwanted,
+                    }
+                )
+                row += 1
+            passed = all(outcome["passed"] for outcome in outcomes)
+            status = ("xpass" if passed else "xfail") if vector.expected == "known_gap" else ("pass" if passed else "fail")
+            vectors.append({"id": vector.id, "text": vector.text, "status": status, "checks": outcomes})
+        hard = [v for v in vectors if v["status"] in ("pass", "fail")]
+        hard_passed = sum(v["status"] == "pass" for v in hard)
+        required = len(hard) if suite.policy == "all" else min(suite.policy.min_pass, len(hard))  # type: ignore[union-attr]
+        suite_passed = hard_passed >= required
+        results["suites"][suite.suite] = {
+            "description": suite.description,
+            "policy": suite.policy if suite.policy == "all" else suite.policy.model_dump(),
+            "passed": suite_passed,
+            "required": required,
+            "hard_passed": hard_passed,
+            "hard_total": len(hard),
+            "xfail": sum(v["status"] == "xfail" for v in vectors),
+            "xpass": [v["id"] for v in vectors if v["status"] == "xpass"],
+            "vectors": vectors,
+        }
+        results["passed"] = results["passed"] and suite_passed
+    results["summary"] = {
+        name: f"{entry['hard_passed']}/{entry['hard_total']} (need {entry['required']})"
+        for name, entry in results["suites"].items()
+    }
+    results["sha256"] = sha256_json([suite.model_dump(mode="json") for suite in suites])
+    return results

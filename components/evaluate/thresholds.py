@@ -1,0 +1,92 @@
+"""Per-category threshold search on the VALIDATION split, inside each tier's range.
+
+Ranges come from the taxonomy (tier range narrowed by per-category overrides, e.g.
+harassment <= 0.65: the log's val-set skew pushed it to 0.90). Objective: F1, subject to
+the tier's recall floor where one exists. Ties resolve to the middle of the best plateau.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tiergate.hashing import write_json
+from tiergate.taxonomy import Taxonomy
+
+
+def candidates(low: float, high: float, step: float) -> np.ndarray:
+    count = int(np.floor((high - low) / step + 1e-9)) + 1
+    return np.round(low + step * np.arange(count), 6)
+
+
+def precision_recall_f1(scores: np.ndarray, targets: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    predicted = scores >= threshold
+    true_positive = float(np.sum(predicted & targets))
+    precision = true_positive / max(float(np.sum(predicted)), 1.0)
+    recall = true_positive / max(float(np.sum(targets)), 1.0)
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return precision, recall, f1
+
+
+def search_threshold(
+    scores: np.ndarray, targets: np.ndarray, low: float, high: float, step: float, recall_floor: float | None
+) -> dict[str, Any]:
+    grid = candidates(low, high, step)
+    if not targets.any():
+        middle = float(grid[len(grid) // 2])
+        return {
+            "threshold": middle,
+            "val_f1": None,
+            "val_recall": None,
+            "val_precision": None,
+            "range": [low, high],
+            "note": "no validation positives; middle of the range",
+        }
+    stats = np.array([precision_recall_f1(scores, targets, float(t)) for t in grid])
+    eligible = np.ones(len(grid), dtype=bool) if recall_floor is None else stats[:, 1] >= recall_floor
+    note = ""
+    if not eligible.any():
+        # Recall only falls as the threshold rises: the range's lower bound keeps the most.
+        eligible = np.zeros(len(grid), dtype=bool)
+        eligible[0] = True
+        note = f"recall floor {recall_floor} unreachable on val in range; lowest threshold in range chosen"
+    best = stats[eligible, 2].max()
+    plateau = np.flatnonzero(eligible & np.isclose(stats[:, 2], best))
+    index = int(plateau[len(plateau) // 2])
+    precision, recall, f1 = stats[index]
+    return {
+        "threshold": float(grid[index]),
+        "val_f1": float(f1),
+        "val_recall": float(recall),
+        "val_precision": float(precision),
+        "range": [low, high],
+        "note": note,
+    }
+
+
+def tune_thresholds(taxonomy: Taxonomy, val_scores: np.ndarray, val_targets: np.ndarray) -> dict[str, Any]:
+    """The thresholds.json document: thresholds, label list, taxonomy hash and the search record."""
+    search = {}
+    for column, name in enumerate(taxonomy.labels):
+        low, high = taxonomy.threshold_bounds(name)
+        search[name] = search_threshold(
+            val_scores[:, column],
+            val_targets[:, column].astype(bool),
+            low,
+            high,
+            taxonomy.threshold_search.step,
+            taxonomy.tier_of(name).recall_floor,
+        )
+    return {
+        "labels": taxonomy.labels,
+        "taxonomy_sha256": taxonomy.sha256,
+        "thresholds": {name: entry["threshold"] for name, entry in search.items()},
+        "tiers": {category.name: category.tier for category in taxonomy.categories},
+        "optional": [category.name for category in taxonomy.categories if category.optional],
+        "search": search,
+    }
+
+
+def write_thresholds(path: Any, document: dict[str, Any]) -> None:
+    write_json(path, document)

@@ -1,0 +1,156 @@
+"""The serving path, in-process: tokenize → ONNX classifier → threshold post-processor.
+
+Triton's python-backend models (tokenizer, postprocess, local classifier) call these same
+classes, and evaluation runs them on the exported fp16 model, so the gate judges exactly
+what is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tiergate.errors import InputDataError, LabelMismatchError
+from tiergate.formatting import format_input
+from tiergate.hashing import sha256_file
+from tiergate.labels import check_labels
+from tiergate.records import Context
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ThresholdSet:
+    """Per-category decision thresholds plus what the post-processor needs to route."""
+
+    labels: list[str]
+    taxonomy_sha256: str
+    thresholds: dict[str, float]
+    tiers: dict[str, int]
+    optional: list[str]
+
+    @classmethod
+    def load(cls, path: Path, expected_labels: Sequence[str] | None = None) -> ThresholdSet:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        thresholds = cls(data["labels"], data["taxonomy_sha256"], data["thresholds"], data["tiers"], data.get("optional", []))
+        if expected_labels is not None:
+            check_labels(thresholds.labels, expected_labels, str(path))
+        missing = [name for name in thresholds.labels if name not in thresholds.thresholds]
+        if missing:
+            raise LabelMismatchError(f"{path}: no threshold for {missing}")
+        return thresholds
+
+    def vector(self) -> np.ndarray:
+        return np.array([self.thresholds[name] for name in self.labels], dtype=np.float32)
+
+
+class Preprocessor:
+    """`format_input` + the fast tokenizer, batched, padded to the longest text."""
+
+    def __init__(self, tokenizer_dir: Path, max_length: int, input_names: Sequence[str]):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        self.max_length = max_length
+        self.input_names = list(input_names)
+
+    def encode(self, texts: Sequence[str], contexts: Sequence[Context]) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """Model inputs and, per text, whether it was truncated to `max_length` tokens."""
+        if len(texts) != len(contexts):
+            raise InputDataError(f"{len(texts)} texts but {len(contexts)} contexts")
+        formatted = [format_input(text, context) for text, context in zip(texts, contexts, strict=True)]
+        full = self.tokenizer(formatted, truncation=False)["input_ids"]
+        truncated = [len(ids) > self.max_length for ids in full]
+        encoded = self.tokenizer(formatted, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+        return {name: encoded[name].astype(np.int64) for name in self.input_names}, truncated
+
+
+@dataclass
+class Decisions:
+    scores: np.ndarray  # float32 [batch, labels]
+    flags: np.ndarray  # bool [batch, labels]
+    max_tier: np.ndarray  # int32 [batch]; 0 when nothing is flagged
+
+
+class Postprocessor:
+    """Sigmoid, per-category thresholds, optional-category switches, max-severity tier for routing."""
+
+    def __init__(self, thresholds: ThresholdSet):
+        self.thresholds = thresholds
+        self.vector = thresholds.vector()
+        self.tier_vector = np.array([thresholds.tiers[name] for name in thresholds.labels], dtype=np.int32)
+        self.optional_index = {name: thresholds.labels.index(name) for name in thresholds.optional}
+
+    def decide(self, logits: np.ndarray, enabled_optional: Sequence[str] | None = None) -> Decisions:
+        """`enabled_optional=None` enables every optional category; otherwise only those named."""
+        if logits.ndim != 2 or logits.shape[1] != len(self.thresholds.labels):
+            raise LabelMismatchError(f"logits shape {logits.shape} does not match {len(self.thresholds.labels)} labels")
+        scores = sigmoid(logits)
+        flags = scores >= self.vector
+        if enabled_optional is not None:
+            unknown = set(enabled_optional) - set(self.optional_index)
+            if unknown:
+                raise InputDataError(f"not optional categories: {sorted(unknown)}; optional: {sorted(self.optional_index)}")
+            for name, column in self.optional_index.items():
+                if name not in enabled_optional:
+                    flags[:, column] = False
+        # Tier 1 is the most severe: the routing tier is the smallest flagged tier number.
+        masked = np.where(flags, self.tier_vector[None, :], np.iinfo(np.int32).max)
+        max_tier = masked.min(axis=1)
+        max_tier[max_tier == np.iinfo(np.int32).max] = 0
+        return Decisions(scores, flags, max_tier.astype(np.int32))
+
+
+class OnnxClassifier:
+    """The exported classifier under onnxruntime; its embedded labels are checked on load."""
+
+    def __init__(self, model_path: Path, expected_labels: Sequence[str] | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(model_path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.labels: list[str] = json.loads(meta["tiergate.labels"]) if "tiergate.labels" in meta else []
+        if expected_labels is not None:
+            check_labels(self.labels, expected_labels, str(self.path))
+        self.max_length = int(meta.get("tiergate.max_length", "128"))
+        self.input_names = [node.name for node in self.session.get_inputs()]
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        result: Any = self.session.run(["logits"], {name: batch[name] for name in self.input_names})[0]
+        return np.asarray(result, dtype=np.float32)
+
+
+class ModerationPipeline:
+    """The ensemble, in-process: what evaluation runs and what Triton must reproduce."""
+
+    def __init__(self, model_path: Path, tokenizer_dir: Path, thresholds: ThresholdSet, batch_size: int = 64):
+        self.classifier = OnnxClassifier(model_path, thresholds.labels)
+        self.preprocessor = Preprocessor(tokenizer_dir, self.classifier.max_length, self.classifier.input_names)
+        self.postprocessor = Postprocessor(thresholds)
+        self.batch_size = batch_size
+        self.model_sha256 = sha256_file(Path(model_path))
+
+    def logits(self, texts: Sequence[str], contexts: Sequence[Context]) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch, _ = self.preprocessor.encode(texts[start : start + self.batch_size], contexts[start : start + self.batch_size])
+            chunks.append(self.classifier.logits(batch))
+        return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, len(self.postprocessor.thresholds.labels)), np.float32)
+
+    def classify(
+        self, texts: Sequence[str], contexts: Sequence[Context], enabled_optional: Sequence[str] | None = None
+    ) -> Decisions:
+        return self.postprocessor.decide(self.logits(texts, contexts), enabled_optional)
