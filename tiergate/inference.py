@@ -54,7 +54,11 @@ class ThresholdSet:
 
 
 class Preprocessor:
-    """`format_input` + the fast tokenizer, batched, padded to the longest text."""
+    """`format_input` + the fast tokenizer, padded to `max_length`.
+
+    Fixed-length padding is the one policy everywhere: Triton's dynamic batcher can only batch
+    equal shapes, and evaluation must feed the model exactly what the server feeds it.
+    """
 
     def __init__(self, tokenizer_dir: Path, max_length: int, input_names: Sequence[str]):
         from transformers import AutoTokenizer
@@ -70,7 +74,9 @@ class Preprocessor:
         formatted = [format_input(text, context) for text, context in zip(texts, contexts, strict=True)]
         full = self.tokenizer(formatted, truncation=False)["input_ids"]
         truncated = [len(ids) > self.max_length for ids in full]
-        encoded = self.tokenizer(formatted, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+        encoded = self.tokenizer(
+            formatted, truncation=True, max_length=self.max_length, padding="max_length", return_tensors="np"
+        )
         return {name: encoded[name].astype(np.int64) for name in self.input_names}, truncated
 
 

@@ -133,6 +133,46 @@ class EvaluateSettings(_Strict):
     pr_curve_points: int = Field(ge=2)
 
 
+class Resources(_Strict):
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+class PipelineSettings(_Strict):
+    image_cpu: str
+    image_gpu: str
+    generate_parallelism: int = Field(ge=1)
+    accelerator_type: str
+    accelerator_limit: int = Field(ge=1)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str]] = Field(default_factory=list)
+    anthropic_secret: str
+    anthropic_secret_key: str
+    cache_pvc: str
+    cache_mount: str
+    resources: dict[Literal["light", "gpu"], Resources]
+
+
+class ServingSettings(_Strict):
+    model_name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    variant: Literal["production", "local"]
+    max_batch_size: int = Field(ge=1)
+    preferred_batch_sizes: list[int] = Field(min_length=1)
+    max_queue_delay_us: int = Field(ge=0)
+    instance_count: int = Field(ge=1)
+    max_text_chars: int = Field(ge=1)
+    optional_disabled: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _batches_fit(self) -> ServingSettings:
+        too_big = [size for size in self.preferred_batch_sizes if size > self.max_batch_size]
+        if too_big:
+            raise ValueError(f"preferred_batch_sizes {too_big} exceed max_batch_size {self.max_batch_size}")
+        return self
+
+
 class Profile(_Strict):
     name: str
     seed: int
@@ -143,6 +183,8 @@ class Profile(_Strict):
     train: TrainSettings
     export: ExportSettings
     evaluate: EvaluateSettings
+    pipeline: PipelineSettings
+    serving: ServingSettings
 
     @model_validator(mode="after")
     def _phases_are_merge_phases(self) -> Profile:

@@ -114,6 +114,7 @@ def evaluate_model(
         "disabled": {"micro_f1": off["micro_f1"], "flags": int(without.flags[:, columns].sum())},
         "note": "an inference-time switch in the post-processor; the weights are identical both ways",
     }
+    metrics["routing_confusion"] = routing_confusion(taxonomy, targets, decisions.max_tier)
     write_json(out_dir / "metrics.json", metrics)
 
     # 3. Regression vectors, same pipeline.
@@ -148,6 +149,19 @@ def evaluate_model(
     write_json(out_dir / "kfp_metrics.json", kfp_scalars(gate, metrics))
     log.info("gate: %s (macro F1 %.4f, %d failing rules)", gate["decision"].upper(), metrics["macro_f1"], len(gate["failures"]))
     return gate
+
+
+def routing_confusion(taxonomy: Taxonomy, targets: np.ndarray, predicted_tier: np.ndarray) -> dict[str, Any]:
+    """True vs predicted routing tier (most severe flagged tier, 0 = nothing): the dashboard's confusion matrix."""
+    tiers = np.array([taxonomy.category(name).tier for name in taxonomy.labels])
+    true_tier = np.where(targets, tiers[None, :], 99).min(axis=1)
+    true_tier[true_tier == 99] = 0
+    names = ["none", *[f"T{tier}" for tier in sorted(taxonomy.tiers)]]
+    size = len(names)
+    matrix = np.zeros((size, size), dtype=int)
+    for truth, guess in zip(true_tier, predicted_tier, strict=True):
+        matrix[int(truth), int(guess)] += 1
+    return {"labels": names, "matrix": matrix.tolist()}
 
 
 def kfp_scalars(gate: dict[str, Any], metrics: dict[str, Any]) -> dict[str, float]:

@@ -1,0 +1,61 @@
+"""KFP wrapper for the evaluate step: the gate decision becomes a pipeline output."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def evaluate(
+    profile: str,
+    onnx_model: Input[Model],
+    data: Input[Dataset],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    routing: Output[ClassificationMetrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> NamedTuple("GateOutputs", [("gate_passed", bool), ("decision", str)]):  # type: ignore[valid-type]
+    """Thresholds, test metrics, regression vectors and the gate, judged on the fp16 model."""
+    import json
+    import shutil
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components.evaluate.step import evaluate_model
+    from tiergate.profiles import load_profile
+    from tiergate.progress import setup_logging
+    from tiergate.taxonomy import load_taxonomy
+
+    setup_logging()
+    out = Path(evaluation.path)
+    gate = evaluate_model(load_taxonomy(), load_profile(profile), Path(onnx_model.path), Path(data.path), out)
+    for key, value in json.loads((out / "kfp_metrics.json").read_text()).items():
+        metrics.log_metric(key, value)
+    confusion = json.loads((out / "metrics.json").read_text())["routing_confusion"]
+    routing.log_confusion_matrix(confusion["labels"], confusion["matrix"])
+    shutil.copyfile(out / "report.html", report.path)
+    shutil.copyfile(out / "report.md", summary.path)
+    evaluation.metadata.update({"decision": gate["decision"], "macro_f1": gate["summary"]["macro_f1"]})
+    outputs = namedtuple("outputs", ["gate_passed", "decision"])
+    return outputs(bool(gate["passed"]), str(gate["decision"]))
+
+
+def not_promoted(evaluation: Input[Artifact], result: Output[Markdown]) -> None:
+    """The gate said no: a clear, green ending that says why, with the failing rules."""
+    import json
+    from pathlib import Path
+
+    gate = json.loads((Path(evaluation.path) / "gate.json").read_text())
+    lines = [
+        "# Not promoted",
+        "",
+        f"The gate rejected this model (macro F1 {gate['summary']['macro_f1']}).",
+        "",
+        "Failing rules:",
+        "",
+    ]
+    lines += [f"- `{rule['rule']}`: {rule['value']}" for rule in gate["failures"]]
+    Path(result.path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))

@@ -1,0 +1,38 @@
+"""KFP wrapper for one training phase (the pipeline runs it three times, warm-starting)."""
+
+from __future__ import annotations
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+def train(
+    profile: str,
+    phase: str,
+    base_model: str,
+    data: Input[Dataset],
+    checkpoint: Output[Model],
+    metrics: Output[Metrics],
+    init: Input[Model] = None,
+) -> None:  # type: ignore[assignment]
+    """Train `phase` on the merged dataset; `init` is the previous phase's checkpoint."""
+    from pathlib import Path
+
+    from components.train.step import train_phase
+    from tiergate.profiles import load_profile
+    from tiergate.progress import setup_logging
+    from tiergate.taxonomy import load_taxonomy
+
+    setup_logging()
+    overrides = {"train": {"base_model": base_model}} if base_model else None
+    info = train_phase(
+        load_taxonomy(),
+        load_profile(profile, overrides),
+        Path(data.path),
+        phase,
+        Path(checkpoint.path),
+        init_from=Path(init.path) if init is not None else None,
+    )
+    for key, value in info.best.items():
+        if key.startswith("eval_") and not key.startswith("eval_f1_") and isinstance(value, int | float):
+            metrics.log_metric(f"{phase}_{key.removeprefix('eval_')}", float(value))
+    checkpoint.metadata.update({"phase": phase, "base_model": info.base_model, "taxonomy_sha256": info.taxonomy_sha256})

@@ -1,0 +1,30 @@
+"""KFP wrapper for packaging: a gated model becomes a Triton model repository (refused unless the gate passed)."""
+
+from __future__ import annotations
+
+from kfp.dsl import Artifact, Input, Model, Output
+
+
+def package(
+    profile: str, onnx_model: Input[Model], evaluation: Input[Artifact], model_version: str, model_repository: Output[Artifact]
+) -> str:
+    """Build the repository; returns its content digest. Verifies the gate and the judged digests first."""
+    from pathlib import Path
+
+    from serving.repository import build_repository
+    from tiergate.profiles import load_profile
+    from tiergate.progress import setup_logging
+    from tiergate.taxonomy import load_taxonomy
+
+    setup_logging()
+    version = model_version or Path(model_repository.path).parent.name
+    manifest = build_repository(
+        load_taxonomy(),
+        load_profile(profile).serving,
+        Path(onnx_model.path),
+        Path(evaluation.path),
+        Path(model_repository.path),
+        version,
+    )
+    model_repository.metadata.update({"model_version": version, "digest": manifest["digest"], "variant": manifest["variant"]})
+    return str(manifest["digest"])

@@ -1,0 +1,193 @@
+"""Run a real Triton server locally: the `tritonserver` binary shipped in the nvidia-pytriton wheel.
+
+That build has the python backend (no onnxruntime backend), which is why the local repository
+variant runs the classifier as a python-backend model. The python stub is the one built for
+Python 3.11 and links the system libpython3.11; our own packages reach it through PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from tiergate.errors import TiergateError
+from tiergate.paths import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(TiergateError):
+    """Triton could not be started, or did not become ready."""
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    binary: Path
+    libs: Path
+    python_backend: Path
+    stub: Path
+
+    @classmethod
+    def locate(cls) -> TritonInstall:
+        site = Path(sysconfig.get_paths()["purelib"])
+        root = site / "pytriton" / "tritonserver"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        install = cls(
+            root / "bin" / "tritonserver",
+            site / "nvidia_pytriton.libs",
+            root / "backends" / "python",
+            root / "python_backend_stubs" / version / "triton_python_backend_stub",
+        )
+        for path in (install.binary, install.libs, install.python_backend, install.stub):
+            if not path.exists():
+                raise ServerError(f"{path} not found; is nvidia-pytriton installed in this environment?")
+        return install
+
+    def backend_directory(self, work_dir: Path) -> Path:
+        """A backends folder holding `python/` plus the stub for this Python version."""
+        target = Path(work_dir) / "backends"
+        python = target / "python"
+        if not (python / "triton_python_backend_stub").is_file():
+            shutil.copytree(self.python_backend, python, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy2(self.stub, python / "triton_python_backend_stub")
+        return target
+
+
+def own_libpython_dir() -> str | None:
+    """The folder holding this interpreter's shared libpython, when it was built with one."""
+    libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if libdir and soname and (Path(libdir) / soname).is_file():
+        return str(libdir)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TritonServer:
+    """`with TritonServer(repo) as server:` starts Triton, waits for readiness, stops it cleanly."""
+
+    def __init__(
+        self,
+        model_repository: Path,
+        work_dir: Path,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        log_file: Path | None = None,
+        startup_timeout_s: float = 180.0,
+    ):
+        self.model_repository = Path(model_repository).resolve()
+        self.work_dir = Path(work_dir)
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.log_file = Path(log_file) if log_file else self.work_dir / "tritonserver.log"
+        self.startup_timeout_s = startup_timeout_s
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def _environment(self, install: TritonInstall) -> dict[str, str]:
+        env = dict(os.environ)
+        # The stub must load the libpython of *this* interpreter, or it mixes another build's stdlib
+        # with ours (seen: Debian's 3.11.2 libpython + pyenv's 3.11.7 extension modules -> ImportError).
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [own_libpython_dir(), str(install.libs), env.get("LD_LIBRARY_PATH")])
+        )
+        site = sysconfig.get_paths()["purelib"]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), site, env.get("PYTHONPATH")]))
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        return env
+
+    def start(self) -> TritonServer:
+        install = TritonInstall.locate()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(install.binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={install.backend_directory(self.work_dir)}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--allow-gpu-metrics=false",
+            "--log-verbose=0",
+        ]
+        log.info(
+            "starting tritonserver (http %s, grpc %s, metrics %s), log: %s",
+            self.http_port,
+            self.grpc_port,
+            self.metrics_port,
+            self.log_file,
+        )
+        handle = self.log_file.open("wb")
+        self.process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=self._environment(install), start_new_session=True
+        )
+        handle.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"http://{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with {self.process.returncode}; last log lines:\n{self.tail()}")
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    log.info("tritonserver ready at http://%s", self.http_url)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"tritonserver not ready after {self.startup_timeout_s:.0f}s; last log lines:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log_file.is_file():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()

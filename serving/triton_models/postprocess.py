@@ -1,0 +1,35 @@
+"""Triton python-backend model `postprocess`: logits → scores, flags, routing tier (tiergate.inference.Postprocessor)."""
+
+import json
+from pathlib import Path
+
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+from tiergate.inference import Postprocessor, ThresholdSet
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        here = Path(args["model_repository"]) / args["model_version"]
+        thresholds = ThresholdSet.load(here / "thresholds.json")
+        self.postprocessor = Postprocessor(thresholds)
+        disabled = set(json.loads(parameters.get("optional_disabled", "[]")))
+        self.enabled_optional = [name for name in thresholds.optional if name not in disabled]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
+            decisions = self.postprocessor.decide(logits, self.enabled_optional)
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("SCORES", decisions.scores),
+                        pb_utils.Tensor("FLAGS", decisions.flags),
+                        pb_utils.Tensor("MAX_TIER", decisions.max_tier.reshape(-1, 1)),
+                    ]
+                )
+            )
+        return responses
