@@ -18,7 +18,7 @@ from tiergate.taxonomy import format_validation_error
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 GeneratorKind = Literal["offline", "anthropic", "openai-compatible"]
-RecordKindName = Literal["positive", "hard_negative", "innocuous", "perturbation"]
+RecordKindName = Literal["positive", "context", "hard_negative", "innocuous", "perturbation"]
 
 
 class _Strict(BaseModel):

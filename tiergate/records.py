@@ -25,6 +25,7 @@ class Kind(StrEnum):
     """Why a record exists; drives curriculum phases and screening."""
 
     POSITIVE = "positive"
+    CONTEXT = "context"  # a positive's text in an audience where its category is allowed: same words, no label
     HARD_NEGATIVE = "hard_negative"
     INNOCUOUS = "innocuous"
     PERTURBATION = "perturbation"

@@ -1,6 +1,5 @@
 """KFP wrapper for the evaluate step: the gate decision becomes a pipeline output."""
 
-from __future__ import annotations
 
 from typing import NamedTuple
 

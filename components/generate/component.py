@@ -1,12 +1,13 @@
 """KFP wrappers for the data steps. Bodies are thin calls into the library; imports live inside
 the function because KFP ships only the function's source to the container."""
 
-from __future__ import annotations
+
+from typing import List  # noqa: UP035 (KFP reads typing.List for list-typed parameters)
 
 from kfp.dsl import Dataset, Input, Markdown, Output
 
 
-def list_categories(profile: str, categories: str) -> list:  # type: ignore[type-arg]
+def list_categories(profile: str, categories: str) -> List[str]:  # noqa: UP006
     """The categories to generate: all, in taxonomy order, or a validated comma-separated subset."""
     from tiergate.taxonomy import load_taxonomy
 
@@ -40,7 +41,7 @@ def generate(profile: str, category: str, cache_dir: str, generated: Output[Data
     )
 
 
-def merge(profile: str, generated: Input[list[Dataset]], merged: Output[Dataset], report: Output[Markdown]) -> None:  # type: ignore[type-var]
+def merge(profile: str, generated: Input[List[Dataset]], merged: Output[Dataset], report: Output[Markdown]) -> None:  # noqa: UP006
     """Fold, dedupe, screen, split and phase the generated datasets."""
     import shutil
     from pathlib import Path

@@ -81,7 +81,7 @@ def context_twins(taxonomy: Taxonomy, records: Sequence[Record]) -> list[Record]
             labels = [label for label in record.labels if audience not in taxonomy.category(label).allowed_in]
             source = record.source.model_copy(
                 update={
-                    "kind": Kind.HARD_NEGATIVE if not labels else Kind.POSITIVE,
+                    "kind": Kind.CONTEXT if not labels else Kind.POSITIVE,
                     "prompt_id": record.source.prompt_id + f"~context:{audience}",
                 }
             )

@@ -80,6 +80,7 @@ def test_generate_category_dataset(taxonomy: Taxonomy, local_profile: Profile, t
         assert (origin.text, origin.context.surface) == (twin.text, twin.context.surface)
         assert origin.context.audience == "general" and twin.context.audience == "adult"
         assert "profanity" in origin.labels and "profanity" not in twin.labels
+        assert twin.source.kind is Kind.CONTEXT
     for record in records:
         if record.source.kind is Kind.PERTURBATION:
             origin = next(r for r in records if r.source.prompt_id == record.source.prompt_id.removesuffix("~perturbed"))

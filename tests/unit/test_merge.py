@@ -113,7 +113,8 @@ def test_splits_are_stable_when_data_is_added_or_removed(local_profile: Profile)
     assert len(shared) == 1500
     assert all(before[key] == after[key] for key in shared)
     counts = {name: sum(1 for value in after.values() if value == name) for name in ("train", "val", "test")}
-    assert 0.75 < counts["train"] / 2500 < 0.85 and counts["val"] > 150 and counts["test"] > 150
+    for name in ("train", "val", "test"):
+        assert abs(counts[name] / 2500 - getattr(settings, name)) < 0.04, name
     # A perturbed twin follows its origin's split, whatever its own text hashes to.
     origin = records[0]
     twin = _record("m3ssage numb3r zero", ("spam",), kind=Kind.PERTURBATION, category="spam", origin=origin.id)
@@ -150,8 +151,8 @@ def test_merge_end_to_end_is_byte_identical(generated: Path, taxonomy: Taxonomy,
 
     phases = {name: read_jsonl(tmp_path / "a" / f"{name}.jsonl") for name in ("phase1", "phase2", "phase3")}
     train = read_jsonl(tmp_path / "a" / "train.jsonl")
-    assert {r.source.kind for r in phases["phase1"]} == {Kind.POSITIVE, Kind.INNOCUOUS}
-    assert {r.source.kind for r in phases["phase2"]} == {Kind.POSITIVE, Kind.INNOCUOUS, Kind.HARD_NEGATIVE}
+    assert {r.source.kind for r in phases["phase1"]} == {Kind.POSITIVE, Kind.CONTEXT, Kind.INNOCUOUS}
+    assert {r.source.kind for r in phases["phase2"]} == {Kind.POSITIVE, Kind.CONTEXT, Kind.INNOCUOUS, Kind.HARD_NEGATIVE}
     assert phases["phase3"] == train
     val_ids = {r.id for r in read_jsonl(tmp_path / "a" / "val.jsonl")}
     test_ids = {r.id for r in read_jsonl(tmp_path / "a" / "test.jsonl")}

@@ -1,0 +1,79 @@
+"""Compile the pipeline for the cluster, run the same pipeline locally (kfp.local), or submit it to KFP."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tiergate.errors import TiergateError
+from tiergate.paths import PROJECT_ROOT
+from tiergate.profiles import load_profile
+
+log = logging.getLogger(__name__)
+COMPILED = PROJECT_ROOT / "pipelines" / "compiled" / "tiergate.yaml"
+
+
+class PipelineError(TiergateError):
+    """The local pipeline run failed or produced no result."""
+
+
+def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
+    """Write the pipeline spec YAML; images, resources and GPU settings come from `profile`."""
+    from kfp import compiler
+
+    from pipelines.tiergate_pipeline import build_pipeline
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(load_profile(profile), default_profile=profile), str(out))
+    return out
+
+
+def run_local(run_dir: Path, profile: str = "local", categories: str = "", base_model: str = "", model_version: str = "") -> dict[str, Any]:
+    """Run the pipeline with kfp.local's SubprocessRunner in this environment; return where its results are."""
+    from kfp import local
+
+    from pipelines.tiergate_pipeline import build_pipeline
+
+    run_dir = Path(run_dir).resolve()
+    root = run_dir / "kfp"
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    pipeline = build_pipeline(load_profile(profile), default_profile=profile)
+    started = time.monotonic()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pipeline(profile=profile, categories=categories, base_model=base_model, cache_dir="", model_version=model_version or run_dir.name)
+    elapsed = time.monotonic() - started
+    return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}
+
+
+def _newest(root: Path, pattern: str) -> Path | None:
+    matches = sorted(root.glob(pattern), key=lambda path: path.stat().st_mtime)
+    return matches[-1] if matches else None
+
+
+def locate_outputs(root: Path) -> dict[str, Any]:
+    """Find the run's key artifacts under the kfp.local pipeline root."""
+    evaluation = _newest(root, "*/evaluate/evaluation")
+    if evaluation is None:
+        raise PipelineError(f"no evaluation output under {root}; did the run reach the evaluate step?")
+    repository = _newest(root, "*/package/model_repository")
+    not_promoted = _newest(root, "*/not-promoted/result")
+    return {"evaluation": evaluation, "model_repository": repository, "not_promoted": not_promoted,
+            "promoted": repository is not None and (repository / "repository.json").is_file()}
+
+
+def submit(host: str, package: Path = COMPILED, experiment: str = "tiergate", run_name: str | None = None,
+           arguments: dict[str, Any] | None = None, existing_token: str | None = None) -> str:
+    """Upload-and-run the compiled pipeline on a KFP API server; returns the run id."""
+    import kfp
+
+    if not Path(package).is_file():
+        raise PipelineError(f"{package} not found; run `tiergate pipeline compile` first")
+    client = kfp.Client(host=host, existing_token=existing_token)
+    result = client.create_run_from_pipeline_package(str(package), arguments=arguments or {}, run_name=run_name,
+                                                     experiment_name=experiment)
+    return str(result.run_id)
