@@ -32,7 +32,9 @@ def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
     return out
 
 
-def run_local(run_dir: Path, profile: str = "local", categories: str = "", base_model: str = "", model_version: str = "") -> dict[str, Any]:
+def run_local(
+    run_dir: Path, profile: str = "local", categories: str = "", base_model: str = "", model_version: str = ""
+) -> dict[str, Any]:
     """Run the pipeline with kfp.local's SubprocessRunner in this environment; return where its results are."""
     from kfp import local
 
@@ -45,7 +47,9 @@ def run_local(run_dir: Path, profile: str = "local", categories: str = "", base_
     pipeline = build_pipeline(load_profile(profile), default_profile=profile)
     started = time.monotonic()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pipeline(profile=profile, categories=categories, base_model=base_model, cache_dir="", model_version=model_version or run_dir.name)
+    pipeline(
+        profile=profile, categories=categories, base_model=base_model, cache_dir="", model_version=model_version or run_dir.name
+    )
     elapsed = time.monotonic() - started
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}
 
@@ -62,18 +66,29 @@ def locate_outputs(root: Path) -> dict[str, Any]:
         raise PipelineError(f"no evaluation output under {root}; did the run reach the evaluate step?")
     repository = _newest(root, "*/package/model_repository")
     not_promoted = _newest(root, "*/not-promoted/result")
-    return {"evaluation": evaluation, "model_repository": repository, "not_promoted": not_promoted,
-            "promoted": repository is not None and (repository / "repository.json").is_file()}
+    return {
+        "evaluation": evaluation,
+        "model_repository": repository,
+        "not_promoted": not_promoted,
+        "promoted": repository is not None and (repository / "repository.json").is_file(),
+    }
 
 
-def submit(host: str, package: Path = COMPILED, experiment: str = "tiergate", run_name: str | None = None,
-           arguments: dict[str, Any] | None = None, existing_token: str | None = None) -> str:
+def submit(
+    host: str,
+    package: Path = COMPILED,
+    experiment: str = "tiergate",
+    run_name: str | None = None,
+    arguments: dict[str, Any] | None = None,
+    existing_token: str | None = None,
+) -> str:
     """Upload-and-run the compiled pipeline on a KFP API server; returns the run id."""
     import kfp
 
     if not Path(package).is_file():
         raise PipelineError(f"{package} not found; run `tiergate pipeline compile` first")
     client = kfp.Client(host=host, existing_token=existing_token)
-    result = client.create_run_from_pipeline_package(str(package), arguments=arguments or {}, run_name=run_name,
-                                                     experiment_name=experiment)
+    result = client.create_run_from_pipeline_package(
+        str(package), arguments=arguments or {}, run_name=run_name, experiment_name=experiment
+    )
     return str(result.run_id)

@@ -8,7 +8,6 @@ come from the profile's `pipeline` section at compile time; run-time choices (pr
 subset, base model) are pipeline parameters in the dashboard's run form.
 """
 
-
 import functools
 from collections.abc import Callable
 from typing import Any

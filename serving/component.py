@@ -1,6 +1,5 @@
 """KFP wrapper for packaging: a gated model becomes a Triton model repository (refused unless the gate passed)."""
 
-
 from kfp.dsl import Artifact, Input, Model, Output
 
 

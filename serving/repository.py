@@ -204,10 +204,23 @@ def render_ensemble(spec: RepositorySpec) -> str:
 def build_repository(
     taxonomy: Taxonomy, settings: ServingSettings, export_dir: Path, evaluation_dir: Path, out_dir: Path, model_version: str
 ) -> dict[str, Any]:
-    """Write the repository to `out_dir` and return its manifest (with the content digest)."""
+    """The packaging step: refuse unless the gate passed on exactly these files, then write the repository."""
+    gate = read_json(Path(evaluation_dir) / "gate.json")
+    verify_gate(gate, Path(export_dir), Path(evaluation_dir))
+    return write_repository(taxonomy, settings, export_dir, evaluation_dir, out_dir, model_version, gate)
+
+
+def write_repository(
+    taxonomy: Taxonomy,
+    settings: ServingSettings,
+    export_dir: Path,
+    evaluation_dir: Path,
+    out_dir: Path,
+    model_version: str,
+    gate: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the repository to `out_dir` and return its manifest (content digest included). No gate check here."""
     export_dir, evaluation_dir, out_dir = Path(export_dir), Path(evaluation_dir), Path(out_dir)
-    gate = read_json(evaluation_dir / "gate.json")
-    verify_gate(gate, export_dir, evaluation_dir)
     thresholds = ThresholdSet.load(evaluation_dir / THRESHOLDS_FILE, taxonomy.labels)
     model_json = read_json(export_dir / "model.json")
     unknown = set(settings.optional_disabled) - set(thresholds.optional)

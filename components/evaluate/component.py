@@ -1,6 +1,5 @@
 """KFP wrapper for the evaluate step: the gate decision becomes a pipeline output."""
 
-
 from typing import NamedTuple
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output

@@ -1,6 +1,5 @@
 """KFP wrapper for the export step."""
 
-
 from kfp.dsl import Dataset, Input, Markdown, Model, Output
 
 

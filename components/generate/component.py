@@ -1,7 +1,6 @@
 """KFP wrappers for the data steps. Bodies are thin calls into the library; imports live inside
 the function because KFP ships only the function's source to the container."""
 
-
 from typing import List  # noqa: UP035 (KFP reads typing.List for list-typed parameters)
 
 from kfp.dsl import Dataset, Input, Markdown, Output

@@ -1,6 +1,5 @@
 """KFP wrapper for one training phase (the pipeline runs it three times, warm-starting)."""
 
-
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 

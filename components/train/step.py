@@ -72,6 +72,7 @@ def train_phase(
 ) -> CheckpointInfo:
     """Train `phase` on `data_dir/<phase>.jsonl`, select on val macro F1, write the checkpoint to `out_dir`."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
 
     settings = profile.train
     if phase not in settings.phases:
@@ -144,6 +145,7 @@ def train_phase(
         source,
         settings.phases[phase].epochs,
     )
+    trainer.remove_callback(PrinterCallback)  # EpochLogger prints one readable line per epoch instead
     trainer.train()
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tiergate import __version__
-from tiergate.cli import data_cmd, model_cmd, taxonomy_cmd
+from tiergate.cli import data_cmd, model_cmd, pipeline_cmd, serve_cmd, taxonomy_cmd
 from tiergate.errors import TiergateError
 from tiergate.progress import setup_logging
 
@@ -23,6 +23,10 @@ app.add_typer(data_cmd.app, name="data")
 app.command("train")(model_cmd.train)
 app.command("export")(model_cmd.export)
 app.command("evaluate")(model_cmd.evaluate)
+app.add_typer(pipeline_cmd.app, name="pipeline")
+app.command("serve")(serve_cmd.serve)
+app.command("classify")(serve_cmd.classify)
+app.command("demo")(serve_cmd.demo)
 
 
 def _version(value: bool) -> None:

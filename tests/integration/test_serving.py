@@ -1,0 +1,208 @@
+"""The real local Triton server on a repository built from a tiny model: parity and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as http
+from tritonclient.utils import InferenceServerException
+
+from components.evaluate.step import evaluate_model
+from serving.repository import PromotionRefused, build_repository, write_repository
+from serving.server import TritonServer
+from tests.conftest import tiny_profile
+from tiergate.client import ClassificationError, ModerationClient
+from tiergate.hashing import read_json
+from tiergate.inference import ModerationPipeline, ThresholdSet
+from tiergate.records import read_jsonl
+from tiergate.taxonomy import Taxonomy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def evaluation(
+    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, merged_small: Path, tiny_base: Path
+) -> Path:
+    out = tmp_path_factory.mktemp("evaluation")
+    evaluate_model(taxonomy, tiny_profile(tiny_base), tiny_export, merged_small, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def repository(
+    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, evaluation: Path, tiny_base: Path
+) -> Path:
+    out = tmp_path_factory.mktemp("repo") / "repository"
+    settings = tiny_profile(tiny_base).serving
+    write_repository(taxonomy, settings, tiny_export, evaluation, out, "test-1", read_json(evaluation / "gate.json"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    with TritonServer(repository, tmp_path_factory.mktemp("triton")) as running:
+        yield running
+
+
+def test_packaging_refuses_a_failed_gate_or_changed_files(
+    taxonomy: Taxonomy, tiny_export: Path, evaluation: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    settings = tiny_profile(tiny_base).serving
+    gate = read_json(evaluation / "gate.json")
+    assert not gate["passed"]  # an untrained tiny model must not pass
+    with pytest.raises(PromotionRefused, match="the gate did not pass"):
+        build_repository(taxonomy, settings, tiny_export, evaluation, tmp_path / "r", "v")
+    passed = tmp_path / "eval"
+    passed.mkdir()
+    for name in ("thresholds.json",):
+        (passed / name).write_bytes((evaluation / name).read_bytes())
+    (passed / "gate.json").write_text(json.dumps({**gate, "passed": True}))
+    thresholds = json.loads((passed / "thresholds.json").read_text())
+    thresholds["thresholds"]["threats"] = 0.99  # a threshold changed after the gate judged it
+    (passed / "thresholds.json").write_text(json.dumps(thresholds))
+    with pytest.raises(PromotionRefused, match=r"thresholds thresholds\.json has sha256 .* but the gate judged"):
+        build_repository(taxonomy, settings, tiny_export, passed, tmp_path / "r", "v")
+    assert not (tmp_path / "r").exists()
+
+
+def test_repository_layout_and_configs(repository: Path, taxonomy: Taxonomy) -> None:
+    manifest = json.loads((repository / "repository.json").read_text())
+    assert manifest["labels"] == taxonomy.labels and manifest["variant"] == "local"
+    assert set(path.split("/")[0] for path in manifest["files"]) == {"tokenizer", "classifier", "postprocess", "tiergate"}
+    ensemble = (repository / "tiergate" / "config.pbtxt").read_text()
+    assert 'platform: "ensemble"' in ensemble and json.dumps(json.dumps(taxonomy.labels)) in ensemble
+    classifier = (repository / "classifier" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in classifier and "KIND_CPU" in classifier and "preferred_batch_size: [ 8, 16, 32 ]" in classifier
+
+
+def test_production_variant_uses_onnxruntime_on_gpu(
+    taxonomy: Taxonomy, tiny_export: Path, evaluation: Path, tmp_path: Path
+) -> None:
+    from tiergate.profiles import load_profile
+
+    settings = load_profile("production").serving
+    write_repository(taxonomy, settings, tiny_export, evaluation, tmp_path / "p", "v", read_json(evaluation / "gate.json"))
+    classifier = (tmp_path / "p" / "classifier" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in classifier and "KIND_GPU" in classifier
+    assert not (tmp_path / "p" / "classifier" / "1" / "model.py").exists()
+    assert (tmp_path / "p" / "classifier" / "1" / "model.onnx").read_bytes() == (tiny_export / "model_fp16.onnx").read_bytes()
+
+
+def test_triton_matches_in_process_evaluation(
+    server: TritonServer, taxonomy: Taxonomy, tiny_export: Path, evaluation: Path, merged_small: Path
+) -> None:
+    """The gate judged the in-process pipeline; Triton must serve the same numbers."""
+    records = read_jsonl(merged_small / "test.jsonl")[:150]
+    pipeline = ModerationPipeline(
+        tiny_export / "model_fp16.onnx",
+        tiny_export / "tokenizer",
+        ThresholdSet.load(evaluation / "thresholds.json", taxonomy.labels),
+    )
+    expected = pipeline.classify([r.text for r in records], [r.context for r in records])
+    client = ModerationClient(server.http_url, expected_labels=taxonomy.labels)
+    served = client.classify([r.text for r in records], [str(r.context) for r in records])
+    scores = np.array([[item.scores[name] for name in taxonomy.labels] for item in served])
+    flags = np.array([[name in item.flags for name in taxonomy.labels] for item in served])
+    assert np.abs(scores - expected.scores).max() < 1e-5
+    assert np.array_equal(flags, expected.flags)
+    assert [item.max_tier for item in served] == expected.max_tier.tolist()
+
+
+def _raw_infer(server: TritonServer, texts: list, contexts: list, text_type: str = "BYTES") -> None:
+    client = http.InferenceServerClient(server.http_url)
+    text_array = np.array([[t] for t in texts], dtype=object if text_type == "BYTES" else np.int32)
+    context_array = np.array([[c] for c in contexts], dtype=object)
+    inputs = [
+        http.InferInput("TEXT", list(text_array.shape), text_type),
+        http.InferInput("CONTEXT", list(context_array.shape), "BYTES"),
+    ]
+    inputs[0].set_data_from_numpy(text_array)
+    inputs[1].set_data_from_numpy(context_array)
+    client.infer("tiergate", inputs)
+
+
+@pytest.mark.parametrize(
+    ("texts", "contexts", "text_type", "message"),
+    [
+        ([b""], [b"general/message"], "BYTES", "empty or whitespace"),
+        ([b"   \t "], [b"general/message"], "BYTES", "empty or whitespace"),
+        ([b"\xff\xfe bad"], [b"general/message"], "BYTES", "not valid UTF-8"),
+        ([b"hello"], [b"kids/message"], "BYTES", "unknown audience 'kids'"),
+        ([b"x" * 5000], [b"general/message"], "BYTES", "the limit is 4000"),
+        ([1], [b"general/message"], "INT32", "expects 'BYTES'"),
+        ([b"hello"] * 65, [b"general/message"] * 65, "BYTES", "batch-size must be <= 64"),
+    ],
+    ids=["empty", "whitespace", "invalid-utf8", "bad-context", "too-long", "wrong-dtype", "batch-over-limit"],
+)
+def test_bad_input_gets_a_clear_error_and_the_server_survives(
+    server: TritonServer, texts: list, contexts: list, text_type: str, message: str
+) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        _raw_infer(server, texts, contexts, text_type)
+    assert message.lower() in str(caught.value).lower()
+    assert server.alive()
+    assert ModerationClient(server.http_url).classify("still answering?")[0].scores
+
+
+def test_mismatched_shapes_are_refused(server: TritonServer) -> None:
+    client = http.InferenceServerClient(server.http_url)
+    text = http.InferInput("TEXT", [2, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[b"a"], [b"b"]], dtype=object))
+    context = http.InferInput("CONTEXT", [3, 1], "BYTES")
+    context.set_data_from_numpy(np.array([[b"general/message"]] * 3, dtype=object))
+    with pytest.raises(InferenceServerException):
+        client.infer("tiergate", [text, context])
+    assert server.alive()
+
+
+def test_long_text_is_truncated_and_reported(server: TritonServer) -> None:
+    client = ModerationClient(server.http_url)
+    long_text = " ".join(["you will regret it"] * 60)
+    result = client.classify(long_text, "general/message")[0]
+    assert result.truncated and len(result.scores) == 33
+    assert not client.classify("short and sweet")[0].truncated
+
+
+def test_client_errors(server: TritonServer, taxonomy: Taxonomy) -> None:
+    with pytest.raises(ClassificationError, match="3 texts but 2 contexts"):
+        ModerationClient(server.http_url).classify(["a", "b", "c"], ["general/message", "adult/bio"])
+    with pytest.raises(Exception, match="label ORDER differs"):
+        ModerationClient(server.http_url, expected_labels=list(reversed(taxonomy.labels)))
+    with pytest.raises(ClassificationError, match="not reachable"):
+        ModerationClient("127.0.0.1:9", retries=1, retry_delay_s=0.01)
+    big = ModerationClient(server.http_url).classify([f"message {i}" for i in range(150)])  # > max_batch_size: chunked
+    assert len(big) == 150
+
+
+def test_cli_classify_over_http_and_grpc(server: TritonServer) -> None:
+    """Both CLI paths work; gRPC runs in its own process (tritonclient.grpc and kserve cannot share one)."""
+    for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tiergate.cli.main",
+                "classify",
+                "i know where you live",
+                "--context",
+                "adult/message",
+                "--url",
+                url,
+                "--protocol",
+                protocol,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        payload = json.loads(result.stdout)
+        assert payload["context"] == "adult/message" and len(payload["scores"]) == 33

@@ -1,0 +1,99 @@
+"""`tiergate pipeline`: compile for the cluster, run locally with kfp.local, submit to a KFP API server."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiergate.errors import TiergateError
+
+app = typer.Typer(help="Compile, run (locally) and submit the KFP v2 pipeline.", no_args_is_help=True)
+RUNS = Path("runs")
+
+
+@app.command("compile")
+def compile_(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output YAML (default: pipelines/compiled/tiergate.yaml).")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option("--profile", "-p", help="Profile whose `pipeline` settings are compiled in.")
+    ] = "production",
+) -> None:
+    """Compile the pipeline to the YAML you upload in the KFP dashboard."""
+    from pipelines.runner import COMPILED, compile_pipeline
+
+    path = compile_pipeline(out or COMPILED, profile)
+    typer.echo(f"compiled: {path}")
+
+
+def _publish_run(run_dir: Path, outputs: dict) -> None:  # type: ignore[type-arg]
+    """Copy the run's key results to runs/<id>/ and point runs/latest at it."""
+    evaluation = outputs["evaluation"]
+    for name in ("gate.json", "report.html", "report.md", "thresholds.json", "metrics.json", "regression.json"):
+        shutil.copyfile(evaluation / name, run_dir / name)
+    if outputs["model_repository"] is not None:
+        target = run_dir / "model_repository"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(outputs["model_repository"], target)
+    latest = run_dir.parent / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(run_dir.name)
+
+
+@app.command("run")
+def run(
+    local: Annotated[bool, typer.Option("--local", help="Run with kfp.local (SubprocessRunner, this environment).")] = False,
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or YAML path.")] = "local",
+    categories: Annotated[str, typer.Option(help="Comma-separated category subset (default: all).")] = "",
+    base_model: Annotated[str, typer.Option(help="Override the profile's base model.")] = "",
+    run_id: Annotated[str | None, typer.Option(help="Run id (default: UTC timestamp); results in runs/<id>/.")] = None,
+) -> None:
+    """Run the whole pipeline end to end; results land in runs/<id>/ and runs/latest."""
+    from pipelines.runner import run_local
+
+    if not local:
+        raise TiergateError("only --local runs here; use `tiergate pipeline submit --host URL` for a cluster")
+    run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = (RUNS / run_id).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    outputs = run_local(run_dir, profile, categories, base_model, run_id)
+    _publish_run(run_dir, outputs)
+    gate = json.loads((run_dir / "gate.json").read_text())
+    typer.echo(
+        f"pipeline finished in {outputs['elapsed_s']:.0f}s; gate {gate['decision'].upper()} "
+        f"(macro F1 {gate['summary']['macro_f1']}), results in {RUNS / run_id} (runs/latest)"
+    )
+    if outputs["promoted"]:
+        typer.echo(f"promoted: Triton model repository at {RUNS / run_id / 'model_repository'}")
+    else:
+        typer.echo("NOT PROMOTED: " + "; ".join(rule["rule"] for rule in gate["failures"][:8]))
+
+
+@app.command("submit")
+def submit(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. https://kfp.example.com/pipeline.")],
+    package: Annotated[Path | None, typer.Option(help="Compiled YAML (default: pipelines/compiled/tiergate.yaml).")] = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment name.")] = "tiergate",
+    run_name: Annotated[str | None, typer.Option(help="Run name shown in the dashboard.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Pipeline parameter KEY=VALUE (repeatable).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token (or $KFP_TOKEN).")] = None,
+) -> None:
+    """Upload and launch the compiled pipeline on a Kubeflow Pipelines cluster."""
+    from pipelines.runner import COMPILED
+    from pipelines.runner import submit as submit_run
+
+    arguments = {}
+    for item in param or []:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise TiergateError(f"--param {item!r} must look like KEY=VALUE")
+        arguments[key] = value
+    run_id = submit_run(host, package or COMPILED, experiment, run_name, arguments, token)
+    typer.echo(f"submitted run {run_id}")

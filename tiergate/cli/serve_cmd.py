@@ -1,0 +1,99 @@
+"""`tiergate serve`, `tiergate classify`, `tiergate demo`: the local Triton server and its client."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiergate.errors import TiergateError
+
+DEMO_TEXTS = [
+    ("i know where you live, so watch your back", "general/message"),
+    ("are we still on for coffee at the cafe on friday?", "general/message"),
+    ("rates are on my page, incall or outcall tonight", "adult/listing"),
+    ("explicit nsfw photos for subscribers", "adult/bio"),
+    ("explicit nsfw photos for subscribers", "general/bio"),
+]
+
+
+def serve(
+    model_repo: Annotated[
+        Path, typer.Option("--model-repo", help="Triton model repository (e.g. runs/latest/model_repository).")
+    ],
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder for backends and the server log.")] = Path(".cache/triton"),
+) -> None:
+    """Start a real Triton server on a model repository; Ctrl-C shuts it down cleanly."""
+    from serving.server import TritonServer
+
+    if not (model_repo / "repository.json").is_file():
+        raise TiergateError(f"{model_repo} is not a tiergate model repository (no repository.json)")
+    server = TritonServer(model_repo, work_dir, http_port, grpc_port, metrics_port)
+    with server:
+        typer.echo(
+            f"Triton ready: http://{server.http_url}  grpc {server.grpc_url}  metrics :{server.metrics_port}  (Ctrl-C to stop)"
+        )
+        try:
+            while server.alive():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            typer.echo("stopping Triton ...")
+    if not server.alive() and server.process is not None and server.process.returncode not in (0, -15, None):
+        raise TiergateError(f"Triton exited with {server.process.returncode}; see {server.log_file}")
+
+
+def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    for result in results:
+        if as_json:
+            typer.echo(json.dumps(result.as_dict()))
+            continue
+        top = sorted(result.scores.items(), key=lambda item: -item[1])[:3]
+        flags = ", ".join(result.flags) or "nothing flagged"
+        tier = f"route T{result.max_tier}" if result.max_tier else "no route"
+        typer.echo(
+            f"[{result.context}] {result.text!r}\n    flags: {flags} ({tier})"
+            f"{' [truncated]' if result.truncated else ''}\n    top scores: "
+            + ", ".join(f"{name} {score:.3f}" for name, score in top)
+        )
+
+
+def classify(
+    text: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
+    context: Annotated[str, typer.Option(help="AUDIENCE/SURFACE, e.g. adult/message.")] = "general/message",
+    url: Annotated[str, typer.Option(help="Triton endpoint host:port.")] = "127.0.0.1:8000",
+    protocol: Annotated[str, typer.Option(help="http or grpc.")] = "http",
+    model: Annotated[str, typer.Option(help="Ensemble name.")] = "tiergate",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
+) -> None:
+    """Classify text against a running Triton endpoint: per-category scores, flags and routing tier."""
+    from tiergate.client import ModerationClient
+    from tiergate.taxonomy import load_taxonomy
+
+    client = ModerationClient(url, protocol, model, expected_labels=load_taxonomy().labels)  # type: ignore[arg-type]
+    _print(client.classify(text, context), as_json)
+
+
+def demo(
+    run_dir: Annotated[Path, typer.Argument(help="A pipeline run folder (default: runs/latest).")] = Path("runs/latest"),
+) -> None:
+    """Serve a run's promoted model on a real local Triton and classify a few example texts."""
+    from serving.server import TritonServer
+    from tiergate.client import ModerationClient
+    from tiergate.taxonomy import load_taxonomy
+
+    repository = run_dir / "model_repository"
+    if not (repository / "repository.json").is_file():
+        gate = json.loads((run_dir / "gate.json").read_text()) if (run_dir / "gate.json").is_file() else {}
+        typer.echo(f"{run_dir}: not promoted (gate {gate.get('decision', 'missing')}); nothing to serve")
+        return
+    with TritonServer(repository, run_dir / "triton") as server:
+        client = ModerationClient(server.http_url, "http", expected_labels=load_taxonomy().labels)
+        typer.echo(f"Triton serving {repository} at http://{server.http_url}")
+        for text, context in DEMO_TEXTS:
+            _print(client.classify(text, context), as_json=False)
