@@ -29,7 +29,7 @@ def load_vocabulary(path: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"offline generator vocabulary not found: {path}")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    required = {"slots", "openers", "tails", "connectors", "innocuous", "leet", "emoji"}
+    required = {"slots", "openers", "tails", "connectors", "innocuous", "variation", "leet", "emoji"}
     missing = required - set(data or {})
     if missing:
         raise ConfigError(f"{path}: missing keys {sorted(missing)}")
@@ -70,9 +70,22 @@ class OfflineGenerator:
         secondary = rng.choice(self.taxonomy.category(item.secondary).seeds.positive)
         return primary + rng.choice(self.vocabulary["connectors"]) + secondary
 
+    def _vary(self, text: str, rng: random.Random) -> str:
+        """Swap one determiner and/or insert one filler word: same pattern, different wording."""
+        variation = self.vocabulary["variation"]
+        if rng.random() >= variation["probability"]:
+            return text
+        words = text.split(" ")
+        determiners = [i for i, word in enumerate(words) if word in variation["determiners"]]
+        if determiners:
+            words[rng.choice(determiners)] = rng.choice(variation["determiners"])
+        if len(words) > 2:
+            words.insert(rng.randrange(1, len(words)), rng.choice(variation["fillers"]))
+        return " ".join(words)
+
     def write(self, item: ItemSpec) -> str:
         rng = self._rng(item)
-        core = self._fill(self._core(item, rng), rng)
+        core = self._vary(self._fill(self._core(item, rng), rng), rng)
         return (rng.choice(self.vocabulary["openers"]) + core + rng.choice(self.vocabulary["tails"])).strip()
 
     def run(self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None) -> list[GenerationResult]:
