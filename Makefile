@@ -8,7 +8,7 @@ RUN_ID ?= $(shell date -u +%Y%m%d-%H%M%S)
 RUN_DIR := runs/$(RUN_ID)
 PROFILE ?= local
 
-.PHONY: help setup run test test-fast lint format data
+.PHONY: help setup run compile serve test test-fast lint format data
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,15 @@ data: $(PY)  ## Generate + merge the datasets offline into runs/<id>/data
 	ln -sfn $(RUN_ID) runs/latest
 	@echo "dataset report: runs/latest/data/merged/report.md"
 
-run: data  ## The main job end to end on the embedded default (offline, CPU)
+run: $(PY)  ## The main job end to end: KFP pipeline via kfp.local, then a real local Triton classifying examples
+	$(TIERGATE) pipeline run --local --profile $(PROFILE) --run-id $(RUN_ID)
+	$(TIERGATE) demo runs/$(RUN_ID)
+
+compile: $(PY)  ## Regenerate pipelines/compiled/tiergate.yaml (commit it)
+	$(TIERGATE) pipeline compile
+
+serve: $(PY)  ## Serve runs/latest/model_repository on a local Triton (Ctrl-C to stop)
+	$(TIERGATE) serve --model-repo runs/latest/model_repository
 
 test: $(PY)  ## The whole test suite (slow tests included); fails if no test ran
 	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
