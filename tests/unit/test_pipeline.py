@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -89,7 +89,7 @@ def test_run_form_parameters(spec: dict[str, Any]) -> None:
 class FakeKfpApi(BaseHTTPRequestHandler):
     """Just enough of the KFP v2beta1 REST API for kfp.Client to create a run."""
 
-    requests: list[tuple[str, str, Any]] = []
+    requests: ClassVar[list[tuple[str, str, Any]]] = []
 
     def log_message(self, *args: Any) -> None:
         pass
