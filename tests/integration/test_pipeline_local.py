@@ -19,7 +19,7 @@ def test_local_run_ends_green_without_promotion_when_the_gate_fails(tmp_path: Pa
     assert not outputs["promoted"] and outputs["model_repository"] is None
     result = outputs["not_promoted"].read_text()
     assert result.startswith("# Not promoted") and gate["failures"][0]["rule"] in result
-    merged = list((tmp_path / "run" / "kfp").glob("*/merge/merged"))[0]
+    merged = next(iter((tmp_path / "run" / "kfp").glob("*/merge/merged")))
     counts = json.loads((merged / "manifest.json").read_text())["counts"]["splits"]
     assert sum(counts.values()) > 0
     generated = list((tmp_path / "run" / "kfp").glob("*/for-loop-1-iteration-*/generate/generated/manifest.json"))
