@@ -8,7 +8,7 @@ RUN_ID ?= $(shell date -u +%Y%m%d-%H%M%S)
 RUN_DIR := runs/$(RUN_ID)
 PROFILE ?= local
 
-.PHONY: help setup run compile serve test test-fast lint format data
+.PHONY: help setup run compile serve bench test test-fast lint format data
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ lint: $(PY)  ## ruff + mypy
 
 format: $(PY)  ## Apply ruff's import sorting and fixes
 	$(VENV)/bin/ruff check --fix .
+
+bench: $(PY)  ## Serving benchmark on runs/latest: Triton (1/8/32 clients) vs onnxruntime vs transformers
+	$(PY) benchmarks/serving.py --run runs/latest

@@ -17,6 +17,8 @@ from kfp import dsl, kubernetes
 from components.evaluate.component import evaluate, not_promoted
 from components.export.component import export
 from components.generate.component import generate, list_categories, merge
+from components.promote.component import promote
+from components.publish.component import publish
 from components.train.component import train
 from serving.component import package
 from tiergate.profiles import PipelineSettings, Profile
@@ -55,7 +57,9 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
     list_op, generate_op, merge_op = cpu(list_categories), cpu(generate), cpu(merge)
     train_op, export_op = gpu(train), gpu(export)
     evaluate_op, not_promoted_op, package_op = cpu(evaluate), cpu(not_promoted), cpu(package)
+    publish_op, promote_op = cpu(publish), cpu(promote)
     phases = list(profile.train.phases)
+    token_env = profile.promote.token_env  # captured here: inside the pipeline, `profile` is the run parameter
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Generate, train, gate and package a tiered multi-label moderation classifier.")
     def tiergate(
@@ -102,7 +106,7 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
             "light",
         )
         with dsl.If(evaluation.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
-            _resources(
+            packaged = _resources(
                 package_op(
                     profile=profile,
                     onnx_model=exported.outputs["onnx_model"],
@@ -111,6 +115,25 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
                 ),
                 settings,
                 "light",
+            )
+            published = _resources(
+                publish_op(profile=profile, model_repository=packaged.outputs["model_repository"]), settings, "light"
+            )
+            promoted = promote_op(
+                profile=profile,
+                evaluation=evaluation.outputs["evaluation"],
+                model_repository=packaged.outputs["model_repository"],
+                uri=published.outputs["uri"],
+                digest=published.outputs["digest"],
+                version=published.outputs["version"],
+                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            )
+            _resources(promoted, settings, "light").set_caching_options(False)
+            kubernetes.use_secret_as_env(
+                promoted,
+                secret_name=settings.gitops_secret,
+                secret_key_to_env={settings.gitops_secret_key: token_env},
+                optional=True,
             )
         with dsl.Else(name="gate-failed"):
             _resources(not_promoted_op(evaluation=evaluation.outputs["evaluation"]), settings, "light")

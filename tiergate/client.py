@@ -90,7 +90,7 @@ class ModerationClient:
             raise ClassificationError(f"unknown protocol {protocol!r}; use http or grpc")
         self._module = module
         self._error = InferenceServerException
-        self.labels, self.max_batch_size, self.contexts = self._read_config()
+        self.labels, self.max_batch_size, self.contexts, self.model_version = self._read_config()
         if expected_labels is not None:
             check_labels(self.labels, expected_labels, f"served model {model_name}")
 
@@ -110,7 +110,7 @@ class ModerationClient:
                 time.sleep(self.retry_delay_s * (2**attempt))
         raise ClassificationError(f"{what}: server not reachable at {self.url} after {self.retries + 1} attempts ({last})")
 
-    def _read_config(self) -> tuple[list[str], int, dict[str, list[str]]]:
+    def _read_config(self) -> tuple[list[str], int, dict[str, list[str]], str]:
         config = self._call("model config", self._client.get_model_config, self.model_name)
         if self.protocol == "grpc":
             from google.protobuf.json_format import MessageToDict
@@ -123,6 +123,7 @@ class ModerationClient:
             json.loads(parameters["labels"]),
             int(config.get("max_batch_size", 1)),
             json.loads(parameters.get("contexts", "{}")),
+            parameters.get("model_version", ""),
         )
 
     def ready(self) -> bool:

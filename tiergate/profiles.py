@@ -150,6 +150,8 @@ class PipelineSettings(_Strict):
     tolerations: list[dict[str, str]] = Field(default_factory=list)
     anthropic_secret: str
     anthropic_secret_key: str
+    gitops_secret: str
+    gitops_secret_key: str
     cache_pvc: str
     cache_mount: str
     resources: dict[Literal["light", "gpu"], Resources]
@@ -173,6 +175,24 @@ class ServingSettings(_Strict):
         return self
 
 
+class PublishSettings(_Strict):
+    store: str = Field(pattern=r"^(s3|gs|pvc|file)://.+|^/.+")
+    pvc_mount_root: str
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromoteSettings(_Strict):
+    repo_url: str
+    branch: str
+    values_path: str
+    chart_path: str
+    mode: Literal["push", "branch"]
+    token_env: str
+    author_name: str
+    author_email: str
+    max_push_attempts: int = Field(ge=1)
+
+
 class Profile(_Strict):
     name: str
     seed: int
@@ -185,6 +205,8 @@ class Profile(_Strict):
     evaluate: EvaluateSettings
     pipeline: PipelineSettings
     serving: ServingSettings
+    publish: PublishSettings
+    promote: PromoteSettings
 
     @model_validator(mode="after")
     def _phases_are_merge_phases(self) -> Profile:

@@ -1,6 +1,7 @@
 """Triton python-backend model `postprocess`: logits → scores, flags, routing tier (tiergate.inference.Postprocessor)."""
 
 import json
+import os
 from pathlib import Path
 
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
@@ -15,7 +16,8 @@ class TritonPythonModel:
         here = Path(args["model_repository"]) / args["model_version"]
         thresholds = ThresholdSet.load(here / "thresholds.json")
         self.postprocessor = Postprocessor(thresholds)
-        disabled = set(json.loads(parameters.get("optional_disabled", "[]")))
+        # The Helm chart can switch optional categories off per deployment through the environment.
+        disabled = set(json.loads(os.environ.get("TIERGATE_OPTIONAL_DISABLED") or parameters.get("optional_disabled", "[]")))
         self.enabled_optional = [name for name in thresholds.optional if name not in disabled]
 
     def execute(self, requests):

@@ -97,3 +97,53 @@ def demo(
         typer.echo(f"Triton serving {repository} at http://{server.http_url}")
         for text, context in DEMO_TEXTS:
             _print(client.classify(text, context), as_json=False)
+
+
+def regression(
+    url: Annotated[str, typer.Option(help="Triton endpoint host:port.")] = "127.0.0.1:8000",
+    model: Annotated[str, typer.Option(help="Ensemble name.")] = "tiergate",
+    protocol: Annotated[str, typer.Option(help="http or grpc.")] = "http",
+    expect_version: Annotated[str | None, typer.Option(help="Fail unless the endpoint serves this model version.")] = None,
+    suites: Annotated[Path | None, typer.Option(help="Regression suites folder (default: config/regression).")] = None,
+    wait_s: Annotated[float, typer.Option(help="Wait this long for the endpoint to become ready.")] = 300.0,
+) -> None:
+    """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
+    from components.evaluate.regression import load_suites, run_suites
+    from tiergate.client import ModerationClient
+    from tiergate.paths import project_path
+    from tiergate.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client = ModerationClient(url, protocol, model, expected_labels=taxonomy.labels)  # type: ignore[arg-type]
+            if client.ready():
+                break
+        except TiergateError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TiergateError(f"{url}: model {model} not ready after {wait_s:.0f}s")
+        time.sleep(2)
+    if expect_version is not None and client.model_version != expect_version:
+        raise TiergateError(f"{url} serves model version {client.model_version!r}, expected {expect_version!r}")
+
+    def classify(texts: list[str], contexts: list) -> tuple:  # type: ignore[type-arg]
+        import numpy as np
+
+        results = client.classify(texts, [str(context) for context in contexts])
+        scores = np.array([[item.scores[name] for name in taxonomy.labels] for item in results])
+        flags = np.array([[name in item.flags for name in taxonomy.labels] for item in results])
+        return scores, flags
+
+    result = run_suites(load_suites(suites or project_path("config/regression"), taxonomy), taxonomy, classify)
+    for name, summary in result["summary"].items():
+        typer.echo(f"{name}: {summary}")
+    for suite in result["suites"].values():
+        for vector in suite["vectors"]:
+            if vector["status"] == "fail":
+                typer.echo(f"  FAIL {vector['id']}: {vector['text']!r}")
+    if not result["passed"]:
+        raise typer.Exit(1)
+    typer.echo("regression: PASS")

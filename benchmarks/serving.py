@@ -1,0 +1,116 @@
+"""Serving benchmark: same texts, same machine, one run, three ways of classifying.
+
+(a) the local Triton ensemble (dynamic batching) under 1, 8 and 32 concurrent clients,
+(b) onnxruntime in-process (the exported fp16 model, tiergate.inference),
+(c) a plain `transformers` text-classification pipeline on the PyTorch checkpoint.
+Prints throughput, p50/p99 latency per request and the ratios against (c).
+
+    python benchmarks/serving.py --run runs/latest [--requests 400] [--concurrency 1 8 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from serving.server import TritonServer
+from tiergate.client import ModerationClient
+from tiergate.formatting import format_input
+from tiergate.inference import ModerationPipeline, ThresholdSet
+from tiergate.records import read_jsonl
+
+
+def _newest(root: Path, pattern: str) -> Path:
+    matches = sorted(root.glob(pattern), key=lambda path: path.stat().st_mtime)
+    if not matches:
+        raise SystemExit(f"no {pattern} under {root}: run `make run` first")
+    return matches[-1]
+
+
+def _summary(name: str, latencies: list[float], elapsed: float, count: int) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        "name": name,
+        "throughput": count / elapsed,
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+    }
+
+
+def bench_triton(url: str, texts: list[str], contexts: list[str], concurrency: int) -> dict[str, Any]:
+    clients = [ModerationClient(url) for _ in range(concurrency)]
+
+    def one(index: int) -> float:
+        start = time.perf_counter()
+        clients[index % concurrency].classify(texts[index], contexts[index])
+        return time.perf_counter() - start
+
+    one(0)  # warm-up
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, range(len(texts))))
+    return _summary(f"triton ensemble, {concurrency} concurrent clients", latencies, time.perf_counter() - started, len(texts))
+
+
+def bench_sequential(name: str, run: Any, items: list[Any]) -> dict[str, Any]:
+    run(items[0])  # warm-up
+    latencies = []
+    started = time.perf_counter()
+    for item in items:
+        start = time.perf_counter()
+        run(item)
+        latencies.append(time.perf_counter() - start)
+    return _summary(name, latencies, time.perf_counter() - started, len(items))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=Path("runs/latest"))
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+
+    run = args.run.resolve()
+    kfp = run / "kfp"
+    export = _newest(kfp, "*/export/onnx_model")
+    checkpoint = _newest(kfp, "*/train-3/checkpoint")
+    data = _newest(kfp, "*/merge/merged")
+    records = (read_jsonl(data / "test.jsonl") * 10)[: args.requests]
+    texts, contexts = [r.text for r in records], [str(r.context) for r in records]
+
+    results = []
+    from transformers import pipeline as hf_pipeline
+
+    classifier = hf_pipeline("text-classification", model=str(checkpoint), top_k=None, device=-1)
+    formatted = [format_input(r.text, r.context) for r in records]
+    results.append(bench_sequential("transformers pipeline (PyTorch, 1 text per call)", classifier, formatted))
+
+    in_process = ModerationPipeline(export / "model_fp16.onnx", export / "tokenizer", ThresholdSet.load(run / "thresholds.json"))
+    results.append(
+        bench_sequential(
+            "onnxruntime in-process (fp16, 1 text per call)", lambda r: in_process.classify([r.text], [r.context]), records
+        )
+    )
+    with TritonServer(run / "model_repository", run / "triton-bench") as server:
+        for concurrency in args.concurrency:
+            results.append(bench_triton(server.http_url, texts, contexts, concurrency))
+
+    base = results[0]["throughput"]
+    print(f"{len(records)} requests of one text each; CPU; model {export.parent.parent.name}")
+    print(f"{'method':<52} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x vs transformers':>18}")
+    for row in results:
+        print(
+            f"{row['name']:<52} {row['throughput']:8.1f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
+            f"{row['throughput'] / base:18.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""KFP wrapper for GitOps promotion (never cached: it has an effect outside the pipeline)."""
+
+from kfp.dsl import Artifact, Input
+
+
+def promote(
+    profile: str, evaluation: Input[Artifact], model_repository: Input[Artifact], uri: str, digest: str, version: str, run_id: str
+) -> str:
+    """Commit the new version to the GitOps repository's values; returns the commit sha."""
+    import json
+    from pathlib import Path
+
+    from components.promote.step import promote as promote_model
+    from tiergate.profiles import load_profile
+    from tiergate.progress import setup_logging
+
+    setup_logging()
+    manifest = json.loads((Path(model_repository.path) / "repository.json").read_text())
+    published = {"uri": uri, "digest": digest, "version": version, "model_name": manifest["model_name"]}
+    result = promote_model(load_profile(profile).promote, Path(evaluation.path), Path(model_repository.path), published, run_id)
+    print(json.dumps(result))
+    return str(result["commit"])
