@@ -78,6 +78,14 @@ def validate_manifest(document: dict[str, Any]) -> None:
             where = "/".join(str(part) for part in errors[0].absolute_path)
             raise ManifestError(f"{kind} {document.get('metadata', {}).get('name')}: {where}: {errors[0].message}")
         return
+    if group == "argoproj.io" and kind == "Application":
+        spec = document.get("spec") or {}
+        missing = [key for key in ("project", "source", "destination") if key not in spec]
+        if missing or not {"repoURL", "path"} <= set(spec.get("source", {})):
+            raise ManifestError(
+                f"Application {document.get('metadata', {}).get('name')}: missing {missing or 'source.repoURL/path'}"
+            )
+        return
     import kubernetes_validate
 
     try:

@@ -1,0 +1,273 @@
+"""Publish (local path and S3 on loopback), the Helm chart (real Helm), promotion with real git."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helm_python import Chart, HelmError
+from helm_python.chart import lint
+
+from components.promote.gitops import GitOpsError, commit_and_push, history
+from components.promote.step import promote, rollback
+from components.publish.step import PublishError, publish_repository
+from serving.repository import PromotionRefused
+from tiergate.hashing import sha256_file, sha256_json, write_json
+from tiergate.k8s_validation import validate_text
+from tiergate.paths import PROJECT_ROOT
+from tiergate.profiles import PromoteSettings, PublishSettings, load_profile
+
+CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
+GATE: dict[str, Any] = {
+    "passed": True,
+    "decision": "promote",
+    "failures": [],
+    "judged": {"model_sha256": "m" * 64, "thresholds_sha256": "t" * 64},
+    "summary": {
+        "macro_f1": 0.9512,
+        "micro_f1": 0.96,
+        "tiers": {"1": {"macro_f1": 0.95}, "2": {"macro_f1": None}},
+        "regression": {"positives": "37/37 (need 37)", "multilabel": "4/5 (need 3)"},
+    },
+}
+
+
+def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
+    """A minimal model repository as the package step writes it (files + repository.json)."""
+    (root / "classifier" / "1").mkdir(parents=True)
+    (root / "classifier" / "1" / "model.onnx").write_text(payload)
+    (root / "classifier" / "config.pbtxt").write_text('name: "classifier"\n')
+    files = {name: sha256_file(root / name) for name in ("classifier/1/model.onnx", "classifier/config.pbtxt")}
+    write_json(
+        root / "repository.json",
+        {
+            "model_name": "tiergate",
+            "model_version": version,
+            "files": files,
+            "digest": sha256_json(files),
+            "gate_digest": sha256_json(GATE["judged"]),
+        },
+    )
+    return root
+
+
+def local_publish(tmp_path: Path) -> PublishSettings:
+    return load_profile("local", {"publish": {"pvc_mount_root": str(tmp_path / "pvc")}}).publish
+
+
+def test_publish_is_content_addressed_verified_and_never_overwrites(tmp_path: Path) -> None:
+    settings = local_publish(tmp_path)
+    repo = make_repository(tmp_path / "r1", "v1")
+    first = publish_repository(repo, settings)
+    digest = json.loads((repo / "repository.json").read_text())["digest"]
+    assert first["uri"] == f"pvc://tiergate-models/store/tiergate/v1/{digest}" and not first["already_published"]
+    stored = tmp_path / "pvc" / "tiergate-models" / "store" / "tiergate" / "v1" / digest
+    assert (stored / "classifier" / "1" / "model.onnx").read_text() == "weights"
+    assert publish_repository(repo, settings)["already_published"]  # same content: a no-op
+    other = make_repository(tmp_path / "r2", "v1", payload="different weights")
+    with pytest.raises(PublishError, match="already published .* never overwritten"):
+        publish_repository(other, settings)
+
+
+def test_publish_redoes_an_incomplete_upload(tmp_path: Path) -> None:
+    settings = local_publish(tmp_path)
+    repo = make_repository(tmp_path / "r", "v2")
+    digest = json.loads((repo / "repository.json").read_text())["digest"]
+    partial = tmp_path / "pvc" / "tiergate-models" / "store" / "tiergate" / "v2" / digest / "classifier"
+    partial.mkdir(parents=True)
+    (partial / "config.pbtxt").write_text("half")  # a crash before repository.json was written
+    result = publish_repository(repo, settings)
+    assert not result["already_published"]
+    assert (partial / "config.pbtxt").read_text() == 'name: "classifier"\n'
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_publish_to_s3_on_loopback(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="models")
+    settings = PublishSettings(
+        store="s3://models/tiergate", pvc_mount_root="unused", storage_options={"client_kwargs": {"endpoint_url": s3_endpoint}}
+    )
+    repo = make_repository(tmp_path / "r", "v3")
+    result = publish_repository(repo, settings)
+    assert result["uri"].startswith("s3://models/tiergate/tiergate/v3/")
+    keys = {item["Key"] for item in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="models")["Contents"]}
+    assert {f"tiergate/tiergate/v3/{result['digest']}/{name}" for name in ("repository.json", "classifier/1/model.onnx")} <= keys
+    assert publish_repository(repo, settings)["already_published"]
+
+
+VALUES = {"model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64}}
+
+
+def test_chart_renders_valid_kserve_manifests() -> None:
+    rendered = Chart.load(str(CHART)).render(VALUES, name="tiergate", namespace="moderation")
+    documents = 0
+    for name, text in rendered.items():
+        if name.endswith(".yaml") and text.strip():
+            documents += validate_text(text)
+    assert documents == 3  # ServingRuntime, InferenceService, regression Job
+    isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == VALUES["model"]["storageUri"]
+    assert isvc["metadata"]["annotations"]["tiergate.io/repository-digest"] == "sha256:" + "a" * 64
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+    job = yaml.safe_load(rendered["tiergate-serving/templates/tests/regression-test.yaml"])
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+    assert lint(str(CHART), VALUES)["errors"] == []
+
+
+def test_chart_options_render() -> None:
+    values = {
+        **VALUES,
+        "predictor": {"minReplicas": 2, "maxReplicas": 6, "canaryTrafficPercent": 10, "gpu": 0},
+        "serving": {"optionalDisabled": ["anti_trans"]},
+        "runtime": {"create": False, "name": "x", "image": "y"},
+    }
+    rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
+    isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10 and predictor["minReplicas"] == 2
+    assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
+    assert predictor["model"]["env"][0]["value"] == '["anti_trans"]'
+    assert not rendered.get("tiergate-serving/templates/servingruntime.yaml", "").strip()
+    validate_text(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"model": {**VALUES["model"], "digest": "not-a-digest"}}, "digest"),
+        ({"model": {**VALUES["model"], "version": ""}}, "version"),
+        ({"model": {**VALUES["model"], "storageUri": "file:///tmp/x"}}, "storageUri"),
+        ({**VALUES, "predictor": {"minReplicas": 1, "maxReplicas": 2, "canaryTrafficPercent": 150}}, "canaryTrafficPercent"),
+        ({**VALUES, "surprise": True}, "surprise"),
+    ],
+)
+def test_bad_values_fail_at_render_time(values: dict[str, Any], key: str) -> None:
+    with pytest.raises(HelmError) as caught:
+        Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
+    assert key in str(caught.value)
+
+
+@pytest.fixture
+def gitops(tmp_path: Path) -> PromoteSettings:
+    return load_profile("local", {"promote": {"repo_url": str(tmp_path / "gitops.git")}}).promote
+
+
+def _published(tmp_path: Path, version: str) -> tuple[Path, Path, dict[str, Any]]:
+    repo = make_repository(tmp_path / f"repo-{version}", version, payload=f"weights {version}")
+    evaluation = tmp_path / f"eval-{version}"
+    write_json(evaluation / "gate.json", GATE)
+    published = publish_repository(repo, local_publish(tmp_path))
+    return evaluation, repo, published
+
+
+def _values(settings: PromoteSettings, tmp_path: Path) -> dict[str, Any]:
+    clone = tmp_path / "inspect"
+    subprocess.run(["git", "clone", "-q", settings.repo_url, str(clone)], check=True)
+    values = yaml.safe_load((clone / settings.values_path).read_text())
+    subprocess.run(["rm", "-rf", str(clone)], check=True)
+    return values
+
+
+def test_promote_commits_once_and_is_idempotent(gitops: PromoteSettings, tmp_path: Path) -> None:
+    evaluation, repo, published = _published(tmp_path, "v1")
+    result = promote(gitops, evaluation, repo, published, "run-7")
+    assert result["changed"]
+    assert _values(gitops, tmp_path)["model"] == {
+        "name": "tiergate",
+        "version": "v1",
+        "storageUri": published["uri"],
+        "digest": published["digest"],
+    }
+    message = subprocess.run(
+        ["git", "--git-dir", gitops.repo_url, "log", "-1", "--format=%B"], capture_output=True, text=True
+    ).stdout
+    assert message.startswith(f"promote tiergate v1 ({published['digest'][:12]})")
+    assert "macro F1 0.9512" in message and "positives 37/37" in message and "run: run-7" in message
+    again = promote(gitops, evaluation, repo, published, "run-7")
+    assert not again["changed"] and again["commit"] == result["commit"]
+
+
+def test_promote_refuses_without_a_passing_gate(gitops: PromoteSettings, tmp_path: Path) -> None:
+    evaluation, repo, published = _published(tmp_path, "v1")
+    write_json(evaluation / "gate.json", {**GATE, "passed": False, "failures": [{"rule": "csam.f1 >= 0.93"}]})
+    with pytest.raises(PromotionRefused, match=r"gate did not pass \(csam.f1 >= 0.93\)"):
+        promote(gitops, evaluation, repo, published, "run")
+    write_json(evaluation / "gate.json", {**GATE, "judged": {**GATE["judged"], "model_sha256": "x" * 64}})
+    with pytest.raises(PromotionRefused, match="not built from the artifacts this gate judged"):
+        promote(gitops, evaluation, repo, published, "run")
+    write_json(evaluation / "gate.json", GATE)
+    with pytest.raises(PromotionRefused, match="published digest"):
+        promote(gitops, evaluation, repo, {**published, "digest": "b" * 64}, "run")
+    assert not Path(gitops.repo_url).exists()  # nothing was even created
+
+
+def test_push_race_retries_on_top_of_the_other_promotion(gitops: PromoteSettings, tmp_path: Path) -> None:
+    evaluation1, repo1, published1 = _published(tmp_path, "v1")
+    evaluation2, repo2, published2 = _published(tmp_path, "v2")
+    promote(gitops, evaluation1, repo1, published1, "seed")
+    raced = {"done": False}
+
+    def racing_edit(values: dict[str, Any]) -> dict[str, Any]:
+        if not raced["done"]:  # another promoter pushes while we hold our clone
+            raced["done"] = True
+            promote(gitops, evaluation2, repo2, published2, "other")
+        return {
+            **values,
+            "model": {
+                **values["model"],
+                "version": "v3",
+                "digest": "c" * 64,
+                "storageUri": "s3://models/tiergate/v3/" + "c" * 64,
+            },
+        }
+
+    result = commit_and_push(gitops, racing_edit, "promote tiergate v3")
+    assert result["changed"] and result["attempts"] == 2
+    versions = [entry["version"] for entry in history(gitops)]
+    assert versions[:3] == ["v3", "v2", "v1"]
+
+
+def test_branch_mode_leaves_main_alone(gitops: PromoteSettings, tmp_path: Path) -> None:
+    evaluation, repo, published = _published(tmp_path, "v1")
+    promote(gitops, evaluation, repo, published, "seed")
+    settings = gitops.model_copy(update={"mode": "branch"})
+    evaluation2, repo2, published2 = _published(tmp_path, "v2")
+    result = promote(settings, evaluation2, repo2, published2, "run")
+    assert result["branch"] == "promote/v2"
+    assert _values(gitops, tmp_path)["model"]["version"] == "v1"
+
+
+def test_rollback_and_history(gitops: PromoteSettings, tmp_path: Path) -> None:
+    for version in ("v1", "v2"):
+        evaluation, repo, published = _published(tmp_path, version)
+        promote(gitops, evaluation, repo, published, "run")
+    result = rollback(gitops, "v1")
+    assert result["changed"]
+    assert _values(gitops, tmp_path)["model"]["version"] == "v1"
+    entries = history(gitops)
+    assert [entry["version"] for entry in entries][:3] == ["v1", "v2", "v1"]
+    assert entries[0]["subject"].startswith("rollback to v1")
+    assert not rollback(gitops, "v1")["changed"]  # already current
+    with pytest.raises(GitOpsError, match="never promoted here; known: v1, v2"):
+        rollback(gitops, "v9")
