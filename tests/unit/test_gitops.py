@@ -70,7 +70,7 @@ def test_publish_is_content_addressed_verified_and_never_overwrites(tmp_path: Pa
     assert (stored / "classifier" / "1" / "model.onnx").read_text() == "weights"
     assert publish_repository(repo, settings)["already_published"]  # same content: a no-op
     other = make_repository(tmp_path / "r2", "v1", payload="different weights")
-    with pytest.raises(PublishError, match="already published .* never overwritten"):
+    with pytest.raises(PublishError, match=r"already published .* never overwritten"):
         publish_repository(other, settings)
 
 
