@@ -112,6 +112,7 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
                     onnx_model=exported.outputs["onnx_model"],
                     evaluation=evaluation.outputs["evaluation"],
                     model_version=model_version,
+                    run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 ),
                 settings,
                 "light",

@@ -4,7 +4,12 @@ from kfp.dsl import Artifact, Input, Model, Output
 
 
 def package(
-    profile: str, onnx_model: Input[Model], evaluation: Input[Artifact], model_version: str, model_repository: Output[Artifact]
+    profile: str,
+    onnx_model: Input[Model],
+    evaluation: Input[Artifact],
+    model_version: str,
+    run_name: str,
+    model_repository: Output[Artifact],
 ) -> str:
     """Build the repository; returns its content digest. Verifies the gate and the judged digests first."""
     from pathlib import Path
@@ -15,7 +20,7 @@ def package(
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
-    version = model_version or Path(model_repository.path).parent.name
+    version = model_version or run_name
     manifest = build_repository(
         load_taxonomy(),
         load_profile(profile).serving,

@@ -71,7 +71,17 @@ def run(
         f"(macro F1 {gate['summary']['macro_f1']}), results in {RUNS / run_id} (runs/latest)"
     )
     if outputs["promoted"]:
+        from components.promote.gitops import history
+        from tiergate.profiles import load_profile
+
         typer.echo(f"promoted: Triton model repository at {RUNS / run_id / 'model_repository'}")
+        settings = load_profile(profile).promote
+        latest = next((entry for entry in history(settings) if entry["version"]), None)
+        if latest is not None:
+            typer.echo(
+                f"GitOps: {settings.repo_url} @ {latest['commit'][:12]} sets {settings.values_path} to "
+                f"{latest['version']} ({latest['storageUri']})"
+            )
     else:
         typer.echo("NOT PROMOTED: " + "; ".join(rule["rule"] for rule in gate["failures"][:8]))
 
