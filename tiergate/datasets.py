@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from tiergate.errors import InputDataError
-from tiergate.hashing import read_json, sha256_file, write_json
-from tiergate.labels import check_labels
+from tiergate.hashing import sha256_file, write_json
+from tiergate.labels import load_labelled_json
 from tiergate.taxonomy import Taxonomy
 
 MANIFEST_NAME = "manifest.json"
@@ -59,16 +59,7 @@ def file_entry(path: Path, records: int) -> FileEntry:
 
 def load_manifest(directory: Path, taxonomy: Taxonomy, verify_files: bool = True) -> DatasetManifest:
     """Read and check a dataset's manifest against the taxonomy (labels, order, file hashes)."""
-    path = Path(directory) / MANIFEST_NAME
-    if not path.is_file():
-        raise InputDataError(f"{directory}: no {MANIFEST_NAME}; not a tiergate dataset")
-    try:
-        manifest = DatasetManifest.model_validate(read_json(path))
-    except (ValidationError, ValueError) as error:
-        raise InputDataError(f"{path}: invalid manifest: {error}") from None
-    check_labels(manifest.labels, taxonomy.labels, str(path))
-    if manifest.taxonomy_sha256 != taxonomy.sha256:
-        raise InputDataError(f"{path}: taxonomy_sha256 {manifest.taxonomy_sha256[:12]} != {taxonomy.sha256[:12]}")
+    manifest = load_labelled_json(Path(directory) / MANIFEST_NAME, DatasetManifest, taxonomy, "dataset")
     if verify_files:
         for name, entry in manifest.files.items():
             file_path = Path(directory) / name

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from tiergate.errors import InputDataError, LabelMismatchError
-from tiergate.taxonomy import taxonomy_sha256
+from tiergate.hashing import read_json
+from tiergate.taxonomy import Taxonomy, taxonomy_sha256
 
 
 def encode_labels(names: Iterable[str], labels: Sequence[str]) -> list[float]:
@@ -41,3 +46,26 @@ def check_labels(artifact_labels: Sequence[str], expected: Sequence[str], artifa
         f"{artifact}: labels differ from the taxonomy (missing {missing}, unexpected {extra}); "
         f"artifact hash {taxonomy_sha256(list(artifact_labels))[:12]} vs taxonomy {taxonomy_sha256(list(expected))[:12]}"
     )
+
+
+class _Labelled(Protocol):
+    labels: list[str]
+    taxonomy_sha256: str
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_labelled_json(path: Path, model: type[Model], taxonomy: Taxonomy, what: str) -> Model:
+    """Read a JSON artifact that carries `labels` + `taxonomy_sha256`, and refuse it for another taxonomy."""
+    if not path.is_file():
+        raise InputDataError(f"{path.parent}: no {path.name}; not a tiergate {what}")
+    try:
+        loaded = model.model_validate(read_json(path))
+    except (ValidationError, ValueError) as error:
+        raise InputDataError(f"{path}: invalid {what} metadata: {error}") from None
+    labelled: _Labelled = loaded  # type: ignore[assignment]
+    check_labels(labelled.labels, taxonomy.labels, str(path))
+    if labelled.taxonomy_sha256 != taxonomy.sha256:
+        raise InputDataError(f"{path}: taxonomy_sha256 {labelled.taxonomy_sha256[:12]} != {taxonomy.sha256[:12]}")
+    return loaded

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tiergate.errors import InputDataError
-from tiergate.hashing import read_json, write_json
-from tiergate.labels import check_labels
+from tiergate.hashing import write_json
+from tiergate.labels import load_labelled_json
 from tiergate.taxonomy import Taxonomy
 
 CHECKPOINT_INFO = "tiergate_checkpoint.json"
@@ -42,14 +41,4 @@ def write_checkpoint_info(directory: Path, info: CheckpointInfo) -> None:
 
 def load_checkpoint_info(directory: Path, taxonomy: Taxonomy) -> CheckpointInfo:
     """Read a checkpoint's metadata and refuse it unless its labels are the taxonomy's, in order."""
-    path = Path(directory) / CHECKPOINT_INFO
-    if not path.is_file():
-        raise InputDataError(f"{directory}: no {CHECKPOINT_INFO}; not a tiergate checkpoint")
-    try:
-        info = CheckpointInfo.model_validate(read_json(path))
-    except (ValidationError, ValueError) as error:
-        raise InputDataError(f"{path}: invalid checkpoint metadata: {error}") from None
-    check_labels(info.labels, taxonomy.labels, str(path))
-    if info.taxonomy_sha256 != taxonomy.sha256:
-        raise InputDataError(f"{path}: taxonomy_sha256 {info.taxonomy_sha256[:12]} != {taxonomy.sha256[:12]}")
-    return info
+    return load_labelled_json(Path(directory) / CHECKPOINT_INFO, CheckpointInfo, taxonomy, "checkpoint")
