@@ -118,6 +118,11 @@ class TritonServer:
         )
         site = sysconfig.get_paths()["purelib"]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), site, env.get("PYTHONPATH")]))
+        # The stub's embedded interpreter finds its environment like `python3` on PATH would (pyvenv.cfg next
+        # to it), so the server runs as if this virtualenv were activated, whether or not the caller's shell is.
+        if sys.prefix != sys.base_prefix:
+            env["VIRTUAL_ENV"] = sys.prefix
+            env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("OMP_NUM_THREADS", "1")
         return env
