@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,11 +46,13 @@ def _summary(name: str, latencies: list[float], elapsed: float, count: int) -> d
 
 
 def bench_triton(url: str, texts: list[str], contexts: list[str], concurrency: int) -> dict[str, Any]:
-    clients = [ModerationClient(url) for _ in range(concurrency)]
+    local = threading.local()  # tritonclient.http is gevent-based: one client per thread, made in that thread
 
     def one(index: int) -> float:
+        if not hasattr(local, "client"):
+            local.client = ModerationClient(url)
         start = time.perf_counter()
-        clients[index % concurrency].classify(texts[index], contexts[index])
+        local.client.classify(texts[index], contexts[index])
         return time.perf_counter() - start
 
     one(0)  # warm-up
