@@ -46,15 +46,18 @@ def _f1(true_positive: float, predicted: float, actual: float) -> tuple[float, f
 
 
 def pr_curve(scores: np.ndarray, targets: np.ndarray, points: int) -> dict[str, list[float]]:
+    """Interpolated PR curve: the best precision reached at each distinct recall, at most `points` of them."""
     if not targets.any():
         return {"precision": [], "recall": [], "thresholds": []}
     precision, recall, thresholds = precision_recall_curve(targets, scores)
-    keep = np.unique(np.linspace(0, len(thresholds) - 1, min(points, len(thresholds))).astype(int))
-    return {
-        "precision": precision[keep].round(4).tolist(),
-        "recall": recall[keep].round(4).tolist(),
-        "thresholds": thresholds[keep].round(4).tolist(),
-    }
+    best: dict[float, tuple[float, float]] = {}
+    for p, r, t in zip(precision[:-1], recall[:-1], thresholds, strict=True):
+        key = round(float(r), 4)
+        if key not in best or p > best[key][0]:
+            best[key] = (float(p), float(t))
+    recalls = sorted(best)
+    keep = sorted({recalls[int(i)] for i in np.linspace(0, len(recalls) - 1, min(points, len(recalls)))})
+    return {"precision": [round(best[r][0], 4) for r in keep], "recall": keep, "thresholds": [round(best[r][1], 4) for r in keep]}
 
 
 def evaluate_split(
