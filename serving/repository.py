@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.evaluate.gate import gate_digest
 from tiergate.errors import TiergateError
 from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import THRESHOLDS_FILE, ThresholdSet
@@ -236,7 +237,7 @@ def write_repository(
         surfaces=list(taxonomy.contexts.surfaces),
         model_version=model_version,
         taxonomy_sha256=taxonomy.sha256,
-        gate_digest=sha256_json(gate["judged"]),
+        gate_digest=gate_digest(gate),
     )
     if out_dir.exists():
         shutil.rmtree(out_dir)

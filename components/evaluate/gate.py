@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tiergate.hashing import sha256_json
 from tiergate.profiles import EvaluateSettings
 from tiergate.taxonomy import Taxonomy
 
@@ -72,3 +73,8 @@ def decide(
         },
         "judged": judged,
     }
+
+
+def gate_digest(gate: dict[str, Any]) -> str:
+    """The identity of what a gate judged (model, thresholds, tokenizer, data, vectors, profile)."""
+    return sha256_json(gate["judged"])

@@ -20,7 +20,7 @@ from components.evaluate.thresholds import tune_thresholds
 from components.export.onnx_io import check_onnx_labels
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError
-from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
+from tiergate.hashing import read_json, sha256_file, write_json
 from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, sigmoid
 from tiergate.labels import encode_labels
 from tiergate.paths import project_path
@@ -178,7 +178,3 @@ def kfp_scalars(gate: dict[str, Any], metrics: dict[str, Any]) -> dict[str, floa
     for name, entry in metrics["per_category"].items():
         scalars[f"f1_{name}"] = entry["f1"]
     return {key: round(float(value), 6) for key, value in scalars.items()}
-
-
-def gate_digest(gate: dict[str, Any]) -> str:
-    return sha256_json(gate["judged"])

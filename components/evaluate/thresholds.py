@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from tiergate.hashing import write_json
 from tiergate.taxonomy import Taxonomy
 
 
@@ -86,7 +85,3 @@ def tune_thresholds(taxonomy: Taxonomy, val_scores: np.ndarray, val_targets: np.
         "optional": [category.name for category in taxonomy.categories if category.optional],
         "search": search,
     }
-
-
-def write_thresholds(path: Any, document: dict[str, Any]) -> None:
-    write_json(path, document)

@@ -7,7 +7,6 @@ own parity passes: the log found that INT8, static and dynamic, destroys mpnet.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -246,7 +245,3 @@ def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, dat
         parity["fp16"].decision_agreement,
     )
     return report
-
-
-def copy_tokenizer(export_dir: Path, target: Path) -> None:
-    shutil.copytree(Path(export_dir) / "tokenizer", target, dirs_exist_ok=True)

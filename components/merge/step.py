@@ -15,7 +15,7 @@ from typing import Any
 from components.merge.dedupe import Quarantined, fold_exact, remove_near_duplicates
 from components.merge.report import build_report, realised_overlaps, render_markdown
 from components.merge.screen import KeywordScreener, Screener, screen
-from components.merge.splits import SPLITS, assign_splits
+from components.merge.splits import assign_splits
 from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, write_json
@@ -178,6 +178,3 @@ def merge_datasets(
     )
     write_manifest(out_dir, manifest)
     return manifest
-
-
-SPLIT_FILES = tuple(f"{name}.jsonl" for name in SPLITS)

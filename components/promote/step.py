@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from components.evaluate.gate import gate_digest
 from components.promote.gitops import GitOpsError, commit_and_push, ensure_local_repository, history
 from serving.repository import PromotionRefused
-from tiergate.hashing import read_json, sha256_json
+from tiergate.hashing import read_json
 from tiergate.profiles import PromoteSettings
 
 
@@ -17,7 +17,7 @@ def check_promotable(gate: dict[str, Any], repository_manifest: dict[str, Any], 
     if not gate.get("passed"):
         failing = ", ".join(rule["rule"] for rule in gate.get("failures", [])[:5])
         raise PromotionRefused(f"gate did not pass ({failing}); nothing is promoted")
-    if repository_manifest.get("gate_digest") != sha256_json(gate["judged"]):
+    if repository_manifest.get("gate_digest") != gate_digest(gate):
         raise PromotionRefused("the model repository was not built from the artifacts this gate judged; refusing")
     if published.get("digest") != repository_manifest.get("digest"):
         raise PromotionRefused(
@@ -41,7 +41,7 @@ def commit_message(gate: dict[str, Any], published: dict[str, Any], run_id: str)
             f"regression: {regression}",
             f"run: {run_id}",
             f"storageUri: {published['uri']}",
-            f"gate digest: {sha256_json(gate['judged'])}",
+            f"gate digest: {gate_digest(gate)}",
         ]
     )
 
@@ -89,7 +89,3 @@ def rollback(settings: PromoteSettings, to_version: str) -> dict[str, Any]:
     }
     message = f"rollback to {to_version} ({str(earlier['digest'])[:12]})\n\nrestores the model block of {earlier['commit'][:12]}"
     return commit_and_push(settings, _set_model(published), message)
-
-
-def describe(result: dict[str, Any]) -> str:
-    return json.dumps(result)
