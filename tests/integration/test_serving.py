@@ -206,3 +206,69 @@ def test_cli_classify_over_http_and_grpc(server: TritonServer) -> None:
         assert result.returncode == 0, result.stderr
         payload = json.loads(result.stdout)
         assert payload["context"] == "adult/message" and len(payload["scores"]) == 33
+
+
+def test_cli_regression_against_the_live_endpoint(server: TritonServer) -> None:
+    """The Helm test / PostSync command: an untrained tiny model must fail it, loudly, with exit 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tiergate.cli.main", "regression", "--url", server.http_url, "--wait-s", "10"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "positives:" in result.stdout and "FAIL pos-" in result.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-m", "tiergate.cli.main", "regression", "--url", server.http_url, "--expect-version", "not-this-one"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong.returncode == 2 and "serves model version 'test-1', expected 'not-this-one'" in wrong.stderr
+
+
+def test_cli_serve_starts_and_stops_cleanly_on_ctrl_c(repository: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from serving.server import free_port
+
+    http_port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tiergate.cli.main",
+            "serve",
+            "--model-repo",
+            str(repository),
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--work-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        ready = ""
+        while time.monotonic() < deadline and "Triton ready" not in ready:
+            line = process.stdout.readline() if process.stdout else ""
+            if not line and process.poll() is not None:
+                break
+            ready += line
+        assert "Triton ready" in ready, ready[-2000:]
+        assert ModerationClient(f"127.0.0.1:{http_port}").ready()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with pytest.raises(ClassificationError, match="not reachable"):
+        ModerationClient(f"127.0.0.1:{http_port}", retries=0)
