@@ -72,6 +72,7 @@ class SplitSettings(_Strict):
 class MergeSettings(_Strict):
     near_duplicate: NearDuplicateSettings
     keyword_colabel_rules: bool
+    previous_model_min_score: float = Field(gt=0, le=1)
     splits: SplitSettings
     min_test_support: int = Field(ge=1)
     phases: dict[str, list[RecordKindName]] = Field(min_length=1)

@@ -9,6 +9,7 @@ scores) plugs in through the same `Screener` protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from components.merge.dedupe import Quarantined
@@ -32,7 +33,8 @@ class KeywordScreener:
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
 
-    def _candidates(self, record: Record) -> list[str]:
+    def candidates(self, record: Record) -> list[str]:
+        """Categories whose positives this negative must not look like (allowed-audience categories excluded)."""
         own = record.source.category
         names = self.taxonomy.labels if record.source.kind is Kind.INNOCUOUS or own is None else [own]
         return [name for name in names if record.context.audience not in self.taxonomy.category(name).allowed_in]
@@ -42,10 +44,48 @@ class KeywordScreener:
         for index, record in enumerate(records):
             if record.labels:
                 continue
-            for name in self._candidates(record):
+            for name in self.candidates(record):
                 hits = self.taxonomy.category(name).matching_signals(record.text)
                 if hits:
                     found[index] = f"{self.name}: {record.source.kind.value} shows {name} signals {hits}"
+                    break
+        return found
+
+
+class PreviousModelScreener:
+    """Quarantine negatives the previous (served) model is confident belong to a category.
+
+    Only confident calls count (`min_score`, from config): negatives the old model merely gets
+    wrong near the boundary are the most useful training signal and stay in.
+    """
+
+    name = "previous-model"
+
+    def __init__(self, taxonomy: Taxonomy, repository: Path, min_score: float, batch_size: int = 64):
+        from tiergate.inference import ModerationPipeline, ThresholdSet
+
+        self.taxonomy = taxonomy
+        self.min_score = min_score
+        repository = Path(repository)
+        self.pipeline = ModerationPipeline(
+            repository / "classifier" / "1" / "model.onnx",
+            repository / "tokenizer" / "1" / "tokenizer",
+            ThresholdSet.load(repository / "postprocess" / "1" / "thresholds.json", taxonomy.labels),
+            batch_size,
+        )
+        self.keywords = KeywordScreener(taxonomy)
+
+    def reasons(self, records: Sequence[Record]) -> dict[int, str]:
+        negatives = [index for index, record in enumerate(records) if not record.labels]
+        if not negatives:
+            return {}
+        scores = self.pipeline.classify([records[i].text for i in negatives], [records[i].context for i in negatives]).scores
+        found = {}
+        for row, index in enumerate(negatives):
+            for name in self.keywords.candidates(records[index]):
+                score = float(scores[row, self.taxonomy.labels.index(name)])
+                if score >= self.min_score:
+                    found[index] = f"{self.name}: {records[index].source.kind.value} scored {score:.2f} for {name}"
                     break
         return found
 

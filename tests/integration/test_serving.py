@@ -272,3 +272,24 @@ def test_cli_serve_starts_and_stops_cleanly_on_ctrl_c(repository: Path, tmp_path
             process.kill()
     with pytest.raises(ClassificationError, match="not reachable"):
         ModerationClient(f"127.0.0.1:{http_port}", retries=0)
+
+
+def test_previous_model_screener_quarantines_only_confident_calls(
+    taxonomy: Taxonomy, repository: Path, merged_small: Path
+) -> None:
+    from components.merge.screen import PreviousModelScreener, screen
+
+    records = read_jsonl(merged_small / "val.jsonl")[:120]
+    negatives = [record for record in records if not record.labels]
+    confident = PreviousModelScreener(taxonomy, repository, min_score=0.99)
+    kept, quarantined = screen(records, [confident])
+    assert quarantined == [] and len(kept) == len(records)  # an untrained model is never that sure
+    eager = PreviousModelScreener(taxonomy, repository, min_score=0.05)
+    kept, quarantined = screen(records, [eager])
+    screenable = [record for record in negatives if eager.keywords.candidates(record)]
+    assert len(screenable) < len(negatives)  # context twins in their allowed audience are never screened
+    assert {(item.record.id, str(item.record.context)) for item in quarantined} == {(r.id, str(r.context)) for r in screenable}
+    assert all(item.reason.startswith("previous-model: ") and " scored " in item.reason for item in quarantined)
+    positives = [record for record in records if record.labels]  # positives are never screened
+    assert len(kept) == len(positives) + len(negatives) - len(screenable)
+    assert {(r.id, str(r.context)) for r in positives} <= {(r.id, str(r.context)) for r in kept}

@@ -68,6 +68,9 @@ def import_(
 def merge(
     inputs: Annotated[list[Path], typer.Argument(help="Dataset folders, or a generate output root holding them.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for splits, phases and the report.")],
+    previous_model: Annotated[
+        Path | None, typer.Option(help="A served model repository: also quarantine negatives it confidently flags.")
+    ] = None,
     profile: ProfileOption = "local",
     taxonomy: TaxonomyOption = None,
 ) -> None:
@@ -85,7 +88,13 @@ def merge(
             folders += sorted(child for child in path.iterdir() if (child / MANIFEST_NAME).is_file())
         else:
             raise InputDataError(f"not a dataset folder: {path}")
-    manifest = merge_datasets(load_taxonomy(taxonomy), load_profile(profile), folders, out)
+    from components.merge.screen import KeywordScreener, PreviousModelScreener
+
+    loaded, resolved = load_taxonomy(taxonomy), load_profile(profile)
+    screeners: list = [KeywordScreener(loaded)]  # type: ignore[type-arg]
+    if previous_model is not None:
+        screeners.append(PreviousModelScreener(loaded, previous_model, resolved.merge.previous_model_min_score))
+    manifest = merge_datasets(loaded, resolved, folders, out, screeners=screeners)
     counts = manifest.counts
     typer.echo(f"splits {counts['splits']} phases {counts['phases']} quarantined {counts['quarantined']}")
     typer.echo(f"report: {out / 'report.md'}")
