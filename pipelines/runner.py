@@ -33,7 +33,7 @@ def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
 
 
 def run_local(
-    run_dir: Path, profile: str = "local", categories: str = "", base_model: str = "", model_version: str = ""
+    run_dir: Path, profile: str = "local", categories: str = "", base_model: str = "", model_version: str = "", counts: str = ""
 ) -> dict[str, Any]:
     """Run the pipeline with kfp.local's SubprocessRunner in this environment; return where its results are."""
     from kfp import local
@@ -48,7 +48,12 @@ def run_local(
     started = time.monotonic()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pipeline(
-        profile=profile, categories=categories, base_model=base_model, cache_dir="", model_version=model_version or run_dir.name
+        profile=profile,
+        categories=categories,
+        counts=counts,
+        base_model=base_model,
+        cache_dir="",
+        model_version=model_version or run_dir.name,
     )
     elapsed = time.monotonic() - started
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}

@@ -65,16 +65,20 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
     def tiergate(
         profile: str = default_profile,
         categories: str = "",
+        counts: str = "",
         base_model: str = "",
         cache_dir: str = settings.cache_mount,
         model_version: str = "",
     ) -> None:
-        """profile: config/profiles name · categories: comma-separated subset (empty = all) · base_model: override
-        (empty = profile's) · cache_dir: generator response cache · model_version: served version (empty = run id)."""
+        """profile: config/profiles name · categories: comma-separated subset (empty = all) · counts: per-category
+        overrides, e.g. positives=100,hard_negatives=50 (empty = profile's) · base_model: override (empty = profile's)
+        · cache_dir: generator response cache · model_version: served version (empty = run id)."""
         listing = _resources(list_op(profile=profile, categories=categories), settings, "light")
         listing.set_caching_options(False)
         with dsl.ParallelFor(listing.output, parallelism=settings.generate_parallelism) as category:
-            generated = _resources(generate_op(profile=profile, category=category, cache_dir=cache_dir), settings, "light")
+            generated = _resources(
+                generate_op(profile=profile, category=category, cache_dir=cache_dir, counts=counts), settings, "light"
+            )
             kubernetes.use_secret_as_env(
                 generated,
                 secret_name=settings.anthropic_secret,

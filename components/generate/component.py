@@ -17,18 +17,23 @@ def list_categories(profile: str, categories: str) -> List[str]:  # noqa: UP006
     return [name for name in taxonomy.labels if not wanted or name in wanted]
 
 
-def generate(profile: str, category: str, cache_dir: str, generated: Output[Dataset]) -> None:
+def generate(profile: str, category: str, cache_dir: str, counts: str, generated: Output[Dataset]) -> None:
     """One category's dataset: positives, hard negatives, innocuous, perturbations."""
     from pathlib import Path
 
-    from components.generate.step import generate_category
+    from components.generate.step import generate_category, parse_counts
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
     manifest = generate_category(
-        load_taxonomy(), load_profile(profile), category, Path(generated.path), cache_dir=Path(cache_dir) if cache_dir else None
+        load_taxonomy(),
+        load_profile(profile),
+        category,
+        Path(generated.path),
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        counts_override=parse_counts(counts),
     )
     generated.metadata.update(
         {

@@ -24,10 +24,23 @@ from tiergate.hashing import write_json
 from tiergate.profiles import Profile
 from tiergate.progress import Progress
 from tiergate.records import Context, Kind, Record, Source, make_record, record_sort_key, write_jsonl
-from tiergate.taxonomy import Taxonomy
+from tiergate.taxonomy import GenerationCounts, Taxonomy
 
 log = logging.getLogger(__name__)
 SMOKE_TEST_NOTE = "SMOKE-TEST DATA: written by the offline template generator; not a real moderation corpus."
+
+
+def parse_counts(text: str) -> dict[str, int]:
+    """`positives=100,hard_negatives=50` -> {...}; empty -> {}. Unknown kinds or bad numbers are errors."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, value = item.partition("=")
+        if not separator or key.strip() not in GenerationCounts.model_fields or not value.strip().isdigit():
+            raise GenerationError(
+                f"counts entry {item!r} must look like KIND=N with KIND in {', '.join(GenerationCounts.model_fields)}"
+            )
+        counts[key.strip()] = int(value)
+    return counts
 
 
 def make_generator(taxonomy: Taxonomy, profile: Profile, cache_dir: Path | None, http_client: Any = None) -> TextGenerator:
@@ -132,10 +145,13 @@ def generate_category(
     out_dir: Path,
     generator: TextGenerator | None = None,
     cache_dir: Path | None = None,
+    counts_override: dict[str, int] | None = None,
 ) -> DatasetManifest:
     """Generate one category's dataset into `out_dir`; returns its manifest."""
     generator = generator or make_generator(taxonomy, profile, cache_dir)
     counts = taxonomy.counts_for(category, profile.generation_counts)
+    if counts_override:
+        counts = GenerationCounts(**{**counts.model_dump(), **counts_override})
     items = plan_category(taxonomy, category, counts, profile.seed)
     requested = Counter(item.kind.value for item in items)
     requests = list(chunk_requests(items, profile.generator.examples_per_request))

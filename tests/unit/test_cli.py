@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
         ("data", "generate", "--out", str(tmp_path), "--category", "threatz"),
         ("data", "merge", str(tmp_path / "missing"), "--out", str(tmp_path / "m")),
         ("taxonomy", "validate", str(tmp_path / "missing.yaml")),
+        ("data", "generate", "--out", str(tmp_path), "--counts", "positivez=3"),
     ]
     for args in cases:
         result = run(*args)
@@ -59,7 +61,21 @@ def test_generate_and_merge_cli_twice_byte_identical(tmp_path: Path) -> None:
     for attempt in ("a", "b"):
         generated = tmp_path / attempt / "generated"
         assert (
-            run("data", "generate", "--out", str(generated), "-c", "threats", "-c", "doxxing", "-c", "harassment").returncode == 0
+            run(
+                "data",
+                "generate",
+                "--out",
+                str(generated),
+                "-c",
+                "threats",
+                "-c",
+                "doxxing",
+                "-c",
+                "harassment",
+                "--counts",
+                "positives=30",
+            ).returncode
+            == 0
         )
         merged = run("data", "merge", str(generated), "--out", str(tmp_path / attempt / "merged"))
         assert merged.returncode == 0, merged.stderr
@@ -73,3 +89,5 @@ def test_generate_and_merge_cli_twice_byte_identical(tmp_path: Path) -> None:
         )
     assert outputs[0] == outputs[1]
     assert any(str(path).endswith("train.jsonl") for path in outputs[0])
+    report = json.loads(outputs[0][Path("generated/threats/report.json")])
+    assert report["requested"]["positive"] == 30

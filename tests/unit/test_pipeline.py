@@ -81,7 +81,7 @@ def test_gpu_resources_secret_and_cache(spec: dict[str, Any]) -> None:
 
 def test_run_form_parameters(spec: dict[str, Any]) -> None:
     parameters = spec["docs"][0]["root"]["inputDefinitions"]["parameters"]
-    assert set(parameters) == {"profile", "categories", "base_model", "cache_dir", "model_version"}
+    assert set(parameters) == {"profile", "categories", "counts", "base_model", "cache_dir", "model_version"}
     assert parameters["profile"]["defaultValue"] == "production"
     assert parameters["categories"]["defaultValue"] == ""
 

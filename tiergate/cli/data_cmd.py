@@ -19,10 +19,11 @@ def generate(
     profile: ProfileOption = "local",
     category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Only these categories (repeatable).")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="LLM response cache (resumable).")] = None,
+    counts: Annotated[str, typer.Option(help="Per-category count overrides, e.g. positives=100,hard_negatives=50.")] = "",
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Generate positives, hard negatives, innocuous and perturbation examples per category."""
-    from components.generate.step import generate_category, make_generator
+    from components.generate.step import generate_category, make_generator, parse_counts
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -31,9 +32,10 @@ def generate(
     names = category or loaded.labels
     for name in names:
         loaded.category(name)
+    overrides = parse_counts(counts)
     generator = make_generator(loaded, resolved, cache_dir or out / ".cache")
     for name in names:
-        manifest = generate_category(loaded, resolved, name, out / name, generator=generator)
+        manifest = generate_category(loaded, resolved, name, out / name, generator=generator, counts_override=overrides)
         typer.echo(f"{name}: {manifest.counts['records']} records {manifest.counts['by_kind']}")
         for note in manifest.notes:
             if not note.startswith("SMOKE-TEST"):

@@ -52,6 +52,7 @@ def run(
     local: Annotated[bool, typer.Option("--local", help="Run with kfp.local (SubprocessRunner, this environment).")] = False,
     profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or YAML path.")] = "local",
     categories: Annotated[str, typer.Option(help="Comma-separated category subset (default: all).")] = "",
+    counts: Annotated[str, typer.Option(help="Per-category count overrides, e.g. positives=100,hard_negatives=50.")] = "",
     base_model: Annotated[str, typer.Option(help="Override the profile's base model.")] = "",
     run_id: Annotated[str | None, typer.Option(help="Run id (default: UTC timestamp); results in runs/<id>/.")] = None,
 ) -> None:
@@ -63,7 +64,7 @@ def run(
     run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = (RUNS / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs = run_local(run_dir, profile, categories, base_model, run_id)
+    outputs = run_local(run_dir, profile, categories, base_model, run_id, counts)
     _publish_run(run_dir, outputs)
     gate = json.loads((run_dir / "gate.json").read_text())
     typer.echo(
