@@ -21,13 +21,14 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 def _command_paths(command: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = [prefix]
-    if isinstance(command, click.Group):
+    if hasattr(command, "commands"):  # typer's groups are not click.Group subclasses
         for name, sub in command.commands.items():
             paths += _command_paths(sub, (*prefix, name))
     return paths
 
 
 COMMANDS = _command_paths(typer.main.get_command(app))
+assert len(COMMANDS) > 20, COMMANDS  # the walk must reach the sub-commands
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "tiergate")
