@@ -87,6 +87,14 @@ class Decisions:
     max_tier: np.ndarray  # int32 [batch]; 0 when nothing is flagged
 
 
+def most_severe_tier(flags: np.ndarray, tiers: np.ndarray) -> np.ndarray:
+    """Per row, the smallest flagged tier number (tier 1 is the most severe); 0 when nothing is flagged."""
+    sentinel = np.iinfo(np.int32).max
+    tier = np.where(flags, tiers[None, :], sentinel).min(axis=1)
+    tier[tier == sentinel] = 0
+    return tier.astype(np.int32)
+
+
 class Postprocessor:
     """Sigmoid, per-category thresholds, optional-category switches, max-severity tier for routing."""
 
@@ -109,11 +117,7 @@ class Postprocessor:
             for name, column in self.optional_index.items():
                 if name not in enabled_optional:
                     flags[:, column] = False
-        # Tier 1 is the most severe: the routing tier is the smallest flagged tier number.
-        masked = np.where(flags, self.tier_vector[None, :], np.iinfo(np.int32).max)
-        max_tier = masked.min(axis=1)
-        max_tier[max_tier == np.iinfo(np.int32).max] = 0
-        return Decisions(scores, flags, max_tier.astype(np.int32))
+        return Decisions(scores, flags, most_severe_tier(flags, self.tier_vector))
 
 
 class OnnxClassifier:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from components.evaluate.thresholds import prf
 from tiergate.records import Record
 from tiergate.taxonomy import Taxonomy
 
@@ -29,20 +30,10 @@ def bootstrap_intervals(
     rows = len(targets)
     for index in range(samples):
         pick = rng.integers(0, rows, rows)
-        predicted, actual = flags[pick], targets[pick]
-        true_positive = float(np.sum(predicted & actual))
-        precision = true_positive / max(float(np.sum(predicted)), 1.0)
-        recall = true_positive / max(float(np.sum(actual)), 1.0)
-        values[index] = (precision, recall, 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+        values[index] = prf(flags[pick], targets[pick])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail], axis=0)
     return {name: [float(low[i]), float(high[i])] for i, name in enumerate(("precision", "recall", "f1"))}
-
-
-def _f1(true_positive: float, predicted: float, actual: float) -> tuple[float, float, float]:
-    precision = true_positive / predicted if predicted else 0.0
-    recall = true_positive / actual if actual else 0.0
-    return precision, recall, (0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
 
 
 def pr_curve(scores: np.ndarray, targets: np.ndarray, points: int) -> dict[str, list[float]]:
@@ -77,7 +68,7 @@ def evaluate_split(
     per_category: dict[str, Any] = {}
     for column, name in enumerate(labels):
         predicted, actual = flags[:, column], targets[:, column]
-        precision, recall, f1 = _f1(float(np.sum(predicted & actual)), float(predicted.sum()), float(actual.sum()))
+        precision, recall, f1 = prf(predicted, actual)
         support = int(actual.sum())
         errors: Counter[str] = Counter()
         for row in np.flatnonzero(predicted & ~actual):
@@ -101,7 +92,7 @@ def evaluate_split(
             "pr_curve": pr_curve(scores[:, column], actual, pr_points),
         }
     measured = [entry for entry in per_category.values() if entry["support"] > 0]
-    micro = _f1(float(np.sum(flags & targets)), float(flags.sum()), float(targets.sum()))
+    micro = prf(flags, targets)
     tiers = {}
     for tier in sorted(taxonomy.tiers):
         members = [entry["f1"] for name, entry in per_category.items() if entry["tier"] == tier and entry["support"] > 0]
@@ -111,17 +102,11 @@ def evaluate_split(
     for context in context_names:
         rows = np.array([str(record.context) == context for record in records])
         sub_flags, sub_targets = flags[rows], targets[rows]
-        values = [
-            _f1(float(np.sum(sub_flags[:, c] & sub_targets[:, c])), float(sub_flags[:, c].sum()), float(sub_targets[:, c].sum()))[
-                2
-            ]
-            for c in range(len(labels))
-            if sub_targets[:, c].any()
-        ]
+        values = [prf(sub_flags[:, c], sub_targets[:, c])[2] for c in range(len(labels)) if sub_targets[:, c].any()]
         contexts[context] = {
             "records": int(rows.sum()),
             "macro_f1": float(np.mean(values)) if values else None,
-            "micro_f1": _f1(float(np.sum(sub_flags & sub_targets)), float(sub_flags.sum()), float(sub_targets.sum()))[2],
+            "micro_f1": prf(sub_flags, sub_targets)[2],
         }
     return {
         "records": len(records),

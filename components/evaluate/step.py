@@ -16,12 +16,12 @@ from components.evaluate.gate import decide
 from components.evaluate.metrics import evaluate_split
 from components.evaluate.regression import load_suites, run_suites
 from components.evaluate.report import render_html, render_markdown
-from components.evaluate.thresholds import tune_thresholds
+from components.evaluate.thresholds import prf, tune_thresholds
 from components.export.onnx_io import check_onnx_labels
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import read_json, sha256_file, write_json
-from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, sigmoid
+from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier, sigmoid
 from tiergate.labels import encode_labels
 from tiergate.paths import project_path
 from tiergate.profiles import Profile
@@ -94,24 +94,11 @@ def evaluate_model(
     )
     optional = [c.name for c in taxonomy.categories if c.optional]
     without = pipeline.postprocessor.decide(test_logits, enabled_optional=[])
-    off = evaluate_split(
-        taxonomy,
-        test,
-        without.scores,
-        without.flags,
-        targets,
-        document,
-        profile.merge.min_test_support,
-        0,
-        settings.confidence,
-        profile.seed,
-        2,
-    )
     columns = [taxonomy.labels.index(name) for name in optional]
     metrics["optional_categories"] = {
         "categories": optional,
         "enabled": {"micro_f1": metrics["micro_f1"], "flags": int(decisions.flags[:, columns].sum())},
-        "disabled": {"micro_f1": off["micro_f1"], "flags": int(without.flags[:, columns].sum())},
+        "disabled": {"micro_f1": prf(without.flags, targets)[2], "flags": int(without.flags[:, columns].sum())},
         "note": "an inference-time switch in the post-processor; the weights are identical both ways",
     }
     metrics["routing_confusion"] = routing_confusion(taxonomy, targets, decisions.max_tier)
@@ -153,9 +140,7 @@ def evaluate_model(
 
 def routing_confusion(taxonomy: Taxonomy, targets: np.ndarray, predicted_tier: np.ndarray) -> dict[str, Any]:
     """True vs predicted routing tier (most severe flagged tier, 0 = nothing): the dashboard's confusion matrix."""
-    tiers = np.array([taxonomy.category(name).tier for name in taxonomy.labels])
-    true_tier = np.where(targets, tiers[None, :], 99).min(axis=1)
-    true_tier[true_tier == 99] = 0
+    true_tier = most_severe_tier(targets, np.array([taxonomy.category(name).tier for name in taxonomy.labels]))
     names = ["none", *[f"T{tier}" for tier in sorted(taxonomy.tiers)]]
     size = len(names)
     matrix = np.zeros((size, size), dtype=int)

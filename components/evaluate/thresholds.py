@@ -19,13 +19,16 @@ def candidates(low: float, high: float, step: float) -> np.ndarray:
     return np.round(low + step * np.arange(count), 6)
 
 
+def prf(flags: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
+    """Precision, recall, F1 of boolean decisions (any shape); 0 where undefined."""
+    true_positive, predicted, actual = float(np.sum(flags & targets)), float(np.sum(flags)), float(np.sum(targets))
+    precision = true_positive / predicted if predicted else 0.0
+    recall = true_positive / actual if actual else 0.0
+    return precision, recall, (0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+
+
 def precision_recall_f1(scores: np.ndarray, targets: np.ndarray, threshold: float) -> tuple[float, float, float]:
-    predicted = scores >= threshold
-    true_positive = float(np.sum(predicted & targets))
-    precision = true_positive / max(float(np.sum(predicted)), 1.0)
-    recall = true_positive / max(float(np.sum(targets)), 1.0)
-    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return precision, recall, f1
+    return prf(scores >= threshold, targets)
 
 
 def search_threshold(
