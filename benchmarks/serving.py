@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipelines.runner import newest
 from serving.server import TritonServer
 from tiergate.client import ModerationClient
 from tiergate.formatting import format_input
@@ -28,11 +29,11 @@ from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.records import read_jsonl
 
 
-def _newest(root: Path, pattern: str) -> Path:
-    matches = sorted(root.glob(pattern), key=lambda path: path.stat().st_mtime)
-    if not matches:
+def _require(root: Path, pattern: str) -> Path:
+    found = newest(root, pattern)
+    if found is None:
         raise SystemExit(f"no {pattern} under {root}: run `make run` first")
-    return matches[-1]
+    return found
 
 
 def _summary(name: str, latencies: list[float], elapsed: float, count: int) -> dict[str, Any]:
@@ -82,9 +83,9 @@ def main() -> None:
 
     run = args.run.resolve()
     kfp = run / "kfp"
-    export = _newest(kfp, "*/export/onnx_model")
-    checkpoint = _newest(kfp, "*/train-3/checkpoint")
-    data = _newest(kfp, "*/merge/merged")
+    export, checkpoint, data = (
+        _require(kfp, pattern) for pattern in ("*/export/onnx_model", "*/train-3/checkpoint", "*/merge/merged")
+    )
     records = (read_jsonl(data / "test.jsonl") * 10)[: args.requests]
     texts, contexts = [r.text for r in records], [str(r.context) for r in records]
 

@@ -59,18 +59,18 @@ def run_local(
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}
 
 
-def _newest(root: Path, pattern: str) -> Path | None:
+def newest(root: Path, pattern: str) -> Path | None:
     matches = sorted(root.glob(pattern), key=lambda path: path.stat().st_mtime)
     return matches[-1] if matches else None
 
 
 def locate_outputs(root: Path) -> dict[str, Any]:
     """Find the run's key artifacts under the kfp.local pipeline root."""
-    evaluation = _newest(root, "*/evaluate/evaluation")
+    evaluation = newest(root, "*/evaluate/evaluation")
     if evaluation is None:
         raise PipelineError(f"no evaluation output under {root}; did the run reach the evaluate step?")
-    repository = _newest(root, "*/package/model_repository")
-    not_promoted = _newest(root, "*/not-promoted/result")
+    repository = newest(root, "*/package/model_repository")
+    not_promoted = newest(root, "*/not-promoted/result")
     return {
         "evaluation": evaluation,
         "model_repository": repository,

@@ -59,6 +59,13 @@ def is_transient(error: Any) -> bool:
     return status in TRANSIENT_STATUS or any(text in str(error.message() or "").lower() for text in TRANSIENT_TEXT)
 
 
+def to_arrays(results: Sequence[Classification], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and flags of classified texts as [texts, labels] arrays in `labels` order."""
+    scores = np.array([[item.scores[name] for name in labels] for item in results], dtype=np.float32)
+    flags = np.array([[name in item.flags for name in labels] for item in results], dtype=bool)
+    return scores, flags
+
+
 class ModerationClient:
     def __init__(
         self,
@@ -175,6 +182,10 @@ class ModerationClient:
                     )
                 )
         return results
+
+    def arrays(self, texts: Sequence[str | bytes], contexts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and flags as [texts, labels] arrays in the served label order (for vector checks, parity)."""
+        return to_arrays(self.classify(texts, contexts), self.labels)
 
     def close(self) -> None:
         self._client.close()

@@ -77,9 +77,10 @@ def promote(
 
 def rollback(settings: PromoteSettings, to_version: str) -> dict[str, Any]:
     """Restore the model block of an earlier promotion as a new commit (history is never rewritten)."""
-    earlier = next((entry for entry in history(settings) if entry["version"] == to_version), None)
+    promotions = history(settings)
+    earlier = next((entry for entry in promotions if entry["version"] == to_version), None)
     if earlier is None:
-        known = sorted({str(entry["version"]) for entry in history(settings) if entry["version"]})
+        known = sorted({str(entry["version"]) for entry in promotions if entry["version"]})
         raise GitOpsError(f"version {to_version!r} was never promoted here; known: {', '.join(known) or 'none'}")
     published = {
         "version": earlier["version"],

@@ -17,7 +17,7 @@ from components.evaluate.step import evaluate_model
 from serving.repository import PromotionRefused, build_repository, write_repository
 from serving.server import TritonServer
 from tests.conftest import tiny_profile
-from tiergate.client import ClassificationError, ModerationClient
+from tiergate.client import ClassificationError, ModerationClient, to_arrays
 from tiergate.hashing import read_json
 from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.records import read_jsonl
@@ -108,8 +108,7 @@ def test_triton_matches_in_process_evaluation(
     expected = pipeline.classify([r.text for r in records], [r.context for r in records])
     client = ModerationClient(server.http_url, expected_labels=taxonomy.labels)
     served = client.classify([r.text for r in records], [str(r.context) for r in records])
-    scores = np.array([[item.scores[name] for name in taxonomy.labels] for item in served])
-    flags = np.array([[name in item.flags for name in taxonomy.labels] for item in served])
+    scores, flags = to_arrays(served, taxonomy.labels)
     assert np.abs(scores - expected.scores).max() < 1e-5
     assert np.array_equal(flags, expected.flags)
     assert [item.max_tier for item in served] == expected.max_tier.tolist()

@@ -130,12 +130,7 @@ def regression(
         raise TiergateError(f"{url} serves model version {client.model_version!r}, expected {expect_version!r}")
 
     def classify(texts: list[str], contexts: list) -> tuple:  # type: ignore[type-arg]
-        import numpy as np
-
-        results = client.classify(texts, [str(context) for context in contexts])
-        scores = np.array([[item.scores[name] for name in taxonomy.labels] for item in results])
-        flags = np.array([[name in item.flags for name in taxonomy.labels] for item in results])
-        return scores, flags
+        return client.arrays(texts, [str(context) for context in contexts])  # labels checked equal to the taxonomy's
 
     result = run_suites(load_suites(suites or project_path("config/regression"), taxonomy), taxonomy, classify)
     for name, summary in result["summary"].items():
