@@ -47,11 +47,16 @@ class RepositorySpec:
     gate_digest: str
 
 
-def verify_gate(gate: dict[str, Any], export_dir: Path, evaluation_dir: Path) -> None:
-    """Refuse unless the gate passed and every judged file is byte-identical to what is packaged."""
+def require_passed(gate: dict[str, Any], consequence: str) -> None:
+    """Raise PromotionRefused naming the first failing rules unless the gate passed."""
     if not gate.get("passed"):
         failing = ", ".join(rule["rule"] for rule in gate.get("failures", [])[:5])
-        raise PromotionRefused(f"the gate did not pass ({failing}); refusing to package")
+        raise PromotionRefused(f"the gate did not pass ({failing}); {consequence}")
+
+
+def verify_gate(gate: dict[str, Any], export_dir: Path, evaluation_dir: Path) -> None:
+    """Refuse unless the gate passed and every judged file is byte-identical to what is packaged."""
+    require_passed(gate, "refusing to package")
     judged = gate["judged"]
     checks = {
         "model": (export_dir / judged["model_file"], judged["model_sha256"]),

@@ -7,16 +7,14 @@ from typing import Any
 
 from components.evaluate.gate import gate_digest
 from components.promote.gitops import GitOpsError, commit_and_push, ensure_local_repository, history
-from serving.repository import PromotionRefused
+from serving.repository import PromotionRefused, require_passed
 from tiergate.hashing import read_json
 from tiergate.profiles import PromoteSettings
 
 
 def check_promotable(gate: dict[str, Any], repository_manifest: dict[str, Any], published: dict[str, Any]) -> None:
     """Refuse unless the gate passed and the published repository is the one built from what it judged."""
-    if not gate.get("passed"):
-        failing = ", ".join(rule["rule"] for rule in gate.get("failures", [])[:5])
-        raise PromotionRefused(f"gate did not pass ({failing}); nothing is promoted")
+    require_passed(gate, "nothing is promoted")
     if repository_manifest.get("gate_digest") != gate_digest(gate):
         raise PromotionRefused("the model repository was not built from the artifacts this gate judged; refusing")
     if published.get("digest") != repository_manifest.get("digest"):
