@@ -45,9 +45,12 @@ test: $(PY)  ## The whole test suite (slow tests included); fails if no test ran
 test-fast: $(PY)  ## Everything but the tests marked slow
 	$(PY) -m pytest -m "not slow"
 
-lint: $(PY)  ## ruff + mypy
+lint: $(PY)  ## ruff + mypy (over the import root as installed: tiergate/ + cli, components, pipelines, serving)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy
+	rm -rf build/typecheck && mkdir -p build/typecheck/tiergate
+	for entry in tiergate/*; do ln -s "$$PWD/$$entry" build/typecheck/tiergate/; done
+	for folder in cli components pipelines serving; do ln -s "$$PWD/$$folder" build/typecheck/tiergate/$$folder; done
+	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml
 
 format: $(PY)  ## Apply ruff's import sorting and fixes
 	$(VENV)/bin/ruff check --fix .

@@ -21,8 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.runner import newest
-from serving.server import TritonServer
+from tiergate.pipelines.runner import newest
+from tiergate.serving.server import TritonServer
+
 from tiergate.client import ModerationClient
 from tiergate.formatting import format_input
 from tiergate.inference import ModerationPipeline, ThresholdSet

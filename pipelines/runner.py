@@ -23,8 +23,7 @@ class PipelineError(TiergateError):
 def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
     """Write the pipeline spec YAML; images, resources and GPU settings come from `profile`."""
     from kfp import compiler
-
-    from pipelines.tiergate_pipeline import build_pipeline
+    from tiergate.pipelines.tiergate_pipeline import build_pipeline
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -37,8 +36,7 @@ def run_local(
 ) -> dict[str, Any]:
     """Run the pipeline with kfp.local's SubprocessRunner in this environment; return where its results are."""
     from kfp import local
-
-    from pipelines.tiergate_pipeline import build_pipeline
+    from tiergate.pipelines.tiergate_pipeline import build_pipeline
 
     run_dir = Path(run_dir).resolve()
     root = run_dir / "kfp"

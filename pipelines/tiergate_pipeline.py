@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl, kubernetes
+from tiergate.components.evaluate.component import evaluate, not_promoted
+from tiergate.components.export.component import export
+from tiergate.components.generate.component import generate, list_categories, merge
+from tiergate.components.promote.component import promote
+from tiergate.components.publish.component import publish
+from tiergate.components.train.component import train
+from tiergate.serving.component import package
 
-from components.evaluate.component import evaluate, not_promoted
-from components.export.component import export
-from components.generate.component import generate, list_categories, merge
-from components.promote.component import promote
-from components.publish.component import publish
-from components.train.component import train
-from serving.component import package
 from tiergate.profiles import PipelineSettings, Profile
 
 PIPELINE_NAME = "tiergate"

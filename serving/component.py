@@ -14,7 +14,8 @@ def package(
     """Build the repository; returns its content digest. Verifies the gate and the judged digests first."""
     from pathlib import Path
 
-    from serving.repository import build_repository
+    from tiergate.serving.repository import build_repository
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.evaluate.gate import gate_digest
+from tiergate.components.evaluate.gate import gate_digest
+
 from tiergate.errors import TiergateError
 from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import THRESHOLDS_FILE, ThresholdSet

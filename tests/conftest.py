@@ -46,8 +46,8 @@ SMALL_CATEGORIES = ("threats", "csam", "harassment", "doxxing", "profanity", "sp
 @pytest.fixture(scope="session")
 def merged_small(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy) -> Path:
     """A real merged dataset (offline generator) over a few categories: seconds to build."""
-    from components.generate.step import generate_category
-    from components.merge.step import merge_datasets
+    from tiergate.components.generate.step import generate_category
+    from tiergate.components.merge.step import merge_datasets
 
     root = tmp_path_factory.mktemp("data")
     profile = load_profile("local")
@@ -77,7 +77,7 @@ def tiny_profile(base: Path, **overrides: Any) -> Profile:
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, merged_small: Path, tiny_base: Path) -> Path:
     """All three phases trained on the tiny model: the input of export/evaluate tests."""
-    from components.train.step import train_all
+    from tiergate.components.train.step import train_all
 
     out = tmp_path_factory.mktemp("checkpoints")
     train_all(taxonomy, tiny_profile(tiny_base), merged_small, out)
@@ -88,7 +88,7 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonom
 def tiny_export(
     tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, merged_small: Path, tiny_checkpoints: Path, tiny_base: Path
 ) -> Path:
-    from components.export.step import export_model
+    from tiergate.components.export.step import export_model
 
     out = tmp_path_factory.mktemp("export")
     export_model(taxonomy, tiny_profile(tiny_base), tiny_checkpoints / "phase3", merged_small, out)

@@ -21,7 +21,8 @@ def evaluate(
     from collections import namedtuple
     from pathlib import Path
 
-    from components.evaluate.step import evaluate_model
+    from tiergate.components.evaluate.step import evaluate_model
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

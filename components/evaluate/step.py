@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tiergate.components.evaluate.gate import decide
+from tiergate.components.evaluate.metrics import evaluate_split
+from tiergate.components.evaluate.regression import load_suites, run_suites
+from tiergate.components.evaluate.report import render_html, render_markdown
+from tiergate.components.evaluate.thresholds import prf, tune_thresholds
+from tiergate.components.export.onnx_io import check_onnx_labels
 
-from components.evaluate.gate import decide
-from components.evaluate.metrics import evaluate_split
-from components.evaluate.regression import load_suites, run_suites
-from components.evaluate.report import render_html, render_markdown
-from components.evaluate.thresholds import prf, tune_thresholds
-from components.export.onnx_io import check_onnx_labels
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import read_json, sha256_file, write_json

@@ -10,7 +10,8 @@ def export(
     import shutil
     from pathlib import Path
 
-    from components.export.step import export_model
+    from tiergate.components.export.step import export_model
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

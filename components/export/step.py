@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from tiergate.components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
+from tiergate.components.export.parity import ParityError, batched, compare_logits, describe_failure
+from tiergate.components.train.checkpoint import load_checkpoint_info
 
-from components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
-from components.export.parity import ParityError, batched, compare_logits, describe_failure
-from components.train.checkpoint import load_checkpoint_info
 from tiergate.errors import InputDataError
 from tiergate.formatting import format_input
 from tiergate.hashing import sha256_file, write_json

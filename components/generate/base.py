@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from components.generate.plan import GenerationRequest
+from tiergate.components.generate.plan import GenerationRequest
 
 
 class Outcome(StrEnum):

@@ -21,7 +21,8 @@ def generate(profile: str, category: str, cache_dir: str, counts: str, generated
     """One category's dataset: positives, hard negatives, innocuous, perturbations."""
     from pathlib import Path
 
-    from components.generate.step import generate_category, parse_counts
+    from tiergate.components.generate.step import generate_category, parse_counts
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
@@ -50,7 +51,8 @@ def merge(profile: str, generated: Input[List[Dataset]], merged: Output[Dataset]
     import shutil
     from pathlib import Path
 
-    from components.merge.step import merge_datasets
+    from tiergate.components.merge.step import merge_datasets
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

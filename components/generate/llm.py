@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from components.generate.base import GenerationResult, Outcome, ProgressCallback
-from components.generate.plan import GenerationRequest
+from tiergate.components.generate.base import GenerationResult, Outcome, ProgressCallback
+from tiergate.components.generate.plan import GenerationRequest
+
 from tiergate.hashing import sha256_json, write_json
 from tiergate.profiles import GeneratorSettings
 from tiergate.records import Kind

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from components.generate.base import GenerationResult, Outcome, TextGenerator
-from components.generate.llm import LLMGenerator, ResponseCache
-from components.generate.offline import OfflineGenerator, load_vocabulary
-from components.generate.perturb import perturbations
-from components.generate.plan import chunk_requests, plan_category
+from tiergate.components.generate.base import GenerationResult, Outcome, TextGenerator
+from tiergate.components.generate.llm import LLMGenerator, ResponseCache
+from tiergate.components.generate.offline import OfflineGenerator, load_vocabulary
+from tiergate.components.generate.perturb import perturbations
+from tiergate.components.generate.plan import chunk_requests, plan_category
+
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import GenerationError
 from tiergate.hashing import write_json
@@ -52,13 +53,13 @@ def make_generator(taxonomy: Taxonomy, profile: Profile, cache_dir: Path | None,
         raise GenerationError(f"the {settings.kind} generator needs a response cache directory (--cache-dir)")
     cache = ResponseCache(cache_dir)
     if settings.kind == "anthropic":
-        from components.generate.anthropic_backend import AnthropicBackend, make_client
+        from tiergate.components.generate.anthropic_backend import AnthropicBackend, make_client
 
         backend: Any = AnthropicBackend(settings, make_client(settings, http_client))
     else:
         import os
 
-        from components.generate.openai_backend import OpenAICompatibleBackend
+        from tiergate.components.generate.openai_backend import OpenAICompatibleBackend
 
         backend = OpenAICompatibleBackend(settings, http_client, api_key=os.environ.get(settings.api_key_env))
     return LLMGenerator(settings.kind, taxonomy, settings, backend, cache, profile.seed)

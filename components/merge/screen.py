@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from components.merge.dedupe import Quarantined
+from tiergate.components.merge.dedupe import Quarantined
+
 from tiergate.records import Kind, Record
 from tiergate.taxonomy import Taxonomy
 

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from components.merge.dedupe import Quarantined, fold_exact, remove_near_duplicates
-from components.merge.report import build_report, realised_overlaps, render_markdown
-from components.merge.screen import KeywordScreener, Screener, screen
-from components.merge.splits import assign_splits
+from tiergate.components.merge.dedupe import Quarantined, fold_exact, remove_near_duplicates
+from tiergate.components.merge.report import build_report, realised_overlaps, render_markdown
+from tiergate.components.merge.screen import KeywordScreener, Screener, screen
+from tiergate.components.merge.splits import assign_splits
+
 from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, write_json
@@ -90,7 +91,7 @@ def merge_datasets(
     regression_dir: Path | None = None,
 ) -> DatasetManifest:
     """Merge input datasets into `out_dir`; returns the merged dataset's manifest."""
-    from components.evaluate.regression import load_suites, vector_texts
+    from tiergate.components.evaluate.regression import load_suites, vector_texts
 
     settings = profile.merge
     records, manifests = _load_inputs(taxonomy, inputs)

@@ -10,7 +10,8 @@ def promote(
     import json
     from pathlib import Path
 
-    from components.promote.step import promote as promote_model
+    from tiergate.components.promote.step import promote as promote_model
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
 

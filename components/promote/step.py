@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.evaluate.gate import gate_digest
-from components.promote.gitops import GitOpsError, commit_and_push, ensure_local_repository, history
-from serving.repository import PromotionRefused, require_passed
+from tiergate.components.evaluate.gate import gate_digest
+from tiergate.components.promote.gitops import GitOpsError, commit_and_push, ensure_local_repository, history
+from tiergate.serving.repository import PromotionRefused, require_passed
+
 from tiergate.hashing import read_json
 from tiergate.profiles import PromoteSettings
 

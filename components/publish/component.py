@@ -12,7 +12,8 @@ def publish(profile: str, model_repository: Input[Artifact]) -> NamedTuple(  # t
     from collections import namedtuple
     from pathlib import Path
 
-    from components.publish.step import publish_repository
+    from tiergate.components.publish.step import publish_repository
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
 

@@ -15,7 +15,8 @@ def train(
     """Train `phase` on the merged dataset; `init` is the previous phase's checkpoint."""
     from pathlib import Path
 
-    from components.train.step import train_phase
+    from tiergate.components.train.step import train_phase
+
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

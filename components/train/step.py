@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tiergate.components.train.checkpoint import CheckpointInfo, load_checkpoint_info, write_checkpoint_info
+from tiergate.components.train.data import EncodedDataset
+from tiergate.components.train.trainer import EpochLogger, WeightedBCETrainer, metrics_function
+from tiergate.components.train.weights import compute_pos_weight
 
-from components.train.checkpoint import CheckpointInfo, load_checkpoint_info, write_checkpoint_info
-from components.train.data import EncodedDataset
-from components.train.trainer import EpochLogger, WeightedBCETrainer, metrics_function
-from components.train.weights import compute_pos_weight
 from tiergate.base_models import resolve_base_model
 from tiergate.datasets import load_manifest
 from tiergate.errors import ConfigError, InputDataError

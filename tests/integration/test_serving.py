@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as http
+from tiergate.components.evaluate.step import evaluate_model
+from tiergate.serving.repository import PromotionRefused, build_repository, write_repository
+from tiergate.serving.server import TritonServer
 from tritonclient.utils import InferenceServerException
 
-from components.evaluate.step import evaluate_model
-from serving.repository import PromotionRefused, build_repository, write_repository
-from serving.server import TritonServer
 from tests.conftest import tiny_profile
 from tiergate.client import ClassificationError, ModerationClient, to_arrays
 from tiergate.hashing import read_json
@@ -230,7 +230,7 @@ def test_cli_serve_starts_and_stops_cleanly_on_ctrl_c(repository: Path, tmp_path
     import signal
     import time
 
-    from serving.server import free_port
+    from tiergate.serving.server import free_port
 
     http_port = free_port()
     process = subprocess.Popen(
@@ -276,7 +276,7 @@ def test_cli_serve_starts_and_stops_cleanly_on_ctrl_c(repository: Path, tmp_path
 def test_previous_model_screener_quarantines_only_confident_calls(
     taxonomy: Taxonomy, repository: Path, merged_small: Path
 ) -> None:
-    from components.merge.screen import PreviousModelScreener, screen
+    from tiergate.components.merge.screen import PreviousModelScreener, screen
 
     records = read_jsonl(merged_small / "val.jsonl")[:120]
     negatives = [record for record in records if not record.labels]

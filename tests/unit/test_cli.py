@@ -10,9 +10,8 @@ from pathlib import Path
 import click
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from tiergate.cli.main import app
+from typer.testing import CliRunner
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

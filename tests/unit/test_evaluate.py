@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tiergate.components.evaluate.gate import decide
+from tiergate.components.evaluate.metrics import evaluate_split
+from tiergate.components.evaluate.regression import load_suites, run_suites
+from tiergate.components.evaluate.step import evaluate_model
+from tiergate.components.evaluate.thresholds import search_threshold, tune_thresholds
 
-from components.evaluate.gate import decide
-from components.evaluate.metrics import evaluate_split
-from components.evaluate.regression import load_suites, run_suites
-from components.evaluate.step import evaluate_model
-from components.evaluate.thresholds import search_threshold, tune_thresholds
 from tests.conftest import tiny_profile
 from tiergate.errors import ConfigError, LabelMismatchError
 from tiergate.inference import Postprocessor, ThresholdSet

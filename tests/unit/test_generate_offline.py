@@ -3,9 +3,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from components.generate.offline import OfflineGenerator
-from components.generate.plan import chunk_requests, plan_category, secondary_assignments
-from components.generate.step import generate_category
+from tiergate.components.generate.offline import OfflineGenerator
+from tiergate.components.generate.plan import chunk_requests, plan_category, secondary_assignments
+from tiergate.components.generate.step import generate_category
+
 from tiergate.datasets import load_manifest
 from tiergate.profiles import Profile
 from tiergate.records import Kind, read_jsonl

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
+from tiergate.pipelines.runner import COMPILED, compile_pipeline, submit
 
-from pipelines.runner import COMPILED, compile_pipeline, submit
 from tiergate.paths import PROJECT_ROOT
 
 

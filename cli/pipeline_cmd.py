@@ -26,7 +26,7 @@ def compile_(
     ] = "production",
 ) -> None:
     """Compile the pipeline to the YAML you upload in the KFP dashboard."""
-    from pipelines.runner import COMPILED, compile_pipeline
+    from tiergate.pipelines.runner import COMPILED, compile_pipeline
 
     path = compile_pipeline(out or COMPILED, profile)
     typer.echo(f"compiled: {path}")
@@ -57,7 +57,7 @@ def run(
     run_id: Annotated[str | None, typer.Option(help="Run id (default: UTC timestamp); results in runs/<id>/.")] = None,
 ) -> None:
     """Run the whole pipeline end to end; results land in runs/<id>/ and runs/latest."""
-    from pipelines.runner import run_local
+    from tiergate.pipelines.runner import run_local
 
     if not local:
         raise TiergateError("only --local runs here; use `tiergate pipeline submit --host URL` for a cluster")
@@ -72,7 +72,8 @@ def run(
         f"(macro F1 {gate['summary']['macro_f1']}), results in {RUNS / run_id} (runs/latest)"
     )
     if outputs["promoted"]:
-        from components.promote.gitops import history
+        from tiergate.components.promote.gitops import history
+
         from tiergate.profiles import load_profile
 
         typer.echo(f"promoted: Triton model repository at {RUNS / run_id / 'model_repository'}")
@@ -97,8 +98,8 @@ def submit(
     token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token (or $KFP_TOKEN).")] = None,
 ) -> None:
     """Upload and launch the compiled pipeline on a Kubeflow Pipelines cluster."""
-    from pipelines.runner import COMPILED
-    from pipelines.runner import submit as submit_run
+    from tiergate.pipelines.runner import COMPILED
+    from tiergate.pipelines.runner import submit as submit_run
 
     arguments = {}
     for item in param or []:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from tiergate.cli.options import ProfileOption, TaxonomyOption
+
 from tiergate.errors import InputDataError
 
 app = typer.Typer(help="Generate, import and merge training data.", no_args_is_help=True)
@@ -23,7 +23,8 @@ def generate(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Generate positives, hard negatives, innocuous and perturbation examples per category."""
-    from components.generate.step import generate_category, make_generator, parse_counts
+    from tiergate.components.generate.step import generate_category, make_generator, parse_counts
+
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -58,7 +59,8 @@ def import_(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Import user-labelled data; every row is validated against the taxonomy."""
-    from components.generate.importers import ColumnMapping, import_file
+    from tiergate.components.generate.importers import ColumnMapping, import_file
+
     from tiergate.taxonomy import load_taxonomy
 
     mapping = ColumnMapping(text_column, labels_column, context_column, kind_column, label_separator, default_context)
@@ -77,7 +79,8 @@ def merge(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Dedupe, fold multi-labels, screen negatives, split by text hash, build phase sets and a report."""
-    from components.merge.step import merge_datasets
+    from tiergate.components.merge.step import merge_datasets
+
     from tiergate.datasets import MANIFEST_NAME
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
@@ -90,7 +93,7 @@ def merge(
             folders += sorted(child for child in path.iterdir() if (child / MANIFEST_NAME).is_file())
         else:
             raise InputDataError(f"not a dataset folder: {path}")
-    from components.merge.screen import KeywordScreener, PreviousModelScreener
+    from tiergate.components.merge.screen import KeywordScreener, PreviousModelScreener
 
     loaded, resolved = load_taxonomy(taxonomy), load_profile(profile)
     screeners: list = [KeywordScreener(loaded)]  # type: ignore[type-arg]

@@ -30,7 +30,7 @@ def serve(
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for backends and the server log.")] = Path(".cache/triton"),
 ) -> None:
     """Start a real Triton server on a model repository; Ctrl-C shuts it down cleanly."""
-    from serving.server import TritonServer
+    from tiergate.serving.server import TritonServer
 
     if not (model_repo / "repository.json").is_file():
         raise TiergateError(f"{model_repo} is not a tiergate model repository (no repository.json)")
@@ -83,7 +83,8 @@ def demo(
     run_dir: Annotated[Path, typer.Argument(help="A pipeline run folder (default: runs/latest).")] = Path("runs/latest"),
 ) -> None:
     """Serve a run's promoted model on a real local Triton and classify a few example texts."""
-    from serving.server import TritonServer
+    from tiergate.serving.server import TritonServer
+
     from tiergate.client import ModerationClient
     from tiergate.taxonomy import load_taxonomy
 
@@ -108,7 +109,8 @@ def regression(
     wait_s: Annotated[float, typer.Option(help="Wait this long for the endpoint to become ready.")] = 300.0,
 ) -> None:
     """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
-    from components.evaluate.regression import load_suites, run_suites
+    from tiergate.components.evaluate.regression import load_suites, run_suites
+
     from tiergate.client import ModerationClient
     from tiergate.paths import project_path
     from tiergate.taxonomy import load_taxonomy

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from tiergate.cli.options import ProfileOption
 
 app = typer.Typer(help="Promote by GitOps: apply a gated model, roll back, list history.", no_args_is_help=True)
@@ -18,7 +17,8 @@ def publish(
     profile: ProfileOption = "local",
 ) -> None:
     """Upload a model repository to the profile's store under <model>/<version>/<digest>, verified, never overwritten."""
-    from components.publish.step import publish_repository
+    from tiergate.components.publish.step import publish_repository
+
     from tiergate.profiles import load_profile
 
     result = publish_repository(repository, load_profile(profile).publish)
@@ -33,8 +33,9 @@ def apply(
     profile: ProfileOption = "local",
 ) -> None:
     """Publish (if needed) and commit the new version to the GitOps values; refused unless the gate passed."""
-    from components.promote.step import promote
-    from components.publish.step import publish_repository
+    from tiergate.components.promote.step import promote
+    from tiergate.components.publish.step import publish_repository
+
     from tiergate.profiles import load_profile
 
     resolved = load_profile(profile)
@@ -50,7 +51,8 @@ def rollback(
     profile: ProfileOption = "local",
 ) -> None:
     """Restore an earlier version's model values as a new GitOps commit."""
-    from components.promote.step import rollback as rollback_to
+    from tiergate.components.promote.step import rollback as rollback_to
+
     from tiergate.profiles import load_profile
 
     result = rollback_to(load_profile(profile).promote, to)
@@ -62,7 +64,8 @@ def history(
     profile: ProfileOption = "local", as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False
 ) -> None:
     """Promoted versions, newest first, from the GitOps repository's history."""
-    from components.promote.gitops import history as read_history
+    from tiergate.components.promote.gitops import history as read_history
+
     from tiergate.profiles import load_profile
 
     for entry in read_history(load_profile(profile).promote):

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from tiergate.cli.options import ProfileOption, TaxonomyOption
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Merged dataset folder (from `tiergate data merge`).")]
@@ -22,7 +21,8 @@ def train(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Train the curriculum phases (weighted BCE, tier-capped pos_weight), each warm-starting from the last."""
-    from components.train.step import train_all, train_phase
+    from tiergate.components.train.step import train_all, train_phase
+
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -48,7 +48,8 @@ def export(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Export fp32 and fp16 ONNX, gate on parity with the trained model, measure CPU latency side by side."""
-    from components.export.step import export_model
+    from tiergate.components.export.step import export_model
+
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -72,7 +73,8 @@ def evaluate(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Tune thresholds on val, measure on test, run regression vectors, decide the gate (exit 0 either way)."""
-    from components.evaluate.step import evaluate_model
+    from tiergate.components.evaluate.step import evaluate_model
+
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
