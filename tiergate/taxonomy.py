@@ -1,9 +1,9 @@
 """The taxonomy: categories in model order, tiers and their policy, validated on load.
 
-Everything the experiment log learned the hard way is checked here, at load time:
+Every config lesson of docs/lessons.md is checked here, at load time:
 label order is hashed into every artifact, every tier has a gate, overlaps and
 overrides name real categories, and a hard-negative seed that carries its own
-category's positive signals (the log's poisoned-seed incident) is refused.
+category's positive signals (docs/lessons.md#poisoned-seed) is refused.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def check_slots(values: list[str]) -> list[str]:
 
 
 class ColabelRule(_Strict):
-    """Keyword co-label rule. Off by default: the log (Exp 8, 10) shows they hurt."""
+    """Keyword co-label rule. Off by default: docs/lessons.md#keyword-colabels."""
 
     keywords: list[str] = Field(min_length=1)
     label: str

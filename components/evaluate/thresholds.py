@@ -1,7 +1,7 @@
 """Per-category threshold search on the VALIDATION split, inside each tier's range.
 
 Ranges come from the taxonomy (tier range narrowed by per-category overrides, e.g.
-harassment <= 0.65: the log's val-set skew pushed it to 0.90). Objective: F1, subject to
+harassment <= 0.65: val-set skew once pushed it to 0.90; docs/lessons.md#val-test-threshold-skew). Objective: F1, subject to
 the tier's recall floor where one exists. Ties resolve to the middle of the best plateau.
 """
 

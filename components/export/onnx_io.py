@@ -54,7 +54,7 @@ def export_fp32(model: torch.nn.Module, input_names: Sequence[str], path: Path, 
 
 
 def convert_fp16(source: Path, target: Path) -> None:
-    """fp16 weights, fp32 inputs/outputs (log, Exp 16: fp16 is near-lossless, half the size)."""
+    """fp16 weights, fp32 inputs/outputs (fp16 is near-lossless at half the size: docs/lessons.md#fp16-served)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)

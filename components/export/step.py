@@ -1,7 +1,7 @@
 """The export step: checkpoint → `model.onnx` (fp32) + `model_fp16.onnx`, parity-gated, with a report.
 
-The served variant is fp16 (log, Exp 16). INT8 is optional and is never shipped unless its
-own parity passes: the log found that INT8, static and dynamic, destroys mpnet.
+The served variant is fp16 (docs/lessons.md#fp16-served). INT8 is optional and is never shipped unless its
+own parity passes: INT8, static and dynamic, destroyed mpnet (docs/lessons.md#int8-destroys-mpnet).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 INT8_WARNING = (
-    "INT8 quantisation is experimental here. The experiment log found that INT8 (static, Exp 14, and dynamic, Exp 16) "
-    "destroys all-mpnet-base-v2: near-zero outputs, 7 categories below the gate. tiergate serves fp16; an INT8 file is "
+    "INT8 quantisation is experimental here. INT8, static and dynamic, destroyed all-mpnet-base-v2 "
+    "(docs/lessons.md#int8-destroys-mpnet): near-zero outputs, 7 categories below the gate. "
+    "tiergate serves fp16; an INT8 file is "
     "kept only when its parity passes, and is never what the pipeline ships."
 )
 VARIANTS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}

@@ -1,6 +1,6 @@
 """What to generate for one category: one item per example, planned before any generator runs.
 
-Multi-label data is made *by construction* (log, Exp 11/15): for each configured overlap
+Multi-label data is made *by construction* (docs/lessons.md#multilabel-by-construction): for each configured overlap
 the last items of a category's positive index range get a secondary category and the
 generator is asked for text that genuinely shows both. Single-label items keep their
 index, so changing an overlap rate never changes the prompts of the other items.

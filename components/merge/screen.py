@@ -1,4 +1,5 @@
-"""Screening of negatives before they are trained on (log, Exp 29: one poisoned seed, 200 toxic negatives).
+"""Screening of negatives before they are trained on
+(one poisoned seed once made 200 toxic 'negatives': docs/lessons.md#poisoned-seed).
 
 A negative that shows positive signals is quarantined with the reason, not silently
 kept. Signals of categories allowed in the record's audience are ignored there (an

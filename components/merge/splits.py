@@ -1,6 +1,6 @@
 """Stable splits: a record's split is a pure function of its (origin) text and the salt.
 
-Adding or removing other data can never move an example (log, Exp 10b: a dataset-size
+Adding or removing other data can never move an example (docs/lessons.md#split-stability: a dataset-size
 dependent shuffle made every cross-experiment comparison meaningless).
 """
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def apply_keyword_colabels(taxonomy: Taxonomy, records: Sequence[Record]) -> tuple[list[Record], int]:
-    """Keyword co-label rules (off by default: Exp 8/10 showed label inflation hurts precision)."""
+    """Keyword co-label rules (off by default: label inflation hurts precision, docs/lessons.md#keyword-colabels)."""
     out, added = [], 0
     for record in records:
         category = record.source.category

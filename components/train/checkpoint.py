@@ -1,7 +1,7 @@
 """Checkpoint metadata: what a trained model is, for which labels, from what data.
 
 Every checkpoint carries the ordered labels and taxonomy hash; loading one for a
-different label list fails loudly (log, Exp 6: v4–v6 trained with a different order).
+different label list fails loudly (three models once trained with a different order: docs/lessons.md#label-order).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """pos_weight per label: neg/pos, capped by the label's tier cap — from the taxonomy, never a literal.
 
-Log, Exp 2: uncapped weights (~24:1) collapsed precision. Exp 32: raising T2 to 15 did the
-same. Exp 33: a hard-coded cap silently overrode config and cost a run. The cap is read
-here from `tiers.<n>.pos_weight_cap` and nowhere else.
+Uncapped weights (~24:1) collapsed precision, and so did a T2 cap raised to 15
+(docs/lessons.md#pos-weight-cap); a literal in code once silently overrode config
+(docs/lessons.md#hardcoded-cap-overrode-config). The cap is read here from
+`tiers.<n>.pos_weight_cap` and nowhere else.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def _synthetic(taxonomy: Taxonomy, rows: int = 400, positive_rate: float = 0.2) 
 
 def test_thresholds_stay_inside_tier_ranges_and_overrides(taxonomy: Taxonomy) -> None:
     scores, targets = _synthetic(taxonomy)
-    # Make harassment's val optimum sit high (the log's val skew): negatives score up to ~0.85.
+    # Make harassment's val optimum sit high (docs/lessons.md#val-test-threshold-skew): negatives score up to ~0.85.
     # F1 rises with the threshold all the way to ~0.85, so the unconstrained optimum is above the cap.
     column = taxonomy.labels.index("harassment")
     negatives = ~targets[:, column]

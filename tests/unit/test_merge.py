@@ -70,7 +70,7 @@ def test_fold_unions_labels_and_quarantines_conflicting_negatives() -> None:
 
 
 def test_poisoned_negatives_are_quarantined_not_trained_on(taxonomy: Taxonomy) -> None:
-    """Exp 29: coercive 'negatives' taught the model that coercion is safe. Screening catches them."""
+    """docs/lessons.md#poisoned-seed: coercive 'negatives' taught the model that coercion is safe. Screening catches them."""
     records = [
         _record("pay by friday or you will regret it", (), kind=Kind.HARD_NEGATIVE),  # own-category signal
         _record("damn, running late", (), kind=Kind.INNOCUOUS, category="spam"),  # innocuous: any signal

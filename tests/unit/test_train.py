@@ -31,7 +31,7 @@ def test_pos_weight_is_neg_over_pos_capped_by_tier(taxonomy: Taxonomy, merged_sm
 
 
 def test_changing_a_cap_in_config_changes_the_loss_weights(taxonomy_dict: dict[str, Any], merged_small: Path) -> None:
-    """Exp 33: a literal cap in code silently overrode config. Here the config is the only source."""
+    """docs/lessons.md#hardcoded-cap-overrode-config: a literal in code overrode config. Here the config is the only source."""
     records = read_jsonl(merged_small / "phase3.jsonl")
     before = compute_pos_weight(records, parse_taxonomy(taxonomy_dict))
     taxonomy_dict["tiers"][5]["pos_weight_cap"] = 2.5
@@ -85,7 +85,7 @@ def test_checkpoint_carries_labels_and_provenance(taxonomy: Taxonomy, tiny_check
 def test_warm_start_refuses_a_label_order_mismatch(
     taxonomy: Taxonomy, tiny_checkpoints: Path, merged_small: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
-    """Log, Exp 6: v4–v6 used a different label order. A checkpoint in another order cannot be loaded."""
+    """docs/lessons.md#label-order: three models used a different label order. A checkpoint in another order cannot be loaded."""
     import shutil
 
     tampered = tmp_path / "tampered"
