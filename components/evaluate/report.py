@@ -1,13 +1,21 @@
-"""The evaluation report: one self-contained HTML file (plots inlined) and a Markdown summary."""
+"""The evaluation report: one self-contained HTML file (plots inlined) and a Markdown summary.
+
+Python prepares the view (numbers formatted, plots as data: URIs, tables as rows of cells);
+`templates/report.html.j2` and `templates/report.md.j2` lay it out. The HTML template is
+autoescaped because vector texts, context names and rule names come from data sets and configs.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import matplotlib
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -18,7 +26,34 @@ CATEGORY_HEADER = ["category", "tier", "threshold", "precision", "recall", "F1",
 STATUS_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "not_measurable": "#9a6700", "xfail": "#6e7781", "xpass": "#0969da"}
 
 
+@dataclass(frozen=True)
+class Table:
+    """A report table: formatted cells; the cells of `status_column` render as coloured status badges."""
+
+    header: list[str]
+    rows: list[list[Any]]
+    status_column: int | None = None
+
+
+@cache
+def templates() -> Environment:
+    """The report templates, built on first use so importing this module never needs them.
+
+    Autoescape is on for the HTML (data-set texts end up in it) and off for Markdown;
+    StrictUndefined turns a key missing from a view into an error instead of an empty cell.
+    """
+    return Environment(
+        loader=PackageLoader("tiergate.components.evaluate", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), disabled_extensions=("md.j2",), default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
 def _png(figure: Any) -> str:
+    """Close the figure and return it as a PNG data: URI, so the HTML needs no side files."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -26,6 +61,7 @@ def _png(figure: Any) -> str:
 
 
 def plot_f1_vs_gate(taxonomy: Taxonomy, metrics: dict[str, Any]) -> str:
+    """Test F1 per category with its interval, coloured by pass/fail against the tier gate."""
     names = taxonomy.labels
     entries = [metrics["per_category"][name] for name in names]
     figure, axis = plt.subplots(figsize=(12, 4.5))
@@ -47,6 +83,7 @@ def plot_f1_vs_gate(taxonomy: Taxonomy, metrics: dict[str, Any]) -> str:
 
 
 def plot_thresholds(taxonomy: Taxonomy, thresholds: dict[str, Any]) -> str:
+    """Each tuned threshold against its allowed search range: a threshold pinned to an edge shows at once."""
     names = taxonomy.labels
     figure, axis = plt.subplots(figsize=(12, 3.5))
     for index, name in enumerate(names):
@@ -60,6 +97,7 @@ def plot_thresholds(taxonomy: Taxonomy, thresholds: dict[str, Any]) -> str:
 
 
 def plot_pr_curves(taxonomy: Taxonomy, metrics: dict[str, Any]) -> str:
+    """One small PR curve per category, with the operating point the threshold chose."""
     names = taxonomy.labels
     columns = 6
     rows = (len(names) + columns - 1) // columns
@@ -78,14 +116,112 @@ def plot_pr_curves(taxonomy: Taxonomy, metrics: dict[str, Any]) -> str:
     return _png(figure)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _pairs(mapping: Mapping[str, Any], separator: str = ": ") -> str:
+    """`key: value, key: value`, the one-line summaries of regression suites and dataset totals."""
+    return ", ".join(f"{key}{separator}{value}" for key, value in mapping.items())
 
 
-def _badge(status: str) -> str:
-    return f'<span style="color:{STATUS_COLOURS.get(status, "#000")};font-weight:600">{html.escape(status)}</span>'
+def category_table(taxonomy: Taxonomy, gate: dict[str, Any], metrics: dict[str, Any]) -> Table:
+    """Per category, in model order: threshold, P/R/F1 with the F1 interval, val-test gap and the F1 gate status."""
+    rows = []
+    for name in taxonomy.labels:
+        entry = metrics["per_category"][name]
+        interval = entry["interval"].get("f1") if entry["interval"] else None
+        status = next(r["status"] for r in gate["rules"] if r.get("category") == name and r["metric"] == "f1")
+        rows.append(
+            [
+                name,
+                f"T{entry['tier']}",
+                f"{entry['threshold']:.2f}",
+                f"{entry['precision']:.3f}",
+                f"{entry['recall']:.3f}",
+                f"{entry['f1']:.3f}",
+                f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "",
+                entry["support"],
+                "" if entry["val_f1"] is None else f"{entry['val_test_gap']:+.3f}",
+                status,
+            ]
+        )
+    return Table(CATEGORY_HEADER, rows, status_column=len(CATEGORY_HEADER) - 1)
+
+
+def context_table(metrics: dict[str, Any]) -> Table:
+    """Macro and micro F1 per audience/surface context (macro is blank where no category has positives)."""
+    rows = [
+        [name, entry["records"], "" if entry["macro_f1"] is None else f"{entry['macro_f1']:.3f}", f"{entry['micro_f1']:.3f}"]
+        for name, entry in metrics["contexts"].items()
+    ]
+    return Table(["context", "records", "macro F1", "micro F1"], rows)
+
+
+def vector_table(regression: dict[str, Any]) -> Table:
+    """Every regression vector with its status and, for failed checks, what was missing or unwanted."""
+    rows = []
+    for suite, result in regression["suites"].items():
+        for vector in result["vectors"]:
+            problems = "; ".join(
+                f"{c['context']}: missing {c['missing']} unwanted {c['unwanted']}" for c in vector["checks"] if not c["passed"]
+            )
+            rows.append([suite, vector["id"], vector["text"], vector["status"], problems])
+    return Table(["suite", "vector", "text", "status", "problems"], rows, status_column=3)
+
+
+def rule_table(gate: dict[str, Any]) -> Table:
+    """The rules that block promotion, then those only warned about (not measurable under `warn`)."""
+    rows = [[r["rule"], r["value"], r["floor"], r.get("support", ""), r["status"]] for r in gate["failures"] + gate["warnings"]]
+    return Table(["rule", "value", "floor", "support", "status"], rows, status_column=4)
+
+
+def export_table(export_report: dict[str, Any]) -> Table:
+    """Each exported variant's size and its parity with the PyTorch model (logits and decisions)."""
+    rows = [
+        [
+            name,
+            entry["file"],
+            f"{entry['size_bytes'] / 1e6:.2f} MB",
+            f"{entry['parity']['max_abs_diff']:.2e}",
+            f"{entry['parity']['decision_agreement']:.4f}",
+        ]
+        for name, entry in export_report.get("variants", {}).items()
+    ]
+    return Table(["variant", "file", "size", "max |logit diff|", "decision agreement"], rows)
+
+
+def html_view(
+    taxonomy: Taxonomy,
+    gate: dict[str, Any],
+    metrics: dict[str, Any],
+    regression: dict[str, Any],
+    thresholds: dict[str, Any],
+    dataset_report: dict[str, Any],
+    export_report: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything `report.html.j2` shows, formatted; the template only lays it out (and escapes it)."""
+    judged = gate["judged"]
+    return {
+        "decision": "PROMOTE" if gate["passed"] else "REJECT",
+        "decision_colour": STATUS_COLOURS["pass" if gate["passed"] else "fail"],
+        "status_colours": STATUS_COLOURS,
+        "smoke_test": bool(gate.get("smoke_test")),
+        "macro_f1": f"{metrics['macro_f1']:.4f}",
+        "micro_f1": f"{metrics['micro_f1']:.4f}",
+        "records": metrics["records"],
+        "model_file": judged["model_file"],
+        "model_sha256": judged["model_sha256"][:16],
+        "taxonomy_sha256": judged["taxonomy_sha256"][:16],
+        "rules": rule_table(gate),
+        "f1_chart": plot_f1_vs_gate(taxonomy, metrics),
+        "categories": category_table(taxonomy, gate, metrics),
+        "threshold_chart": plot_thresholds(taxonomy, thresholds),
+        "pr_chart": plot_pr_curves(taxonomy, metrics),
+        "contexts": context_table(metrics),
+        "regression_summary": _pairs(regression["summary"]),
+        "vectors": vector_table(regression),
+        "dataset_totals": _pairs(dataset_report.get("totals", {})),
+        "quarantined": dataset_report.get("quarantined", "n/a"),
+        "near_duplicates_removed": dataset_report.get("near_duplicates_removed", "n/a"),
+        "exports": export_table(export_report),
+    }
 
 
 def render_html(
@@ -97,122 +233,38 @@ def render_html(
     dataset_report: dict[str, Any],
     export_report: dict[str, Any],
 ) -> str:
-    decision = "PROMOTE" if gate["passed"] else "REJECT"
-    colour = STATUS_COLOURS["pass" if gate["passed"] else "fail"]
-    category_rows = []
-    for name in taxonomy.labels:
-        entry = metrics["per_category"][name]
-        interval = entry["interval"].get("f1") if entry["interval"] else None
-        status = next(r["status"] for r in gate["rules"] if r.get("category") == name and r["metric"] == "f1")
-        category_rows.append(
-            [
-                name,
-                f"T{entry['tier']}",
-                f"{entry['threshold']:.2f}",
-                f"{entry['precision']:.3f}",
-                f"{entry['recall']:.3f}",
-                f"{entry['f1']:.3f}",
-                f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "",
-                entry["support"],
-                "" if entry["val_f1"] is None else f"{entry['val_test_gap']:+.3f}",
-                _badge(status),
-            ]
-        )
-    context_rows = [
-        [html.escape(c), v["records"], "" if v["macro_f1"] is None else f"{v['macro_f1']:.3f}", f"{v['micro_f1']:.3f}"]
-        for c, v in metrics["contexts"].items()
+    """The self-contained HTML report: decision, failing rules, plots and every table."""
+    view = html_view(taxonomy, gate, metrics, regression, thresholds, dataset_report, export_report)
+    return templates().get_template("report.html.j2").render(view)
+
+
+def markdown_view(
+    taxonomy: Taxonomy, gate: dict[str, Any], metrics: dict[str, Any], regression: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything `report.md.j2` shows: the decision, headline numbers, tier table and failing/warned rules."""
+    tiers = [
+        {
+            "tier": tier,
+            "macro_f1": "n/a" if entry["macro_f1"] is None else f"{entry['macro_f1']:.3f}",
+            "f1_gate": taxonomy.tiers[int(tier)].f1_gate,
+        }
+        for tier, entry in metrics["tiers"].items()
     ]
-    vector_rows = []
-    for suite, result in regression["suites"].items():
-        for vector in result["vectors"]:
-            problems = "; ".join(
-                f"{c['context']}: missing {c['missing']} unwanted {c['unwanted']}" for c in vector["checks"] if not c["passed"]
-            )
-            vector_rows.append(
-                [suite, html.escape(vector["id"]), html.escape(vector["text"]), _badge(vector["status"]), html.escape(problems)]
-            )
-    failure_rows = [
-        [html.escape(r["rule"]), r["value"], r["floor"], r.get("support", ""), _badge(r["status"])]
-        for r in gate["failures"] + gate["warnings"]
-    ]
-    smoke = (
-        (
-            "<p class='warn'>SMOKE-TEST DATA: built from the offline template generator. These numbers exercise the "
-            "pipeline; they say nothing about real-world quality.</p>"
-        )
-        if gate.get("smoke_test")
-        else ""
-    )
-    totals = dataset_report.get("totals", {})
-    export_rows = [
-        [
-            name,
-            entry["file"],
-            f"{entry['size_bytes'] / 1e6:.2f} MB",
-            f"{entry['parity']['max_abs_diff']:.2e}",
-            f"{entry['parity']['decision_agreement']:.4f}",
-        ]
-        for name, entry in export_report.get("variants", {}).items()
-    ]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>tiergate evaluation</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1f2328; }}
-table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }}
-th, td {{ border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; }}
-th {{ background: #f6f8fa; }}
-.decision {{ font-size: 1.6rem; font-weight: 700; color: {colour}; }}
-.warn {{ background: #fff8c5; padding: 0.5rem; border: 1px solid #d4a72c; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>tiergate evaluation report</h1>
-<p class="decision">Gate: {decision}</p>
-{smoke}
-<p>Macro F1 {metrics["macro_f1"]:.4f} · micro F1 {metrics["micro_f1"]:.4f} · test records {metrics["records"]} ·
-model <code>{html.escape(gate["judged"]["model_file"])}</code> sha256 <code>{gate["judged"]["model_sha256"][:16]}</code> ·
-taxonomy <code>{gate["judged"]["taxonomy_sha256"][:16]}</code></p>
-<h2>Failing and unmeasurable rules</h2>
-{_table(["rule", "value", "floor", "support", "status"], failure_rows) if failure_rows else "<p>None.</p>"}
-<h2>Per-category F1 vs tier gate</h2>
-<img alt="F1 vs gate" src="{plot_f1_vs_gate(taxonomy, metrics)}">
-{_table(CATEGORY_HEADER, category_rows)}
-<h2>Thresholds (tuned on validation) vs search range</h2>
-<img alt="thresholds" src="{plot_thresholds(taxonomy, thresholds)}">
-<h2>Precision-recall curves (test)</h2>
-<img alt="PR curves" src="{plot_pr_curves(taxonomy, metrics)}">
-<h2>Per context</h2>
-{_table(["context", "records", "macro F1", "micro F1"], context_rows)}
-<h2>Regression vectors</h2>
-<p>{html.escape(", ".join(f"{k}: {v}" for k, v in regression["summary"].items()))}</p>
-{_table(["suite", "vector", "text", "status", "problems"], vector_rows)}
-<h2>Dataset</h2>
-<p>{html.escape(", ".join(f"{k}: {v}" for k, v in totals.items()))}; quarantined {dataset_report.get("quarantined", "n/a")};
-near-duplicates removed {dataset_report.get("near_duplicates_removed", "n/a")}.</p>
-<h2>Exported model</h2>
-{_table(["variant", "file", "size", "max |logit diff|", "decision agreement"], export_rows)}
-</body></html>
-"""
+    return {
+        "decision": "PROMOTE" if gate["passed"] else "REJECT",
+        "smoke_test": bool(gate.get("smoke_test")),
+        "macro_f1": f"{metrics['macro_f1']:.4f}",
+        "micro_f1": f"{metrics['micro_f1']:.4f}",
+        "records": metrics["records"],
+        "tiers": tiers,
+        "regression_summary": _pairs(regression["summary"], separator=" "),
+        "failures": [{"rule": r["rule"], "value": r["value"], "status": r["status"]} for r in gate["failures"]],
+        "warnings": [{"rule": r["rule"], "support": r.get("support")} for r in gate["warnings"]],
+    }
 
 
 def render_markdown(
     taxonomy: Taxonomy, gate: dict[str, Any], metrics: dict[str, Any], regression: dict[str, Any], dataset_report: dict[str, Any]
 ) -> str:
-    lines = [f"# tiergate evaluation: {'PROMOTE' if gate['passed'] else 'REJECT'}", ""]
-    if gate.get("smoke_test"):
-        lines += ["> **SMOKE-TEST DATA** (offline generator): these numbers say nothing about real-world quality.", ""]
-    lines += [
-        f"Macro F1 **{metrics['macro_f1']:.4f}**, micro F1 {metrics['micro_f1']:.4f}, {metrics['records']} test records.",
-        "",
-    ]
-    lines += ["| tier | macro F1 | gate |", "|---|---|---|"]
-    for tier, entry in metrics["tiers"].items():
-        value = "n/a" if entry["macro_f1"] is None else f"{entry['macro_f1']:.3f}"
-        lines.append(f"| T{tier} | {value} | {taxonomy.tiers[int(tier)].f1_gate} |")
-    lines += ["", "Regression: " + ", ".join(f"{k} {v}" for k, v in regression["summary"].items()), ""]
-    if gate["failures"]:
-        lines += ["## Failing rules", ""] + [f"- `{r['rule']}`: {r['value']} ({r['status']})" for r in gate["failures"]]
-    if gate["warnings"]:
-        lines += ["", "## Not measurable (warned)", ""] + [
-            f"- `{r['rule']}`: support {r.get('support')}" for r in gate["warnings"]
-        ]
-    return "\n".join(lines) + "\n"
+    """The short Markdown summary (the component's KFP `summary` artifact); `dataset_report` is unused."""
+    return templates().get_template("report.md.j2").render(markdown_view(taxonomy, gate, metrics, regression))
