@@ -8,16 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tiergate.errors import TiergateError
+from tiergate.errors import PipelineError
 from tiergate.paths import PROJECT_ROOT
 from tiergate.profiles import load_profile
 
 log = logging.getLogger(__name__)
 COMPILED = PROJECT_ROOT / "pipelines" / "compiled" / "tiergate.yaml"
 
-
-class PipelineError(TiergateError):
-    """The local pipeline run failed or produced no result."""
 
 
 def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tiergate.components.evaluate.gate import gate_digest
 
-from tiergate.errors import TiergateError
+from tiergate.errors import PromotionRefused
 from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import THRESHOLDS_FILE, ThresholdSet
 from tiergate.profiles import ServingSettings
@@ -27,9 +27,6 @@ MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
 MANIFEST = "repository.json"
 ONNX_TYPES = {"input_ids": "TYPE_INT64", "attention_mask": "TYPE_INT64", "token_type_ids": "TYPE_INT64"}
 
-
-class PromotionRefused(TiergateError):
-    """The gate did not pass, or the artifacts are not the ones the gate judged."""
 
 
 @dataclass(frozen=True)

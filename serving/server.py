@@ -22,14 +22,11 @@ from types import TracebackType
 
 import httpx
 
-from tiergate.errors import TiergateError
+from tiergate.errors import ServerError
 from tiergate.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
-
-class ServerError(TiergateError):
-    """Triton could not be started, or did not become ready."""
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tiergate.errors import LabelMismatchError, TiergateError
+from tiergate.errors import ClassificationError, LabelMismatchError
 from tiergate.labels import check_labels
 
 log = logging.getLogger(__name__)
 Protocol = Literal["http", "grpc"]
 OUTPUTS = ("SCORES", "FLAGS", "MAX_TIER", "TRUNCATED")
 
-
-class ClassificationError(TiergateError):
-    """The server refused a request (bad input) or could not be reached after retries."""
 
 
 @dataclass(frozen=True)

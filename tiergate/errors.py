@@ -1,4 +1,8 @@
-"""Errors a user can cause and fix; the CLI prints them as one line, no traceback."""
+"""Every error a user can cause and fix. The CLI prints them as one line and exits 2.
+
+Anything that is not a `TiergateError` is a bug: it keeps its traceback and exit code 1,
+so a defect is never disguised as a user mistake.
+"""
 
 
 class TiergateError(Exception):
@@ -14,8 +18,40 @@ class LabelMismatchError(TiergateError):
 
 
 class InputDataError(TiergateError):
-    """User-supplied data (imports, records) does not fit the taxonomy or schema."""
+    """User-supplied data (imports, records, requests) does not fit the taxonomy or schema."""
 
 
 class GenerationError(TiergateError):
     """A generator could not produce data (missing key, unreachable server, ...)."""
+
+
+class ParityError(TiergateError):
+    """An exported model's outputs differ from the reference beyond the configured limits."""
+
+
+class PromotionRefused(TiergateError):
+    """The gate did not pass, or the artifacts are not the ones the gate judged."""
+
+
+class PublishError(TiergateError):
+    """A repository could not be published, or would overwrite a different published version."""
+
+
+class GitOpsError(TiergateError):
+    """The GitOps repository could not be cloned, rendered, committed or pushed."""
+
+
+class ManifestError(TiergateError):
+    """A Kubernetes manifest does not validate against its schema."""
+
+
+class PipelineError(TiergateError):
+    """A pipeline could not be compiled, run or submitted, or produced no result."""
+
+
+class ServerError(TiergateError):
+    """The local Triton server could not start, or stopped."""
+
+
+class ClassificationError(TiergateError):
+    """The inference endpoint refused a request or answered with something unexpected."""

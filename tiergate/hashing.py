@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def canonical_json(value: Any) -> str:
@@ -21,12 +21,17 @@ def sha256_json(value: Any) -> str:
     return sha256_text(canonical_json(value))
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+def sha256_stream(handle: BinaryIO, chunk_size: int = 1 << 20) -> str:
+    """Digest of an open binary file (local or fsspec), read in chunks so large models fit in memory."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: handle.read(chunk_size), b""):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with Path(path).open("rb") as handle:
+        return sha256_stream(handle)
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -19,13 +19,10 @@ from tiergate.errors import InputDataError, LabelMismatchError
 from tiergate.formatting import format_input
 from tiergate.hashing import sha256_file
 from tiergate.labels import check_labels
+from tiergate.numeric import sigmoid
 from tiergate.records import Context
 
 THRESHOLDS_FILE = "thresholds.json"
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 @dataclass(frozen=True)

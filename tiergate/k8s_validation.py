@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tiergate.errors import TiergateError
+from tiergate.errors import ManifestError
 from tiergate.paths import PROJECT_ROOT
 
 CRD_DIR = PROJECT_ROOT.parent / "shared" / "crds" / "kserve"
@@ -24,9 +24,6 @@ KSERVE_CRDS = {
 }
 KUBERNETES_VERSION = "1.30.0"
 
-
-class ManifestError(TiergateError):
-    """A manifest does not satisfy its schema."""
 
 
 @cache

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json
+from tiergate.strict import StrictModel
 from tiergate.taxonomy import format_validation_error
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
@@ -21,11 +22,7 @@ GeneratorKind = Literal["offline", "anthropic", "openai-compatible"]
 RecordKindName = Literal["positive", "context", "hard_negative", "innocuous", "perturbation"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GeneratorSettings(_Strict):
+class GeneratorSettings(StrictModel):
     kind: GeneratorKind
     model: str
     examples_per_request: int = Field(ge=1, le=100)
@@ -43,19 +40,19 @@ class GeneratorSettings(_Strict):
     fail_on_shortfall: bool
 
 
-class PerturbationSettings(_Strict):
+class PerturbationSettings(StrictModel):
     fraction: float = Field(ge=0, le=1)
     max_edits: int = Field(ge=1)
 
 
-class NearDuplicateSettings(_Strict):
+class NearDuplicateSettings(StrictModel):
     enabled: bool
     threshold: float = Field(gt=0, le=1)
     shingle_size: int = Field(ge=1)
     num_perm: int = Field(ge=16)
 
 
-class SplitSettings(_Strict):
+class SplitSettings(StrictModel):
     train: float = Field(gt=0, lt=1)
     val: float = Field(gt=0, lt=1)
     test: float = Field(gt=0, lt=1)
@@ -69,7 +66,7 @@ class SplitSettings(_Strict):
         return self
 
 
-class MergeSettings(_Strict):
+class MergeSettings(StrictModel):
     near_duplicate: NearDuplicateSettings
     keyword_colabel_rules: bool
     previous_model_min_score: float = Field(gt=0, le=1)
@@ -78,11 +75,11 @@ class MergeSettings(_Strict):
     phases: dict[str, list[RecordKindName]] = Field(min_length=1)
 
 
-class PhaseSettings(_Strict):
+class PhaseSettings(StrictModel):
     epochs: int = Field(ge=1)
 
 
-class TrainSettings(_Strict):
+class TrainSettings(StrictModel):
     base_model: str
     max_length: int = Field(ge=8, le=512)
     learning_rate: float = Field(gt=0, lt=1)
@@ -100,7 +97,7 @@ class TrainSettings(_Strict):
     dataloader_workers: int = Field(ge=0)
 
 
-class ParitySettings(_Strict):
+class ParitySettings(StrictModel):
     max_texts: int = Field(ge=1)
     max_abs_logit_diff_fp32: float = Field(gt=0)
     max_abs_logit_diff_fp16: float = Field(gt=0)
@@ -108,23 +105,23 @@ class ParitySettings(_Strict):
     decision_threshold: float = Field(gt=0, lt=1)
 
 
-class Int8Settings(_Strict):
+class Int8Settings(StrictModel):
     enabled: bool
 
 
-class LatencySettings(_Strict):
+class LatencySettings(StrictModel):
     batch_sizes: list[int] = Field(min_length=1)
     repeats: int = Field(ge=1)
 
 
-class ExportSettings(_Strict):
+class ExportSettings(StrictModel):
     opset: int = Field(ge=13)
     parity: ParitySettings
     int8: Int8Settings
     latency: LatencySettings
 
 
-class EvaluateSettings(_Strict):
+class EvaluateSettings(StrictModel):
     variant: Literal["fp16", "fp32"]
     batch_size: int = Field(ge=1)
     bootstrap_samples: int = Field(ge=0)
@@ -134,14 +131,14 @@ class EvaluateSettings(_Strict):
     pr_curve_points: int = Field(ge=2)
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     cpu_request: str
     cpu_limit: str
     memory_request: str
     memory_limit: str
 
 
-class PipelineSettings(_Strict):
+class PipelineSettings(StrictModel):
     image_cpu: str
     image_gpu: str
     generate_parallelism: int = Field(ge=1)
@@ -158,7 +155,7 @@ class PipelineSettings(_Strict):
     resources: dict[Literal["light", "gpu"], Resources]
 
 
-class ServingSettings(_Strict):
+class ServingSettings(StrictModel):
     model_name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     variant: Literal["production", "local"]
     max_batch_size: int = Field(ge=1)
@@ -176,13 +173,13 @@ class ServingSettings(_Strict):
         return self
 
 
-class PublishSettings(_Strict):
+class PublishSettings(StrictModel):
     store: str = Field(pattern=r"^(s3|gs|pvc|file)://.+|^/.+")
     pvc_mount_root: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class PromoteSettings(_Strict):
+class PromoteSettings(StrictModel):
     repo_url: str
     branch: str
     values_path: str
@@ -194,7 +191,7 @@ class PromoteSettings(_Strict):
     max_push_attempts: int = Field(ge=1)
 
 
-class Profile(_Strict):
+class Profile(StrictModel):
     name: str
     seed: int
     generation_counts: str

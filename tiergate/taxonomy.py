@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json, sha256_text
+from tiergate.strict import StrictModel
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parent.parent / "config" / "taxonomy.yaml"
 CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -28,11 +29,7 @@ GENERATION_KINDS = ("positives", "hard_negatives", "innocuous")
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TierPolicy(_Strict):
+class TierPolicy(StrictModel):
     """Training and gating policy shared by every category of one tier."""
 
     name: str
@@ -50,19 +47,19 @@ class TierPolicy(_Strict):
         return value
 
 
-class GenerationCounts(_Strict):
+class GenerationCounts(StrictModel):
     positives: int = Field(ge=0)
     hard_negatives: int = Field(ge=0)
     innocuous: int = Field(ge=0)
 
 
-class GenerationCountOverride(_Strict):
+class GenerationCountOverride(StrictModel):
     positives: int | None = Field(default=None, ge=0)
     hard_negatives: int | None = Field(default=None, ge=0)
     innocuous: int | None = Field(default=None, ge=0)
 
 
-class Seeds(_Strict):
+class Seeds(StrictModel):
     """Seed examples: the generative prior for a whole batch, so they are checked."""
 
     positive: list[str] = Field(min_length=1)
@@ -82,14 +79,14 @@ def check_slots(values: list[str]) -> list[str]:
     return values
 
 
-class ColabelRule(_Strict):
+class ColabelRule(StrictModel):
     """Keyword co-label rule. Off by default: docs/lessons.md#keyword-colabels."""
 
     keywords: list[str] = Field(min_length=1)
     label: str
 
 
-class Category(_Strict):
+class Category(StrictModel):
     name: str
     tier: int
     definition: str = Field(min_length=10)
@@ -132,20 +129,20 @@ def compile_signal(signal: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + re.escape(signal.lower()) + r"(?!\w)", re.IGNORECASE)
 
 
-class Contexts(_Strict):
+class Contexts(StrictModel):
     audiences: list[str] = Field(min_length=1)
     surfaces: list[str] = Field(min_length=1)
 
 
-class ThresholdSearch(_Strict):
+class ThresholdSearch(StrictModel):
     step: float = Field(gt=0, lt=1)
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(StrictModel):
     counts: dict[str, GenerationCounts] = Field(min_length=1)
 
 
-class Taxonomy(_Strict):
+class Taxonomy(StrictModel):
     """The validated taxonomy. `labels` is the model's output order."""
 
     version: int

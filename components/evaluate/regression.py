@@ -14,25 +14,22 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json
 from tiergate.records import Context, normalise_text
+from tiergate.strict import StrictModel
 from tiergate.taxonomy import Taxonomy, format_validation_error
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Check(_Strict):
+class Check(StrictModel):
     context: str
     flag: list[str] = Field(default_factory=list)
     not_flag: list[str] = Field(default_factory=list)
 
 
-class Vector(_Strict):
+class Vector(StrictModel):
     id: str
     text: str = Field(min_length=1)
     context: str | None = None
@@ -54,11 +51,11 @@ class Vector(_Strict):
         return self.checks or [Check(context=self.context or "", flag=self.flag, not_flag=self.not_flag)]
 
 
-class MinPass(_Strict):
+class MinPass(StrictModel):
     min_pass: int = Field(ge=1)
 
 
-class Suite(_Strict):
+class Suite(StrictModel):
     suite: str
     description: str
     policy: Literal["all"] | MinPass

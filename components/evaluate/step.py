@@ -21,8 +21,9 @@ from tiergate.components.export.onnx_io import check_onnx_labels
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import read_json, sha256_file, write_json
-from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier, sigmoid
+from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
 from tiergate.labels import encode_labels
+from tiergate.numeric import sigmoid
 from tiergate.paths import project_path
 from tiergate.profiles import Profile
 from tiergate.records import Record, read_jsonl

@@ -8,11 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tiergate.errors import TiergateError
-
-
-class ParityError(TiergateError):
-    """An exported variant disagrees with its reference beyond the configured limits."""
+from tiergate.numeric import sigmoid
 
 
 @dataclass
@@ -30,10 +26,6 @@ class ParityResult:
         return asdict(self)
 
 
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-values))
-
-
 def compare_logits(
     name: str,
     reference: np.ndarray,
@@ -46,7 +38,7 @@ def compare_logits(
     worst_count: int = 5,
 ) -> ParityResult:
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    agreement = float(np.mean((_sigmoid(reference) >= threshold) == (_sigmoid(candidate) >= threshold)))
+    agreement = float(np.mean((sigmoid(reference) >= threshold) == (sigmoid(candidate) >= threshold)))
     per_row = diff.max(axis=1)
     worst = []
     for row in np.argsort(-per_row, kind="stable")[:worst_count]:
@@ -56,8 +48,8 @@ def compare_logits(
                 "text": texts[row],
                 "label": labels[column],
                 "abs_diff": float(diff[row, column]),
-                "reference_score": float(_sigmoid(reference[row, column])),
-                "candidate_score": float(_sigmoid(candidate[row, column])),
+                "reference_score": float(sigmoid(reference[row, column])),
+                "candidate_score": float(sigmoid(candidate[row, column])),
             }
         )
     max_abs = float(diff.max()) if diff.size else 0.0

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 from tiergate.components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
-from tiergate.components.export.parity import ParityError, batched, compare_logits, describe_failure
+from tiergate.components.export.parity import batched, compare_logits, describe_failure
 from tiergate.components.train.checkpoint import load_checkpoint_info
 
-from tiergate.errors import InputDataError
+from tiergate.errors import InputDataError, ParityError
 from tiergate.formatting import format_input
 from tiergate.hashing import sha256_file, write_json
 from tiergate.profiles import Profile
@@ -26,7 +26,7 @@ from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 INT8_WARNING = (
-    "INT8 quantisation is experimental here. INT8, static and dynamic, destroyed all-mpnet-base-v2 "
+    "INT8 quantisation is experimental here. INT8, static and dynamic, destroys all-mpnet-base-v2 "
     "(docs/lessons.md#int8-destroys-mpnet): near-zero outputs, 7 categories below the gate. "
     "tiergate serves fp16; an INT8 file is "
     "kept only when its parity passes, and is never what the pipeline ships."

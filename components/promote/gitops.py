@@ -21,16 +21,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
-from tiergate.errors import TiergateError
+from tiergate.errors import GitOpsError
 from tiergate.paths import PROJECT_ROOT, project_path
 from tiergate.profiles import PromoteSettings
 
 log = logging.getLogger(__name__)
 CHART_SOURCE = PROJECT_ROOT / "charts" / "tiergate-serving"
 
-
-class GitOpsError(TiergateError):
-    """A git operation failed, or the promotion cannot be applied."""
 
 
 def git(args: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ crashed upload is recognisable (no manifest) and is redone from scratch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,16 +15,14 @@ from typing import Any
 
 import fsspec
 
-from tiergate.errors import TiergateError
+from tiergate.errors import PublishError
+from tiergate.hashing import sha256_stream
 from tiergate.paths import project_path
 from tiergate.profiles import PublishSettings
 
 log = logging.getLogger(__name__)
 MANIFEST = "repository.json"
 
-
-class PublishError(TiergateError):
-    """The repository could not be published, or would overwrite a different published version."""
 
 
 def resolve_store(settings: PublishSettings) -> tuple[Any, str]:
@@ -39,11 +36,8 @@ def resolve_store(settings: PublishSettings) -> tuple[Any, str]:
 
 
 def _sha256_remote(filesystem: Any, path: str) -> str:
-    digest = hashlib.sha256()
     with filesystem.open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(handle)
 
 
 def publish_repository(repository: Path, settings: PublishSettings) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from transformers import Trainer, TrainerCallback
 
+from tiergate.numeric import sigmoid
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +39,6 @@ class WeightedBCETrainer(Trainer):
         targets = smoothed_targets(labels.to(logits.dtype), self.label_smoothing)
         loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight.to(logits.device, logits.dtype))
         return (loss, outputs) if return_outputs else loss
-
-
-def sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-values))
 
 
 def macro_f1(scores: np.ndarray, targets: np.ndarray, threshold: float) -> tuple[float, dict[int, float]]:

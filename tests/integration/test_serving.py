@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import tritonclient.http as http
 from tiergate.components.evaluate.step import evaluate_model
-from tiergate.serving.repository import PromotionRefused, build_repository, write_repository
+from tiergate.serving.repository import build_repository, write_repository
 from tiergate.serving.server import TritonServer
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import tiny_profile
-from tiergate.client import ClassificationError, ModerationClient, to_arrays
+from tiergate.client import ModerationClient, to_arrays
+from tiergate.errors import ClassificationError, PromotionRefused
 from tiergate.hashing import read_json
 from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.records import read_jsonl

@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tiergate.components.export.onnx_io import check_onnx_labels, read_metadata, run_session, session
-from tiergate.components.export.parity import ParityError
 from tiergate.components.export.step import export_model
 
 from tests.conftest import tiny_profile
-from tiergate.errors import LabelMismatchError
+from tiergate.errors import LabelMismatchError, ParityError
 from tiergate.taxonomy import Taxonomy, parse_taxonomy
 
 

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
-from tiergate.components.promote.gitops import GitOpsError, commit_and_push, history
+from tiergate.components.promote.gitops import commit_and_push, history
 from tiergate.components.promote.step import promote, rollback
-from tiergate.components.publish.step import PublishError, publish_repository
-from tiergate.serving.repository import PromotionRefused
+from tiergate.components.publish.step import publish_repository
 
+from tiergate.errors import GitOpsError, PromotionRefused, PublishError
 from tiergate.hashing import sha256_file, sha256_json, write_json
 from tiergate.k8s_validation import validate_text
 from tiergate.paths import PROJECT_ROOT

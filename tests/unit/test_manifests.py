@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tiergate.k8s_validation import ManifestError, validate_manifest, validate_text
+from tiergate.errors import ManifestError
+from tiergate.k8s_validation import validate_manifest, validate_text
 from tiergate.paths import PROJECT_ROOT
 
 MANIFESTS = sorted((PROJECT_ROOT / "manifests").rglob("*.yaml"))
