@@ -21,13 +21,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tiergate.pipelines.runner import newest
-from tiergate.serving.server import TritonServer
-
 from tiergate.client import ModerationClient
 from tiergate.formatting import format_input
 from tiergate.inference import ModerationPipeline, ThresholdSet
+from tiergate.pipelines.runner import newest
 from tiergate.records import read_jsonl
+from tiergate.serving.server import TritonServer
 
 
 def _require(root: Path, pattern: str) -> Path:

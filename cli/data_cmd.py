@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from tiergate.cli.options import ProfileOption, TaxonomyOption
 
+from tiergate.cli.options import ProfileOption, TaxonomyOption
 from tiergate.errors import InputDataError
 
 app = typer.Typer(help="Generate, import and merge training data.", no_args_is_help=True)
@@ -24,7 +24,6 @@ def generate(
 ) -> None:
     """Generate positives, hard negatives, innocuous and perturbation examples per category."""
     from tiergate.components.generate.step import generate_category, make_generator, parse_counts
-
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -60,7 +59,6 @@ def import_(
 ) -> None:
     """Import user-labelled data; every row is validated against the taxonomy."""
     from tiergate.components.generate.importers import ColumnMapping, import_file
-
     from tiergate.taxonomy import load_taxonomy
 
     mapping = ColumnMapping(text_column, labels_column, context_column, kind_column, label_separator, default_context)
@@ -80,7 +78,6 @@ def merge(
 ) -> None:
     """Dedupe, fold multi-labels, screen negatives, split by text hash, build phase sets and a report."""
     from tiergate.components.merge.step import merge_datasets
-
     from tiergate.datasets import MANIFEST_NAME
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy

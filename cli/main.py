@@ -6,9 +6,9 @@ import sys
 from typing import Annotated
 
 import typer
-from tiergate.cli import data_cmd, model_cmd, pipeline_cmd, promote_cmd, serve_cmd, taxonomy_cmd
 
 from tiergate import __version__
+from tiergate.cli import data_cmd, model_cmd, pipeline_cmd, promote_cmd, serve_cmd, taxonomy_cmd
 from tiergate.errors import TiergateError
 from tiergate.progress import setup_logging
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from tiergate.cli.options import ProfileOption, TaxonomyOption
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Merged dataset folder (from `tiergate data merge`).")]
@@ -22,7 +23,6 @@ def train(
 ) -> None:
     """Train the curriculum phases (weighted BCE, tier-capped pos_weight), each warm-starting from the last."""
     from tiergate.components.train.step import train_all, train_phase
-
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -49,7 +49,6 @@ def export(
 ) -> None:
     """Export fp32 and fp16 ONNX, gate on parity with the trained model, measure CPU latency side by side."""
     from tiergate.components.export.step import export_model
-
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -74,16 +73,14 @@ def evaluate(
 ) -> None:
     """Tune thresholds on val, measure on test, run regression vectors, decide the gate (exit 0 either way)."""
     from tiergate.components.evaluate.step import evaluate_model
-
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
     gate = evaluate_model(load_taxonomy(taxonomy), load_profile(profile), model, data, out, regression_dir)
-    summary = gate["summary"]
     typer.echo(
-        f"gate: {gate['decision'].upper()} — macro F1 {summary['macro_f1']:.4f}, "
-        f"{len(gate['failures'])} failing rule(s), regression {summary['regression']}"
+        f"gate: {gate.decision.upper()} — macro F1 {gate.summary.macro_f1:.4f}, "
+        f"{len(gate.failures)} failing rule(s), regression {gate.summary.regression}"
     )
-    for rule in gate["failures"][:10]:
-        typer.echo(f"  fail: {rule['rule']} (value {rule['value']})")
+    for rule in gate.failures[:10]:
+        typer.echo(f"  fail: {rule.rule} (value {rule.value})")
     typer.echo(f"report: {out / 'report.html'}")

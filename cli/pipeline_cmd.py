@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import json
 import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tiergate.artifacts import EVAL_METRICS, GATE_FILE, REGRESSION_RESULTS, REPORT_HTML, REPORT_MD, THRESHOLDS_FILE
 from tiergate.errors import TiergateError
 
 app = typer.Typer(help="Compile, run (locally) and submit the KFP v2 pipeline.", no_args_is_help=True)
@@ -32,10 +32,13 @@ def compile_(
     typer.echo(f"compiled: {path}")
 
 
-def _publish_run(run_dir: Path, outputs: dict) -> None:  # type: ignore[type-arg]
-    """Copy the run's key results to runs/<id>/ and point runs/latest at it."""
+RUN_RESULTS = (GATE_FILE, REPORT_HTML, REPORT_MD, THRESHOLDS_FILE, EVAL_METRICS, REGRESSION_RESULTS)
+
+
+def _collect_run_results(run_dir: Path, outputs: dict) -> None:  # type: ignore[type-arg]
+    """Copy the run's key results out of the KFP artifacts to runs/<id>/ and point runs/latest at it."""
     evaluation = outputs["evaluation"]
-    for name in ("gate.json", "report.html", "report.md", "thresholds.json", "metrics.json", "regression.json"):
+    for name in RUN_RESULTS:
         shutil.copyfile(evaluation / name, run_dir / name)
     if outputs["model_repository"] is not None:
         target = run_dir / "model_repository"
@@ -57,6 +60,7 @@ def run(
     run_id: Annotated[str | None, typer.Option(help="Run id (default: UTC timestamp); results in runs/<id>/.")] = None,
 ) -> None:
     """Run the whole pipeline end to end; results land in runs/<id>/ and runs/latest."""
+    from tiergate.gate import load_gate
     from tiergate.pipelines.runner import run_local
 
     if not local:
@@ -65,15 +69,14 @@ def run(
     run_dir = (RUNS / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     outputs = run_local(run_dir, profile, categories, base_model, run_id, counts)
-    _publish_run(run_dir, outputs)
-    gate = json.loads((run_dir / "gate.json").read_text())
+    _collect_run_results(run_dir, outputs)
+    gate = load_gate(run_dir)
     typer.echo(
-        f"pipeline finished in {outputs['elapsed_s']:.0f}s; gate {gate['decision'].upper()} "
-        f"(macro F1 {gate['summary']['macro_f1']}), results in {RUNS / run_id} (runs/latest)"
+        f"pipeline finished in {outputs['elapsed_s']:.0f}s; gate {gate.decision.upper()} "
+        f"(macro F1 {gate.summary.macro_f1}), results in {RUNS / run_id} (runs/latest)"
     )
     if outputs["promoted"]:
         from tiergate.components.promote.gitops import history
-
         from tiergate.profiles import load_profile
 
         typer.echo(f"promoted: Triton model repository at {RUNS / run_id / 'model_repository'}")
@@ -85,7 +88,7 @@ def run(
                 f"{latest['version']} ({latest['storageUri']})"
             )
     else:
-        typer.echo("NOT PROMOTED: " + "; ".join(rule["rule"] for rule in gate["failures"][:8]))
+        typer.echo("NOT PROMOTED: " + "; ".join(rule.rule for rule in gate.failures[:8]))
 
 
 @app.command("submit")

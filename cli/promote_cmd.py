@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from tiergate.cli.options import ProfileOption
 
 app = typer.Typer(help="Promote by GitOps: apply a gated model, roll back, list history.", no_args_is_help=True)
@@ -18,7 +19,6 @@ def publish(
 ) -> None:
     """Upload a model repository to the profile's store under <model>/<version>/<digest>, verified, never overwritten."""
     from tiergate.components.publish.step import publish_repository
-
     from tiergate.profiles import load_profile
 
     result = publish_repository(repository, load_profile(profile).publish)
@@ -35,7 +35,6 @@ def apply(
     """Publish (if needed) and commit the new version to the GitOps values; refused unless the gate passed."""
     from tiergate.components.promote.step import promote
     from tiergate.components.publish.step import publish_repository
-
     from tiergate.profiles import load_profile
 
     resolved = load_profile(profile)
@@ -52,7 +51,6 @@ def rollback(
 ) -> None:
     """Restore an earlier version's model values as a new GitOps commit."""
     from tiergate.components.promote.step import rollback as rollback_to
-
     from tiergate.profiles import load_profile
 
     result = rollback_to(load_profile(profile).promote, to)
@@ -65,7 +63,6 @@ def history(
 ) -> None:
     """Promoted versions, newest first, from the GitOps repository's history."""
     from tiergate.components.promote.gitops import history as read_history
-
     from tiergate.profiles import load_profile
 
     for entry in read_history(load_profile(profile).promote):

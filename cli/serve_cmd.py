@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tiergate.artifacts import GATE_FILE, REPOSITORY_MANIFEST
 from tiergate.errors import TiergateError
 
 DEMO_TEXTS = [
@@ -32,7 +33,7 @@ def serve(
     """Start a real Triton server on a model repository; Ctrl-C shuts it down cleanly."""
     from tiergate.serving.server import TritonServer
 
-    if not (model_repo / "repository.json").is_file():
+    if not (model_repo / REPOSITORY_MANIFEST).is_file():
         raise TiergateError(f"{model_repo} is not a tiergate model repository (no repository.json)")
     server = TritonServer(model_repo, work_dir, http_port, grpc_port, metrics_port)
     with server:
@@ -83,15 +84,15 @@ def demo(
     run_dir: Annotated[Path, typer.Argument(help="A pipeline run folder (default: runs/latest).")] = Path("runs/latest"),
 ) -> None:
     """Serve a run's promoted model on a real local Triton and classify a few example texts."""
-    from tiergate.serving.server import TritonServer
-
     from tiergate.client import ModerationClient
+    from tiergate.gate import load_gate
+    from tiergate.serving.server import TritonServer
     from tiergate.taxonomy import load_taxonomy
 
     repository = run_dir / "model_repository"
-    if not (repository / "repository.json").is_file():
-        gate = json.loads((run_dir / "gate.json").read_text()) if (run_dir / "gate.json").is_file() else {}
-        typer.echo(f"{run_dir}: not promoted (gate {gate.get('decision', 'missing')}); nothing to serve")
+    if not (repository / REPOSITORY_MANIFEST).is_file():
+        decision = load_gate(run_dir).decision if (run_dir / GATE_FILE).is_file() else "missing"
+        typer.echo(f"{run_dir}: not promoted (gate {decision}); nothing to serve")
         return
     with TritonServer(repository, run_dir / "triton") as server:
         client = ModerationClient(server.http_url, "http", expected_labels=load_taxonomy().labels)
@@ -109,9 +110,8 @@ def regression(
     wait_s: Annotated[float, typer.Option(help="Wait this long for the endpoint to become ready.")] = 300.0,
 ) -> None:
     """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
-    from tiergate.components.evaluate.regression import load_suites, run_suites
-
     from tiergate.client import ModerationClient
+    from tiergate.components.evaluate.regression import load_suites, run_suites
     from tiergate.paths import project_path
     from tiergate.taxonomy import load_taxonomy
 

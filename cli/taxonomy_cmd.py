@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from tiergate.cli.options import TaxonomyOption
 
+from tiergate.cli.options import TaxonomyOption
 from tiergate.taxonomy import load_taxonomy
 
 app = typer.Typer(help="Inspect and validate the taxonomy (categories, order, tiers, gates).", no_args_is_help=True)

@@ -20,6 +20,7 @@ COMPILED = PROJECT_ROOT / "pipelines" / "compiled" / "tiergate.yaml"
 def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
     """Write the pipeline spec YAML; images, resources and GPU settings come from `profile`."""
     from kfp import compiler
+
     from tiergate.pipelines.tiergate_pipeline import build_pipeline
 
     out = Path(out)
@@ -33,6 +34,7 @@ def run_local(
 ) -> dict[str, Any]:
     """Run the pipeline with kfp.local's SubprocessRunner in this environment; return where its results are."""
     from kfp import local
+
     from tiergate.pipelines.tiergate_pipeline import build_pipeline
 
     run_dir = Path(run_dir).resolve()

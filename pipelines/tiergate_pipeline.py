@@ -13,15 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl, kubernetes
+
 from tiergate.components.evaluate.component import evaluate, not_promoted
 from tiergate.components.export.component import export
 from tiergate.components.generate.component import generate, list_categories, merge
 from tiergate.components.promote.component import promote
 from tiergate.components.publish.component import publish
 from tiergate.components.train.component import train
-from tiergate.serving.component import package
-
 from tiergate.profiles import PipelineSettings, Profile
+from tiergate.serving.component import package
 
 PIPELINE_NAME = "tiergate"
 

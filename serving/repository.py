@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiergate.components.evaluate.gate import gate_digest
-
 from tiergate.errors import PromotionRefused
+from tiergate.gate import GateRecord, load_gate
 from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import THRESHOLDS_FILE, ThresholdSet
 from tiergate.profiles import ServingSettings
@@ -45,21 +44,14 @@ class RepositorySpec:
     gate_digest: str
 
 
-def require_passed(gate: dict[str, Any], consequence: str) -> None:
-    """Raise PromotionRefused naming the first failing rules unless the gate passed."""
-    if not gate.get("passed"):
-        failing = ", ".join(rule["rule"] for rule in gate.get("failures", [])[:5])
-        raise PromotionRefused(f"the gate did not pass ({failing}); {consequence}")
-
-
-def verify_gate(gate: dict[str, Any], export_dir: Path, evaluation_dir: Path) -> None:
+def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path) -> None:
     """Refuse unless the gate passed and every judged file is byte-identical to what is packaged."""
-    require_passed(gate, "refusing to package")
-    judged = gate["judged"]
+    gate.require_passed("refusing to package")
+    judged = gate.judged
     checks = {
-        "model": (export_dir / judged["model_file"], judged["model_sha256"]),
-        "thresholds": (evaluation_dir / THRESHOLDS_FILE, judged["thresholds_sha256"]),
-        "tokenizer": (export_dir / "tokenizer" / "tokenizer.json", judged["tokenizer_sha256"]),
+        "model": (export_dir / judged.model_file, judged.model_sha256),
+        "thresholds": (evaluation_dir / THRESHOLDS_FILE, judged.thresholds_sha256),
+        "tokenizer": (export_dir / "tokenizer" / "tokenizer.json", judged.tokenizer_sha256),
     }
     for what, (path, expected) in checks.items():
         if not path.is_file():
@@ -209,7 +201,7 @@ def build_repository(
     taxonomy: Taxonomy, settings: ServingSettings, export_dir: Path, evaluation_dir: Path, out_dir: Path, model_version: str
 ) -> dict[str, Any]:
     """The packaging step: refuse unless the gate passed on exactly these files, then write the repository."""
-    gate = read_json(Path(evaluation_dir) / "gate.json")
+    gate = load_gate(Path(evaluation_dir))
     verify_gate(gate, Path(export_dir), Path(evaluation_dir))
     return write_repository(taxonomy, settings, export_dir, evaluation_dir, out_dir, model_version, gate)
 
@@ -221,7 +213,7 @@ def write_repository(
     evaluation_dir: Path,
     out_dir: Path,
     model_version: str,
-    gate: dict[str, Any],
+    gate: GateRecord,
 ) -> dict[str, Any]:
     """Write the repository to `out_dir` and return its manifest (content digest included). No gate check here."""
     export_dir, evaluation_dir, out_dir = Path(export_dir), Path(evaluation_dir), Path(out_dir)
@@ -240,7 +232,7 @@ def write_repository(
         surfaces=list(taxonomy.contexts.surfaces),
         model_version=model_version,
         taxonomy_sha256=taxonomy.sha256,
-        gate_digest=gate_digest(gate),
+        gate_digest=gate.digest(),
     )
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -257,7 +249,7 @@ def write_repository(
         if code:
             shutil.copyfile(MODELS_DIR / code, version / "model.py")
     shutil.copytree(export_dir / "tokenizer", out_dir / "tokenizer" / "1" / "tokenizer")
-    shutil.copyfile(export_dir / gate["judged"]["model_file"], out_dir / "classifier" / "1" / "model.onnx")
+    shutil.copyfile(export_dir / gate.judged.model_file, out_dir / "classifier" / "1" / "model.onnx")
     shutil.copyfile(evaluation_dir / THRESHOLDS_FILE, out_dir / "postprocess" / "1" / THRESHOLDS_FILE)
     (out_dir / "postprocess" / "labels.txt").write_text("\n".join(taxonomy.labels) + "\n", encoding="utf-8")
     (out_dir / spec.name / "1" / ".keep").write_text("", encoding="utf-8")
@@ -270,7 +262,7 @@ def write_repository(
         "labels": taxonomy.labels,
         "taxonomy_sha256": taxonomy.sha256,
         "gate_digest": spec.gate_digest,
-        "gate_summary": gate["summary"],
+        "gate_summary": gate.summary.model_dump(mode="json"),
         "files": files,
         "digest": sha256_json(files),
     }

@@ -14,8 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json
-from tiergate.strict import StrictModel
-from tiergate.taxonomy import format_validation_error
+from tiergate.strict import StrictModel, format_validation_error
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 GeneratorKind = Literal["offline", "anthropic", "openai-compatible"]

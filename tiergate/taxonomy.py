@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json, sha256_text
-from tiergate.strict import StrictModel
+from tiergate.strict import StrictModel, format_validation_error
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parent.parent / "config" / "taxonomy.yaml"
 CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -247,16 +247,6 @@ class Taxonomy(StrictModel):
 
 def taxonomy_sha256(labels: list[str]) -> str:
     return sha256_text("\n".join(labels))
-
-
-def format_validation_error(error: ValidationError) -> str:
-    """One readable line per problem, each naming the key path (e.g. categories.3.tier)."""
-    parts = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts)
 
 
 def parse_taxonomy(data: Any, source: str = "<taxonomy>") -> Taxonomy:

@@ -22,7 +22,6 @@ def evaluate(
     from pathlib import Path
 
     from tiergate.components.evaluate.step import evaluate_model
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
@@ -36,25 +35,26 @@ def evaluate(
     routing.log_confusion_matrix(confusion["labels"], confusion["matrix"])
     shutil.copyfile(out / "report.html", report.path)
     shutil.copyfile(out / "report.md", summary.path)
-    evaluation.metadata.update({"decision": gate["decision"], "macro_f1": gate["summary"]["macro_f1"]})
+    evaluation.metadata.update({"decision": gate.decision, "macro_f1": gate.summary.macro_f1})
     outputs = namedtuple("outputs", ["gate_passed", "decision"])
-    return outputs(bool(gate["passed"]), str(gate["decision"]))
+    return outputs(gate.passed, gate.decision)
 
 
 def not_promoted(evaluation: Input[Artifact], result: Output[Markdown]) -> None:
     """The gate said no: a clear, green ending that says why, with the failing rules."""
-    import json
     from pathlib import Path
 
-    gate = json.loads((Path(evaluation.path) / "gate.json").read_text())
+    from tiergate.gate import load_gate
+
+    gate = load_gate(Path(evaluation.path))
     lines = [
         "# Not promoted",
         "",
-        f"The gate rejected this model (macro F1 {gate['summary']['macro_f1']}).",
+        f"The gate rejected this model (macro F1 {gate.summary.macro_f1}).",
         "",
         "Failing rules:",
         "",
     ]
-    lines += [f"- `{rule['rule']}`: {rule['value']}" for rule in gate["failures"]]
+    lines += [f"- `{rule.rule}`: {rule.value}" for rule in gate.failures]
     Path(result.path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
-from tiergate.components.evaluate.thresholds import prf
 
+from tiergate.components.evaluate.thresholds import prf
 from tiergate.records import Record
 from tiergate.taxonomy import Taxonomy
 

@@ -19,8 +19,8 @@ from pydantic import Field, ValidationError, model_validator
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json
 from tiergate.records import Context, normalise_text
-from tiergate.strict import StrictModel
-from tiergate.taxonomy import Taxonomy, format_validation_error
+from tiergate.strict import StrictModel, format_validation_error
+from tiergate.taxonomy import Taxonomy
 
 
 class Check(StrictModel):

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tiergate.components.evaluate.gate import decide
+
 from tiergate.components.evaluate.metrics import evaluate_split
 from tiergate.components.evaluate.regression import load_suites, run_suites
 from tiergate.components.evaluate.report import render_html, render_markdown
 from tiergate.components.evaluate.thresholds import prf, tune_thresholds
 from tiergate.components.export.onnx_io import check_onnx_labels
-
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError
+from tiergate.gate import GateRecord, Judged, decide, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
 from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
 from tiergate.labels import encode_labels
@@ -46,7 +46,7 @@ def evaluate_model(
     data_dir: Path,
     out_dir: Path,
     regression_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> GateRecord:
     """Write thresholds.json, metrics.json, regression.json, gate.json and the reports; return the gate."""
     settings = profile.evaluate
     export_dir, out_dir = Path(export_dir), Path(out_dir)
@@ -114,20 +114,20 @@ def evaluate_model(
     write_json(out_dir / "regression.json", regression)
 
     # 4. The decision, with digests of exactly what was judged.
-    judged = {
-        "model_file": model_path.name,
-        "model_sha256": sha256_file(model_path),
-        "thresholds_sha256": sha256_file(out_dir / THRESHOLDS_FILE),
-        "tokenizer_sha256": sha256_file(export_dir / "tokenizer" / "tokenizer.json"),
-        "dataset_sha256": manifest.dataset_sha256,
-        "taxonomy_sha256": taxonomy.sha256,
-        "regression_sha256": regression["sha256"],
-        "profile": profile.name,
-        "profile_sha256": profile.sha256,
-    }
-    gate = decide(taxonomy, metrics, regression, settings, judged)
-    gate["smoke_test"] = manifest.smoke_test
-    write_json(out_dir / "gate.json", gate)
+    judged = Judged(
+        model_file=model_path.name,
+        model_sha256=sha256_file(model_path),
+        thresholds_sha256=sha256_file(out_dir / THRESHOLDS_FILE),
+        tokenizer_sha256=sha256_file(export_dir / "tokenizer" / "tokenizer.json"),
+        dataset_sha256=manifest.dataset_sha256,
+        taxonomy_sha256=taxonomy.sha256,
+        regression_sha256=regression["sha256"],
+        profile=profile.name,
+        profile_sha256=profile.sha256,
+    )
+    record = decide(taxonomy, metrics, regression, settings, judged, smoke_test=manifest.smoke_test)
+    write_gate(out_dir, record)
+    gate = record.as_json()  # the reports read the record as written
     dataset_report = read_json(Path(data_dir) / "report.json") if (Path(data_dir) / "report.json").is_file() else {}
     export_report = read_json(export_dir / "export_report.json") if (export_dir / "export_report.json").is_file() else {}
     (out_dir / "report.md").write_text(render_markdown(taxonomy, gate, metrics, regression, dataset_report), encoding="utf-8")
@@ -136,7 +136,7 @@ def evaluate_model(
     )
     write_json(out_dir / "kfp_metrics.json", kfp_scalars(gate, metrics))
     log.info("gate: %s (macro F1 %.4f, %d failing rules)", gate["decision"].upper(), metrics["macro_f1"], len(gate["failures"]))
-    return gate
+    return record
 
 
 def routing_confusion(taxonomy: Taxonomy, targets: np.ndarray, predicted_tier: np.ndarray) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anthropic
-from tiergate.components.generate.llm import Completion, Prompt, ResponseCache
 
+from tiergate.components.generate.llm import Completion, Prompt, ResponseCache
 from tiergate.errors import GenerationError
 from tiergate.hashing import read_json, write_json
 from tiergate.profiles import GeneratorSettings

@@ -22,7 +22,6 @@ def generate(profile: str, category: str, cache_dir: str, counts: str, generated
     from pathlib import Path
 
     from tiergate.components.generate.step import generate_category, parse_counts
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
@@ -52,7 +51,6 @@ def merge(profile: str, generated: Input[List[Dataset]], merged: Output[Dataset]
     from pathlib import Path
 
     from tiergate.components.merge.step import merge_datasets
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

@@ -18,7 +18,6 @@ from typing import Protocol
 
 from tiergate.components.generate.base import GenerationResult, Outcome, ProgressCallback
 from tiergate.components.generate.plan import GenerationRequest
-
 from tiergate.hashing import sha256_json, write_json
 from tiergate.profiles import GeneratorSettings
 from tiergate.records import Kind

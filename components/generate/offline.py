@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tiergate.components.generate.base import GenerationResult, Outcome, ProgressCallback
 from tiergate.components.generate.plan import GenerationRequest, ItemSpec
-
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_text
 from tiergate.records import Kind

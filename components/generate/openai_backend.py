@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-from tiergate.components.generate.llm import Completion, Prompt, ResponseCache
 
+from tiergate.components.generate.llm import Completion, Prompt, ResponseCache
 from tiergate.errors import GenerationError
 from tiergate.profiles import GeneratorSettings
 

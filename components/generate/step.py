@@ -18,7 +18,6 @@ from tiergate.components.generate.llm import LLMGenerator, ResponseCache
 from tiergate.components.generate.offline import OfflineGenerator, load_vocabulary
 from tiergate.components.generate.perturb import perturbations
 from tiergate.components.generate.plan import chunk_requests, plan_category
-
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import GenerationError
 from tiergate.hashing import write_json

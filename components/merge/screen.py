@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Protocol
 
 from tiergate.components.merge.dedupe import Quarantined
-
 from tiergate.records import Kind, Record
 from tiergate.taxonomy import Taxonomy
 

@@ -16,7 +16,6 @@ from tiergate.components.merge.dedupe import Quarantined, fold_exact, remove_nea
 from tiergate.components.merge.report import build_report, realised_overlaps, render_markdown
 from tiergate.components.merge.screen import KeywordScreener, Screener, screen
 from tiergate.components.merge.splits import assign_splits
-
 from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, write_json

@@ -11,7 +11,6 @@ def promote(
     from pathlib import Path
 
     from tiergate.components.promote.step import promote as promote_model
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tiergate.components.evaluate.gate import gate_digest
+from tiergate.artifacts import REPOSITORY_MANIFEST
 from tiergate.components.promote.gitops import GitOpsError, commit_and_push, ensure_local_repository, history
-from tiergate.serving.repository import PromotionRefused, require_passed
-
+from tiergate.errors import PromotionRefused
+from tiergate.gate import GateRecord, load_gate
 from tiergate.hashing import read_json
 from tiergate.profiles import PromoteSettings
 
 
-def check_promotable(gate: dict[str, Any], repository_manifest: dict[str, Any], published: dict[str, Any]) -> None:
+def check_promotable(gate: GateRecord, repository_manifest: dict[str, Any], published: dict[str, Any]) -> None:
     """Refuse unless the gate passed and the published repository is the one built from what it judged."""
-    require_passed(gate, "nothing is promoted")
-    if repository_manifest.get("gate_digest") != gate_digest(gate):
+    gate.require_passed("nothing is promoted")
+    if repository_manifest.get("gate_digest") != gate.digest():
         raise PromotionRefused("the model repository was not built from the artifacts this gate judged; refusing")
     if published.get("digest") != repository_manifest.get("digest"):
         raise PromotionRefused(
@@ -25,22 +25,22 @@ def check_promotable(gate: dict[str, Any], repository_manifest: dict[str, Any], 
         )
 
 
-def commit_message(gate: dict[str, Any], published: dict[str, Any], run_id: str) -> str:
-    summary = gate["summary"]
+def commit_message(gate: GateRecord, published: dict[str, Any], run_id: str) -> str:
+    summary = gate.summary
     tiers = ", ".join(
-        f"T{tier} {entry['macro_f1']:.3f}" for tier, entry in summary["tiers"].items() if entry["macro_f1"] is not None
+        f"T{tier} {entry['macro_f1']:.3f}" for tier, entry in summary.tiers.items() if entry["macro_f1"] is not None
     )
-    regression = ", ".join(f"{name} {value}" for name, value in summary["regression"].items())
+    regression = ", ".join(f"{name} {value}" for name, value in summary.regression.items())
     return "\n".join(
         [
             f"promote {published['model_name']} {published['version']} ({published['digest'][:12]})",
             "",
-            f"gate: {gate['decision'].upper()}, macro F1 {summary['macro_f1']}, micro F1 {summary['micro_f1']}",
+            f"gate: {gate.decision.upper()}, macro F1 {summary.macro_f1}, micro F1 {summary.micro_f1}",
             f"tiers: {tiers}",
             f"regression: {regression}",
             f"run: {run_id}",
             f"storageUri: {published['uri']}",
-            f"gate digest: {gate_digest(gate)}",
+            f"gate digest: {gate.digest()}",
         ]
     )
 
@@ -66,8 +66,8 @@ def _set_model(published: dict[str, Any]) -> Any:
 def promote(
     settings: PromoteSettings, evaluation_dir: Path, repository_dir: Path, published: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
-    gate = read_json(Path(evaluation_dir) / "gate.json")
-    manifest = read_json(Path(repository_dir) / "repository.json")
+    gate = load_gate(Path(evaluation_dir))
+    manifest = read_json(Path(repository_dir) / REPOSITORY_MANIFEST)
     check_promotable(gate, manifest, published)
     ensure_local_repository(settings)
     branch = f"promote/{published['version']}" if settings.mode == "branch" else None

@@ -13,7 +13,6 @@ def publish(profile: str, model_repository: Input[Artifact]) -> NamedTuple(  # t
     from pathlib import Path
 
     from tiergate.components.publish.step import publish_repository
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tiergate.pipelines.runner import run_local
 
 pytestmark = pytest.mark.slow

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as http
-from tiergate.components.evaluate.step import evaluate_model
-from tiergate.serving.repository import build_repository, write_repository
-from tiergate.serving.server import TritonServer
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import tiny_profile
 from tiergate.client import ModerationClient, to_arrays
+from tiergate.components.evaluate.step import evaluate_model
 from tiergate.errors import ClassificationError, PromotionRefused
+from tiergate.gate import load_gate
 from tiergate.hashing import read_json
 from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.records import read_jsonl
+from tiergate.serving.repository import build_repository, write_repository
+from tiergate.serving.server import TritonServer
 from tiergate.taxonomy import Taxonomy
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def repository(
 ) -> Path:
     out = tmp_path_factory.mktemp("repo") / "repository"
     settings = tiny_profile(tiny_base).serving
-    write_repository(taxonomy, settings, tiny_export, evaluation, out, "test-1", read_json(evaluation / "gate.json"))
+    write_repository(taxonomy, settings, tiny_export, evaluation, out, "test-1", load_gate(evaluation))
     return out
 
 
@@ -89,7 +90,7 @@ def test_production_variant_uses_onnxruntime_on_gpu(
     from tiergate.profiles import load_profile
 
     settings = load_profile("production").serving
-    write_repository(taxonomy, settings, tiny_export, evaluation, tmp_path / "p", "v", read_json(evaluation / "gate.json"))
+    write_repository(taxonomy, settings, tiny_export, evaluation, tmp_path / "p", "v", load_gate(evaluation))
     classifier = (tmp_path / "p" / "classifier" / "config.pbtxt").read_text()
     assert 'platform: "onnxruntime_onnx"' in classifier and "KIND_GPU" in classifier
     assert not (tmp_path / "p" / "classifier" / "1" / "model.py").exists()

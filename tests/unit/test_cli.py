@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 import pytest
 import typer
-from tiergate.cli.main import app
 from typer.testing import CliRunner
+
+from tiergate.cli.main import app
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

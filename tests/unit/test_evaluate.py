@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiergate.components.evaluate.gate import decide
+
+from tests.conftest import tiny_profile
 from tiergate.components.evaluate.metrics import evaluate_split
 from tiergate.components.evaluate.regression import load_suites, run_suites
 from tiergate.components.evaluate.step import evaluate_model
 from tiergate.components.evaluate.thresholds import search_threshold, tune_thresholds
-
-from tests.conftest import tiny_profile
 from tiergate.errors import ConfigError, LabelMismatchError
+from tiergate.gate import Judged, decide
 from tiergate.inference import Postprocessor, ThresholdSet
 from tiergate.paths import project_path
 from tiergate.profiles import load_profile
@@ -79,7 +79,8 @@ def _gate_for(taxonomy: Taxonomy, scores: np.ndarray, targets: np.ndarray, regre
     )
     metrics = evaluate_split(taxonomy, _records(len(scores)), scores, flags, targets, document, 5, 50, 0.95, 0, 10)
     profile = load_profile("local", {"evaluate": settings}) if settings else load_profile("production")
-    return decide(taxonomy, metrics, regression, profile.evaluate, {"model_sha256": "x"})
+    judged = Judged(**dict.fromkeys(Judged.model_fields, "x"))
+    return decide(taxonomy, metrics, regression, profile.evaluate, judged).as_json()
 
 
 PASSING_REGRESSION = {"passed": True, "suites": {}, "summary": {}}
@@ -220,7 +221,7 @@ def test_evaluate_model_end_to_end_on_the_exported_fp16(
     ):
         assert (tmp_path / name).is_file(), name
     written = json.loads((tmp_path / "gate.json").read_text())
-    assert written == json.loads(json.dumps(gate))
+    assert written == gate.as_json()
     assert written["judged"]["model_file"] == "model_fp16.onnx"
     from tiergate.hashing import sha256_file
 

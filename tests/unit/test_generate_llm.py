@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+
 from tiergate.components.generate.anthropic_backend import AnthropicBackend, make_client
 from tiergate.components.generate.base import Outcome
 from tiergate.components.generate.llm import LLMGenerator, ResponseCache
 from tiergate.components.generate.openai_backend import OpenAICompatibleBackend
 from tiergate.components.generate.plan import chunk_requests, plan_category
 from tiergate.components.generate.step import generate_category, make_generator
-
 from tiergate.errors import GenerationError
 from tiergate.profiles import load_profile
 from tiergate.taxonomy import GenerationCounts, Taxonomy

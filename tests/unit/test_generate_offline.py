@@ -6,7 +6,6 @@ from pathlib import Path
 from tiergate.components.generate.offline import OfflineGenerator
 from tiergate.components.generate.plan import chunk_requests, plan_category, secondary_assignments
 from tiergate.components.generate.step import generate_category
-
 from tiergate.datasets import load_manifest
 from tiergate.profiles import Profile
 from tiergate.records import Kind, read_jsonl

@@ -12,11 +12,12 @@ import pytest
 import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
+
 from tiergate.components.promote.gitops import commit_and_push, history
 from tiergate.components.promote.step import promote, rollback
 from tiergate.components.publish.step import publish_repository
-
 from tiergate.errors import GitOpsError, PromotionRefused, PublishError
+from tiergate.gate import GateRecord, Judged
 from tiergate.hashing import sha256_file, sha256_json, write_json
 from tiergate.k8s_validation import validate_text
 from tiergate.paths import PROJECT_ROOT
@@ -27,14 +28,21 @@ GATE: dict[str, Any] = {
     "passed": True,
     "decision": "promote",
     "failures": [],
-    "judged": {"model_sha256": "m" * 64, "thresholds_sha256": "t" * 64},
+    "warnings": [],
+    "rules": [],
+    "policy": {},
+    "judged": {**dict.fromkeys(Judged.model_fields, "x"), "model_sha256": "m" * 64, "thresholds_sha256": "t" * 64},
     "summary": {
         "macro_f1": 0.9512,
         "micro_f1": 0.96,
         "tiers": {"1": {"macro_f1": 0.95}, "2": {"macro_f1": None}},
+        "categories_failing": [],
+        "not_measurable": [],
         "regression": {"positives": "37/37 (need 37)", "multilabel": "4/5 (need 3)"},
+        "regression_xpass": [],
     },
 }
+FAILING_RULE = {"rule": "csam.f1 >= 0.93", "metric": "f1", "value": 0.5, "floor": 0.93, "status": "fail"}
 
 
 def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
@@ -50,7 +58,7 @@ def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
             "model_version": version,
             "files": files,
             "digest": sha256_json(files),
-            "gate_digest": sha256_json(GATE["judged"]),
+            "gate_digest": GateRecord.model_validate(GATE).digest(),
         },
     )
     return root
@@ -210,7 +218,7 @@ def test_promote_commits_once_and_is_idempotent(gitops: PromoteSettings, tmp_pat
 
 def test_promote_refuses_without_a_passing_gate(gitops: PromoteSettings, tmp_path: Path) -> None:
     evaluation, repo, published = _published(tmp_path, "v1")
-    write_json(evaluation / "gate.json", {**GATE, "passed": False, "failures": [{"rule": "csam.f1 >= 0.93"}]})
+    write_json(evaluation / "gate.json", {**GATE, "passed": False, "decision": "reject", "failures": [FAILING_RULE]})
     with pytest.raises(PromotionRefused, match=r"gate did not pass \(csam.f1 >= 0.93\)"):
         promote(gitops, evaluation, repo, published, "run")
     write_json(evaluation / "gate.json", {**GATE, "judged": {**GATE["judged"], "model_sha256": "x" * 64}})

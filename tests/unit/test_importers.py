@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiergate.components.generate.importers import ColumnMapping, import_file
 
+from tiergate.components.generate.importers import ColumnMapping, import_file
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError
 from tiergate.records import Kind, read_jsonl

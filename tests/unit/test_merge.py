@@ -5,12 +5,12 @@ import random
 from pathlib import Path
 
 import pytest
+
 from tiergate.components.generate.step import generate_category
 from tiergate.components.merge.dedupe import fold_exact, remove_near_duplicates
 from tiergate.components.merge.screen import KeywordScreener, screen
 from tiergate.components.merge.splits import assign_splits, split_of
 from tiergate.components.merge.step import merge_datasets
-
 from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError, LabelMismatchError
 from tiergate.profiles import Profile, load_profile

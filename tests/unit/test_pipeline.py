@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from tiergate.pipelines.runner import COMPILED, compile_pipeline, submit
 
 from tiergate.paths import PROJECT_ROOT
+from tiergate.pipelines.runner import COMPILED, compile_pipeline, submit
 
 
 @pytest.fixture(scope="module")

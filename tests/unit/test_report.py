@@ -8,12 +8,12 @@ from typing import Any
 import jinja2
 import numpy as np
 import pytest
+
 from tiergate.components.evaluate.gate import decide
 from tiergate.components.evaluate.metrics import evaluate_split
 from tiergate.components.evaluate.regression import load_suites, run_suites
 from tiergate.components.evaluate.report import html_view, markdown_view, render_html, render_markdown, templates
 from tiergate.components.evaluate.thresholds import tune_thresholds
-
 from tiergate.inference import Postprocessor, ThresholdSet
 from tiergate.paths import project_path
 from tiergate.profiles import load_profile
