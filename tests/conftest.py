@@ -59,7 +59,7 @@ def merged_small(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy) -
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy) -> Path:
-    from tiergate.tiny_model import build_tiny_base_model
+    from tests.tiny_model import build_tiny_base_model
 
     return build_tiny_base_model(taxonomy, tmp_path_factory.mktemp("tiny") / "base")
 

@@ -1,6 +1,6 @@
 """A tiny BERT built from a config and a tokenizer built from a local vocabulary.
 
-Tests and quick local runs use it instead of a real checkpoint: seconds to train, nothing
+Tests use it instead of a real checkpoint: seconds to train, nothing
 downloaded, same code paths (tokenizer, AutoModelForSequenceClassification, ONNX export).
 """
 
