@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from tiergate.errors import InputDataError, LabelMismatchError
-from tiergate.formatting import format_input
 from tiergate.hashing import sha256_file
 from tiergate.labels import check_labels
 from tiergate.numeric import sigmoid
+from tiergate.preprocessing import InputEncoder, Padding
 from tiergate.records import Context
 
 THRESHOLDS_FILE = "thresholds.json"
@@ -51,30 +51,21 @@ class ThresholdSet:
 
 
 class Preprocessor:
-    """`format_input` + the fast tokenizer, padded to `max_length`.
+    """The serving path's `InputEncoder`: `max_length` padding, which evaluation shares.
 
-    Fixed-length padding is the one policy everywhere: Triton's dynamic batcher can only batch
-    equal shapes, and evaluation must feed the model exactly what the server feeds it.
+    Every path encodes through `tiergate.preprocessing.InputEncoder`; serving and evaluation name
+    `max_length` because Triton's dynamic batcher can only batch equal shapes, and evaluation must
+    feed the model exactly what the server feeds it.
     """
 
-    def __init__(self, tokenizer_dir: Path, max_length: int, input_names: Sequence[str]):
-        from transformers import AutoTokenizer
+    PADDING: Padding = "max_length"
 
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        self.max_length = max_length
-        self.input_names = list(input_names)
+    def __init__(self, tokenizer_dir: Path, max_length: int, input_names: Sequence[str]):
+        self.encoder = InputEncoder.load(tokenizer_dir, max_length, self.PADDING, input_names)
 
     def encode(self, texts: Sequence[str], contexts: Sequence[Context]) -> tuple[dict[str, np.ndarray], list[bool]]:
         """Model inputs and, per text, whether it was truncated to `max_length` tokens."""
-        if len(texts) != len(contexts):
-            raise InputDataError(f"{len(texts)} texts but {len(contexts)} contexts")
-        formatted = [format_input(text, context) for text, context in zip(texts, contexts, strict=True)]
-        full = self.tokenizer(formatted, truncation=False)["input_ids"]
-        truncated = [len(ids) > self.max_length for ids in full]
-        encoded = self.tokenizer(
-            formatted, truncation=True, max_length=self.max_length, padding="max_length", return_tensors="np"
-        )
-        return {name: encoded[name].astype(np.int64) for name in self.input_names}, truncated
+        return self.encoder.encode_with_truncation(texts, contexts)
 
 
 @dataclass

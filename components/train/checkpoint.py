@@ -11,11 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tiergate.artifacts import CHECKPOINT_INFO
 from tiergate.hashing import write_json
 from tiergate.labels import load_labelled_json
 from tiergate.taxonomy import Taxonomy
-
-CHECKPOINT_INFO = "tiergate_checkpoint.json"
 
 
 class CheckpointInfo(BaseModel):

@@ -16,7 +16,6 @@ def train(
     from pathlib import Path
 
     from tiergate.components.train.step import train_phase
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

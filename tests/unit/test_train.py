@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiergate.components.train.checkpoint import CHECKPOINT_INFO, load_checkpoint_info
+
+from tests.conftest import tiny_profile
+from tiergate.artifacts import CHECKPOINT_INFO
+from tiergate.components.train.checkpoint import load_checkpoint_info
 from tiergate.components.train.step import train_phase
 from tiergate.components.train.trainer import smoothed_targets
 from tiergate.components.train.weights import compute_pos_weight
-
-from tests.conftest import tiny_profile
 from tiergate.errors import ConfigError, LabelMismatchError
 from tiergate.records import read_jsonl
 from tiergate.taxonomy import Taxonomy, parse_taxonomy
