@@ -98,10 +98,13 @@ class TrainSettings(StrictModel):
 
 class ParitySettings(StrictModel):
     max_texts: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
     max_abs_logit_diff_fp32: float = Field(gt=0)
     max_abs_logit_diff_fp16: float = Field(gt=0)
+    max_abs_logit_diff_int8: float = Field(gt=0)
     min_decision_agreement: float = Field(gt=0, le=1)
     decision_threshold: float = Field(gt=0, lt=1)
+    worst_examples: int = Field(ge=0)
 
 
 class Int8Settings(StrictModel):

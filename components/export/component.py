@@ -11,7 +11,6 @@ def export(
     from pathlib import Path
 
     from tiergate.components.export.step import export_model
-
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy

@@ -35,8 +35,9 @@ def compare_logits(
     max_abs_limit: float,
     min_agreement: float,
     threshold: float,
-    worst_count: int = 5,
+    worst_count: int,
 ) -> ParityResult:
+    """`candidate` against `reference` logits: max |diff| and decision agreement, plus the worst texts to show."""
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     agreement = float(np.mean((sigmoid(reference) >= threshold) == (sigmoid(candidate) >= threshold)))
     per_row = diff.max(axis=1)

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tiergate.components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
-from tiergate.components.export.parity import batched, compare_logits, describe_failure
-from tiergate.components.train.checkpoint import load_checkpoint_info
 
+from tiergate.artifacts import EXPORT_INFO, ONNX_FILES, TOKENIZER_DIR, VAL_SPLIT
+from tiergate.components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
+from tiergate.components.export.parity import ParityResult, batched, compare_logits, describe_failure
+from tiergate.components.train.checkpoint import CheckpointInfo, load_checkpoint_info
 from tiergate.errors import InputDataError, ParityError
-from tiergate.formatting import format_input
 from tiergate.hashing import sha256_file, write_json
-from tiergate.profiles import Profile
-from tiergate.records import read_jsonl
+from tiergate.preprocessing import InputEncoder, Padding
+from tiergate.profiles import ExportSettings, ParitySettings, Profile
+from tiergate.records import Context, read_jsonl
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -31,26 +34,175 @@ INT8_WARNING = (
     "tiergate serves fp16; an INT8 file is "
     "kept only when its parity passes, and is never what the pipeline ships."
 )
-VARIANTS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
-PARITY_BATCH = 64
+SERVED_VARIANT = "fp16"
+GATED_VARIANTS = ("fp32", "fp16")  # a parity failure of either fails the step; INT8 is only dropped
+EXPORT_REPORT_JSON = "export_report.json"
+EXPORT_REPORT_MD = "export_report.md"
+# Parity and latency batches are padded to their longest text: padding is masked, so parity is a
+# property of the graph, not of the padding. Serving pads to max_length (tiergate.inference.Preprocessor).
+EXPORT_PADDING: Padding = "longest"
+ONNX_INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")  # the graph's inputs, when the tokenizer has them
+# variant: (check name, reference runner, candidate runner)
+PARITY_CHECKS = {
+    "fp32": ("onnx-fp32 vs pytorch", "pytorch", "onnx_fp32"),
+    "fp16": ("onnx-fp16 vs onnx-fp32", "onnx_fp32", "onnx_fp16"),
+    "int8": ("onnx-int8 vs onnx-fp32", "onnx_fp32", "onnx_int8"),
+}
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-def _encode(tokenizer: Any, texts: list[str], max_length: int, input_names: list[str], size: int) -> list[dict[str, np.ndarray]]:
-    batches = []
-    for start in range(0, len(texts), size):
-        encoded = tokenizer(
-            texts[start : start + size], truncation=True, max_length=max_length, padding=True, return_tensors="np"
-        )
-        batches.append({name: encoded[name] for name in input_names})
-    return batches
+@dataclass
+class TrainedModel:
+    """The checkpoint being exported: its metadata, the PyTorch reference model and its encoder."""
+
+    info: CheckpointInfo
+    model: torch.nn.Module
+    input_names: list[str]  # what the ONNX graph takes, in ONNX_INPUT_ORDER
+    encoder: InputEncoder  # padded by EXPORT_PADDING, yields only `input_names`
 
 
-def _torch_runner(model: torch.nn.Module) -> Any:
+@dataclass
+class ParityProbe:
+    """The validation texts every variant is run on: raw (to re-encode), formatted (for reports), batched."""
+
+    texts: list[str]
+    contexts: list[Context]
+    formatted: list[str]
+    batches: list[dict[str, np.ndarray]]
+
+
+def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Export, check parity on validation texts, measure latency; raises ParityError on a failed gate.
+
+    The reports and `model.json` are written before the gate is enforced, so a failed export explains itself.
+    """
+    settings = profile.export
+    trained = load_trained_model(Path(checkpoint_dir), taxonomy)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / file for name, file in ONNX_FILES.items()}
+    metadata = onnx_metadata(taxonomy, trained)
+    write_gated_variants(trained, paths, metadata, taxonomy, settings.opset)
+    trained.encoder.tokenizer.save_pretrained(str(out_dir / TOKENIZER_DIR))
+
+    probe = parity_probe(trained.encoder, Path(data_dir), settings.parity)
+    runners = variant_runners(trained.model, paths)
+    if settings.int8.enabled:
+        runners["onnx_int8"] = quantize_int8(paths, metadata)
+    parity = judge_parity(runners, probe, taxonomy.labels, settings.parity)
+    # Latency batches use the profile's max_length, parity the checkpoint's (equal when export runs with the training profile).
+    latency_encoder = InputEncoder(trained.encoder.tokenizer, profile.train.max_length, EXPORT_PADDING, trained.input_names)
+    latency = measure_latency(runners, latency_encoder, probe, settings)
+
+    report = build_report(taxonomy, trained, settings, probe, describe_variants(paths, parity), latency)
+    if "int8" in parity and not parity["int8"].passed:
+        drop_failed_int8(paths["int8"], report)
+    write_reports(out_dir, report, metadata, parity)
+    enforce_parity_gate(parity)
+    return report
+
+
+def load_trained_model(checkpoint_dir: Path, taxonomy: Taxonomy) -> TrainedModel:
+    """The checkpoint's model in eval mode and its tokenizer; refused unless its labels are the taxonomy's."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    info = load_checkpoint_info(checkpoint_dir, taxonomy)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_dir)).eval()
+    input_names = [name for name in ONNX_INPUT_ORDER if name in tokenizer.model_input_names]
+    return TrainedModel(info, model, input_names, InputEncoder(tokenizer, info.max_length, EXPORT_PADDING, input_names))
+
+
+def onnx_metadata(taxonomy: Taxonomy, trained: TrainedModel) -> dict[str, Any]:
+    """What every ONNX file embeds and `model.json` repeats: labels, taxonomy hash, inputs, provenance."""
+    return {
+        "labels": taxonomy.labels,
+        "taxonomy_sha256": taxonomy.sha256,
+        "max_length": str(trained.info.max_length),
+        "base_model": trained.info.base_model,
+        "input_names": trained.input_names,
+        "phase": trained.info.phase,
+    }
+
+
+def write_gated_variants(
+    trained: TrainedModel, paths: dict[str, Path], metadata: dict[str, Any], taxonomy: Taxonomy, opset: int
+) -> None:
+    """fp32 and fp16 ONNX, each with embedded metadata that is read back and checked against the taxonomy."""
+    export_fp32(trained.model, trained.input_names, paths["fp32"], opset)
+    convert_fp16(paths["fp32"], paths["fp16"])
+    for name in GATED_VARIANTS:
+        write_metadata(paths[name], {**metadata, "variant": name})
+        check_onnx_labels(paths[name], taxonomy)
+
+
+def parity_probe(encoder: InputEncoder, data_dir: Path, limits: ParitySettings) -> ParityProbe:
+    """Up to `max_texts` validation records in a stable order, encoded in `batch_size` batches."""
+    records = sorted(read_jsonl(data_dir / VAL_SPLIT), key=lambda record: (record.id, str(record.context)))
+    records = records[: limits.max_texts]
+    if not records:
+        raise InputDataError(f"{data_dir}: {VAL_SPLIT} is empty; parity is judged on validation texts")
+    texts, contexts = [record.text for record in records], [record.context for record in records]
+    batches = [
+        encoder.encode(texts[start : start + limits.batch_size], contexts[start : start + limits.batch_size])
+        for start in range(0, len(texts), limits.batch_size)
+    ]
+    return ParityProbe(texts, contexts, encoder.format(texts, contexts), batches)
+
+
+def torch_runner(model: torch.nn.Module) -> Runner:
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
             return model(**{name: torch.from_numpy(value) for name, value in batch.items()}).logits.numpy()
 
     return run
+
+
+def onnx_runner(path: Path) -> Runner:
+    sess = session(path)
+    return lambda batch: run_session(sess, batch)
+
+
+def variant_runners(model: torch.nn.Module, paths: dict[str, Path]) -> dict[str, Runner]:
+    """The PyTorch reference and the gated ONNX variants, each as batch → logits."""
+    return {"pytorch": torch_runner(model), **{f"onnx_{name}": onnx_runner(paths[name]) for name in GATED_VARIANTS}}
+
+
+def quantize_int8(paths: dict[str, Path], metadata: dict[str, Any]) -> Runner:
+    """Dynamic INT8 from the fp32 file, for comparison only (never served); warns why."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(paths["fp32"]), str(paths["int8"]), weight_type=QuantType.QInt8)
+    write_metadata(paths["int8"], {**metadata, "variant": "int8"})
+    log.warning(INT8_WARNING)
+    return onnx_runner(paths["int8"])
+
+
+def judge_parity(
+    runners: dict[str, Runner], probe: ParityProbe, labels: list[str], limits: ParitySettings
+) -> dict[str, ParityResult]:
+    """Each variant that was exported against its reference, on the same validation batches, with its own limit."""
+    logits = {name: batched(run, probe.batches) for name, run in runners.items()}
+    limit = {
+        "fp32": limits.max_abs_logit_diff_fp32,
+        "fp16": limits.max_abs_logit_diff_fp16,
+        "int8": limits.max_abs_logit_diff_int8,
+    }
+    return {
+        variant: compare_logits(
+            check,
+            logits[reference],
+            logits[candidate],
+            probe.formatted,
+            labels,
+            limit[variant],
+            limits.min_decision_agreement,
+            limits.decision_threshold,
+            worst_count=limits.worst_examples,
+        )
+        for variant, (check, reference, candidate) in PARITY_CHECKS.items()
+        if candidate in logits
+    }
 
 
 def _median_ms(run: Any, batch: dict[str, np.ndarray], repeats: int) -> float:
@@ -64,22 +216,92 @@ def _median_ms(run: Any, batch: dict[str, np.ndarray], repeats: int) -> float:
 
 
 def measure_latency(
-    runners: dict[str, Any], tokenizer: Any, texts: list[str], profile: Profile, input_names: list[str]
+    runners: dict[str, Runner], encoder: InputEncoder, probe: ParityProbe, settings: ExportSettings
 ) -> list[dict[str, Any]]:
     """Median ms per batch for every runner, measured side by side on the same batches."""
     rows = []
-    for size in profile.export.latency.batch_sizes:
-        sample = (texts * (size // max(len(texts), 1) + 1))[:size]
-        batch = _encode(tokenizer, sample, profile.train.max_length, input_names, size)[0]
+    for size in settings.latency.batch_sizes:
+        repeat = size // max(len(probe.texts), 1) + 1
+        batch = encoder.encode((probe.texts * repeat)[:size], (probe.contexts * repeat)[:size])
         row: dict[str, Any] = {"batch_size": size}
         for name, run in runners.items():
-            row[f"{name}_ms"] = round(_median_ms(run, batch, profile.export.latency.repeats), 3)
+            row[f"{name}_ms"] = round(_median_ms(run, batch, settings.latency.repeats), 3)
         base = row.get("pytorch_ms") or 0.0
         for name in runners:
             if name != "pytorch" and base:
                 row[f"speedup_{name}_vs_pytorch"] = round(base / row[f"{name}_ms"], 3)
         rows.append(row)
     return rows
+
+
+def describe_variants(paths: dict[str, Path], parity: dict[str, ParityResult]) -> dict[str, dict[str, Any]]:
+    """File, size, digest and parity of every variant that was judged."""
+    return {
+        name: {
+            "file": paths[name].name,
+            "size_bytes": paths[name].stat().st_size,
+            "sha256": sha256_file(paths[name]),
+            "parity": result.as_dict(),
+        }
+        for name, result in parity.items()
+    }
+
+
+def build_report(
+    taxonomy: Taxonomy,
+    trained: TrainedModel,
+    settings: ExportSettings,
+    probe: ParityProbe,
+    variants: dict[str, dict[str, Any]],
+    latency: list[dict[str, Any]],
+) -> dict[str, Any]:
+    info = trained.info
+    return {
+        "labels": taxonomy.labels,
+        "taxonomy_sha256": taxonomy.sha256,
+        "base_model": info.base_model,
+        "max_length": info.max_length,
+        "input_names": trained.input_names,
+        "opset": settings.opset,
+        "parity_texts": len(probe.texts),
+        "variants": variants,
+        "latency": latency,
+        "served_variant": SERVED_VARIANT,
+        "int8_note": INT8_WARNING if "int8" in variants else None,
+        "checkpoint": {"phase": info.phase, "best": {k: v for k, v in info.best.items() if not k.startswith("eval_f1_")}},
+    }
+
+
+def drop_failed_int8(path: Path, report: dict[str, Any]) -> None:
+    """An INT8 file that failed parity is deleted, so nothing downstream can pick it up."""
+    path.unlink()
+    report["variants"]["int8"]["file"] = None
+    report["int8_note"] = f"{INT8_WARNING} This INT8 export FAILED parity and was deleted."
+
+
+def write_reports(out_dir: Path, report: dict[str, Any], metadata: dict[str, Any], parity: dict[str, ParityResult]) -> None:
+    """`export_report.json` / `.md` for people, `model.json` for the steps that load the export."""
+    write_json(out_dir / EXPORT_REPORT_JSON, report)
+    (out_dir / EXPORT_REPORT_MD).write_text(_render_markdown(report), encoding="utf-8")
+    variants = report["variants"].items()
+    files = {name: {"file": entry["file"], "sha256": entry["sha256"]} for name, entry in variants if entry["file"]}
+    write_json(
+        out_dir / EXPORT_INFO,
+        {**metadata, "files": files, "served_variant": SERVED_VARIANT, "parity": {n: r.passed for n, r in parity.items()}},
+    )
+
+
+def enforce_parity_gate(parity: dict[str, ParityResult]) -> None:
+    """Raise ParityError, with the worst examples, unless fp32 and fp16 both passed."""
+    for name in GATED_VARIANTS:
+        if not parity[name].passed:
+            raise ParityError(describe_failure(parity[name]))
+    log.info(
+        "export: fp32 max|diff| %.2e, fp16 max|diff| %.2e, agreement %.4f",
+        parity["fp32"].max_abs_diff,
+        parity["fp16"].max_abs_diff,
+        parity["fp16"].decision_agreement,
+    )
 
 
 def _render_markdown(report: dict[str, Any]) -> str:
@@ -108,141 +330,3 @@ def _render_markdown(report: dict[str, Any]) -> str:
     if "int8" in report["variants"] or report.get("int8_note"):
         lines += ["", f"> {INT8_WARNING}"]
     return "\n".join(lines) + "\n"
-
-
-def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, data_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Export, check parity on validation texts, measure latency; raises ParityError on a failed gate."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    info = load_checkpoint_info(Path(checkpoint_dir), taxonomy)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_dir)).eval()
-    input_names: list[str] = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
-    settings = profile.export
-    metadata = {
-        "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
-        "max_length": str(info.max_length),
-        "base_model": info.base_model,
-        "input_names": input_names,
-        "phase": info.phase,
-    }
-
-    paths = {name: out_dir / file for name, file in VARIANTS.items()}
-    export_fp32(model, input_names, paths["fp32"], settings.opset)
-    convert_fp16(paths["fp32"], paths["fp16"])
-    for name in ("fp32", "fp16"):
-        write_metadata(paths[name], {**metadata, "variant": name})
-        check_onnx_labels(paths[name], taxonomy)
-    tokenizer.save_pretrained(str(out_dir / "tokenizer"))
-
-    records = sorted(read_jsonl(Path(data_dir) / "val.jsonl"), key=lambda record: (record.id, str(record.context)))
-    texts = [format_input(record.text, record.context) for record in records[: settings.parity.max_texts]]
-    if not texts:
-        raise InputDataError(f"{data_dir}: val.jsonl is empty; parity is judged on validation texts")
-    batches = _encode(tokenizer, texts, info.max_length, input_names, PARITY_BATCH)
-    sessions = {name: session(paths[name]) for name in ("fp32", "fp16")}
-    logits = {
-        "pytorch": batched(_torch_runner(model), batches),
-        "fp32": batched(lambda batch: run_session(sessions["fp32"], batch), batches),
-        "fp16": batched(lambda batch: run_session(sessions["fp16"], batch), batches),
-    }
-    limits = settings.parity
-    parity = {
-        "fp32": compare_logits(
-            "onnx-fp32 vs pytorch",
-            logits["pytorch"],
-            logits["fp32"],
-            texts,
-            taxonomy.labels,
-            limits.max_abs_logit_diff_fp32,
-            limits.min_decision_agreement,
-            limits.decision_threshold,
-        ),
-        "fp16": compare_logits(
-            "onnx-fp16 vs onnx-fp32",
-            logits["fp32"],
-            logits["fp16"],
-            texts,
-            taxonomy.labels,
-            limits.max_abs_logit_diff_fp16,
-            limits.min_decision_agreement,
-            limits.decision_threshold,
-        ),
-    }
-    runners: dict[str, Any] = {"pytorch": _torch_runner(model)}
-    runners.update({f"onnx_{name}": (lambda batch, s=sess: run_session(s, batch)) for name, sess in sessions.items()})
-
-    int8_note = None
-    if settings.int8.enabled:
-        quantize_dynamic(str(paths["fp32"]), str(paths["int8"]), weight_type=QuantType.QInt8)
-        write_metadata(paths["int8"], {**metadata, "variant": "int8"})
-        int8_session = session(paths["int8"])
-        int8_logits = batched(lambda batch: run_session(int8_session, batch), batches)
-        parity["int8"] = compare_logits(
-            "onnx-int8 vs onnx-fp32",
-            logits["fp32"],
-            int8_logits,
-            texts,
-            taxonomy.labels,
-            limits.max_abs_logit_diff_fp16,
-            limits.min_decision_agreement,
-            limits.decision_threshold,
-        )
-        runners["onnx_int8"] = lambda batch: run_session(int8_session, batch)
-        int8_note = INT8_WARNING
-        log.warning(INT8_WARNING)
-
-    latency = measure_latency(runners, tokenizer, texts, profile, input_names)
-    variants = {}
-    for name, result in parity.items():
-        variants[name] = {
-            "file": paths[name].name,
-            "size_bytes": paths[name].stat().st_size,
-            "sha256": sha256_file(paths[name]),
-            "parity": result.as_dict(),
-        }
-    report: dict[str, Any] = {
-        "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
-        "base_model": info.base_model,
-        "max_length": info.max_length,
-        "input_names": input_names,
-        "opset": settings.opset,
-        "parity_texts": len(texts),
-        "variants": variants,
-        "latency": latency,
-        "served_variant": "fp16",
-        "int8_note": int8_note,
-        "checkpoint": {"phase": info.phase, "best": {k: v for k, v in info.best.items() if not k.startswith("eval_f1_")}},
-    }
-    if "int8" in parity and not parity["int8"].passed:
-        paths["int8"].unlink()
-        variants["int8"]["file"] = None
-        report["int8_note"] = f"{INT8_WARNING} This INT8 export FAILED parity and was deleted."
-    write_json(out_dir / "export_report.json", report)
-    (out_dir / "export_report.md").write_text(_render_markdown(report), encoding="utf-8")
-    write_json(
-        out_dir / "model.json",
-        {
-            **metadata,
-            "files": {
-                name: {"file": entry["file"], "sha256": entry["sha256"]} for name, entry in variants.items() if entry["file"]
-            },
-            "served_variant": "fp16",
-            "parity": {n: r.passed for n, r in parity.items()},
-        },
-    )
-    for name in ("fp32", "fp16"):
-        if not parity[name].passed:
-            raise ParityError(describe_failure(parity[name]))
-    log.info(
-        "export: fp32 max|diff| %.2e, fp16 max|diff| %.2e, agreement %.4f",
-        parity["fp32"].max_abs_diff,
-        parity["fp16"].max_abs_diff,
-        parity["fp16"].decision_agreement,
-    )
-    return report

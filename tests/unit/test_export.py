@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiergate.components.export.onnx_io import check_onnx_labels, read_metadata, run_session, session
-from tiergate.components.export.step import export_model
 
 from tests.conftest import tiny_profile
+from tiergate.components.export.onnx_io import check_onnx_labels, read_metadata, run_session, session
+from tiergate.components.export.step import export_model
 from tiergate.errors import LabelMismatchError, ParityError
 from tiergate.taxonomy import Taxonomy, parse_taxonomy
 
@@ -66,9 +66,14 @@ def test_int8_only_kept_when_parity_passes(
     assert "destroys all-mpnet-base-v2" in report["int8_note"]
     assert report["variants"]["int8"]["parity"]["passed"] == (tmp_path / "ok" / "model_int8.onnx").exists()
     assert report["served_variant"] == "fp16"
+    assert report["variants"]["int8"]["parity"]["max_abs_limit"] == profile.export.parity.max_abs_logit_diff_int8
     failing = tiny_profile(
         tiny_base,
-        export={"int8": {"enabled": True}, "latency": {"batch_sizes": [1]}, "parity": {"max_abs_logit_diff_fp16": 1e-9}},
+        export={
+            "int8": {"enabled": True},
+            "latency": {"batch_sizes": [1]},
+            "parity": {"max_abs_logit_diff_fp16": 1e-9, "max_abs_logit_diff_int8": 1e-9},
+        },
     )
     with pytest.raises(ParityError):
         export_model(taxonomy, failing, tiny_checkpoints / "phase3", merged_small, tmp_path / "bad")
