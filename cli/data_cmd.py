@@ -23,15 +23,13 @@ def generate(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Generate positives, hard negatives, innocuous and perturbation examples per category."""
-    from tiergate.components.generate.step import generate_category, make_generator, parse_counts
+    from tiergate.components.generate.step import categories_to_generate, generate_category, make_generator, parse_counts
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
     loaded = load_taxonomy(taxonomy)
     resolved = load_profile(profile)
-    names = category or loaded.labels
-    for name in names:
-        loaded.category(name)
+    names = categories_to_generate(loaded, resolved, category or [])
     overrides = parse_counts(counts)
     generator = make_generator(loaded, resolved, cache_dir or out / ".cache")
     for name in names:
@@ -77,17 +75,17 @@ def merge(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Dedupe, fold multi-labels, screen negatives, split by text hash, build phase sets and a report."""
+    from tiergate.artifacts import DATASET_MANIFEST, DATASET_REPORT_MD
     from tiergate.components.merge.step import merge_datasets
-    from tiergate.datasets import MANIFEST_NAME
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
     folders: list[Path] = []
     for path in inputs:
-        if (path / MANIFEST_NAME).is_file():
+        if (path / DATASET_MANIFEST).is_file():
             folders.append(path)
         elif path.is_dir():
-            folders += sorted(child for child in path.iterdir() if (child / MANIFEST_NAME).is_file())
+            folders += sorted(child for child in path.iterdir() if (child / DATASET_MANIFEST).is_file())
         else:
             raise InputDataError(f"not a dataset folder: {path}")
     from tiergate.components.merge.screen import KeywordScreener, PreviousModelScreener
@@ -99,6 +97,6 @@ def merge(
     manifest = merge_datasets(loaded, resolved, folders, out, screeners=screeners)
     counts = manifest.counts
     typer.echo(f"splits {counts['splits']} phases {counts['phases']} quarantined {counts['quarantined']}")
-    typer.echo(f"report: {out / 'report.md'}")
+    typer.echo(f"report: {out / DATASET_REPORT_MD}")
     for note in manifest.notes:
         typer.echo(f"note: {note}")

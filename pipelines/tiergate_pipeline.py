@@ -16,12 +16,13 @@ from kfp import dsl, kubernetes
 
 from tiergate.components.evaluate.component import evaluate, not_promoted
 from tiergate.components.export.component import export
-from tiergate.components.generate.component import generate, list_categories, merge
+from tiergate.components.generate.component import generate, list_categories
+from tiergate.components.merge.component import merge
+from tiergate.components.package.component import package
 from tiergate.components.promote.component import promote
 from tiergate.components.publish.component import publish
 from tiergate.components.train.component import train
 from tiergate.profiles import PipelineSettings, Profile
-from tiergate.serving.component import package
 
 PIPELINE_NAME = "tiergate"
 

@@ -16,6 +16,9 @@ GENERATION_REPORT: Final = "report.json"
 TRAIN_SPLIT: Final = "train.jsonl"
 VAL_SPLIT: Final = "val.jsonl"
 TEST_SPLIT: Final = "test.jsonl"
+DATASET_REPORT: Final = "report.json"  # merge's dataset report (same name as a generated dataset's)
+DATASET_REPORT_MD: Final = "report.md"
+QUARANTINE: Final = "quarantine.jsonl"
 
 
 def phase_file(phase: str) -> str:
@@ -32,6 +35,7 @@ ONNX_FILES: Final = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "m
 EXPORT_INFO: Final = "model.json"
 TOKENIZER_DIR: Final = "tokenizer"
 TOKENIZER_FILE: Final = "tokenizer.json"
+EXPORT_REPORT: Final = "export_report.json"
 
 # Evaluation
 GATE_FILE: Final = "gate.json"
@@ -40,6 +44,7 @@ EVAL_METRICS: Final = "metrics.json"
 REGRESSION_RESULTS: Final = "regression.json"
 REPORT_HTML: Final = "report.html"
 REPORT_MD: Final = "report.md"
+KFP_METRICS: Final = "kfp_metrics.json"  # flat scalars for the KFP Metrics artifact
 
 # Triton model repository: <model>/config.pbtxt and <model>/<version>/<payload>
 REPOSITORY_MANIFEST: Final = "repository.json"

@@ -12,12 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tiergate.artifacts import DATASET_MANIFEST
 from tiergate.errors import InputDataError
-from tiergate.hashing import sha256_file, write_json
+from tiergate.hashing import sha256_file, sha256_json, write_json
 from tiergate.labels import load_labelled_json
 from tiergate.taxonomy import Taxonomy
-
-MANIFEST_NAME = "manifest.json"
 
 
 class FileEntry(BaseModel):
@@ -42,13 +41,11 @@ class DatasetManifest(BaseModel):
     @property
     def dataset_sha256(self) -> str:
         """One digest for the whole dataset: the hashes of its files, in name order."""
-        from tiergate.hashing import sha256_json
-
         return sha256_json({name: entry.sha256 for name, entry in sorted(self.files.items())})
 
 
 def write_manifest(directory: Path, manifest: DatasetManifest) -> Path:
-    path = Path(directory) / MANIFEST_NAME
+    path = Path(directory) / DATASET_MANIFEST
     write_json(path, manifest.model_dump(mode="json"))
     return path
 
@@ -59,7 +56,7 @@ def file_entry(path: Path, records: int) -> FileEntry:
 
 def load_manifest(directory: Path, taxonomy: Taxonomy, verify_files: bool = True) -> DatasetManifest:
     """Read and check a dataset's manifest against the taxonomy (labels, order, file hashes)."""
-    manifest = load_labelled_json(Path(directory) / MANIFEST_NAME, DatasetManifest, taxonomy, "dataset")
+    manifest = load_labelled_json(Path(directory) / DATASET_MANIFEST, DatasetManifest, taxonomy, "dataset")
     if verify_files:
         for name, entry in manifest.files.items():
             file_path = Path(directory) / name

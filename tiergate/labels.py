@@ -24,12 +24,6 @@ def encode_labels(names: Iterable[str], labels: Sequence[str]) -> list[float]:
     return vector
 
 
-def decode_labels(vector: Sequence[float | bool | int], labels: Sequence[str], threshold: float = 0.5) -> list[str]:
-    if len(vector) != len(labels):
-        raise LabelMismatchError(f"vector has {len(vector)} entries but the taxonomy has {len(labels)} labels")
-    return [name for name, value in zip(labels, vector, strict=False) if float(value) >= threshold]
-
-
 def check_labels(artifact_labels: Sequence[str], expected: Sequence[str], artifact: str) -> None:
     """Refuse an artifact whose ordered label list differs from the taxonomy's (log: v4–v6)."""
     if list(artifact_labels) == list(expected):
@@ -66,6 +60,6 @@ def load_labelled_json(path: Path, model: type[Model], taxonomy: Taxonomy, what:
         raise InputDataError(f"{path}: invalid {what} metadata: {error}") from None
     labelled: _Labelled = loaded  # type: ignore[assignment]
     check_labels(labelled.labels, taxonomy.labels, str(path))
-    if labelled.taxonomy_sha256 != taxonomy.sha256:
-        raise InputDataError(f"{path}: taxonomy_sha256 {labelled.taxonomy_sha256[:12]} != {taxonomy.sha256[:12]}")
+    if labelled.taxonomy_sha256 != taxonomy.labels_sha256:
+        raise InputDataError(f"{path}: taxonomy_sha256 {labelled.taxonomy_sha256[:12]} != {taxonomy.labels_sha256[:12]}")
     return loaded

@@ -1,5 +1,8 @@
 """Regression vectors: curated, versioned rules the candidate model must satisfy.
 
+The suites' model and loader live in the core because two steps read them: evaluate runs
+them (`tiergate.components.evaluate.regression`) and merge keeps their texts out of training.
+
 Each vector names its rule (flag X / not flag Y / flag both), per context. A suite has a
 policy (`all`, or `{min_pass: N}` for co-detection). Vectors marked `expected: known_gap`
 are tracked gaps (xfail): they never block promotion, and when one starts passing the
@@ -8,16 +11,14 @@ report says so, so it can become a hard requirement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
-from tiergate.hashing import sha256_json
 from tiergate.records import Context, normalise_text
 from tiergate.strict import StrictModel, format_validation_error
 from tiergate.taxonomy import Taxonomy
@@ -94,64 +95,3 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
 def vector_texts(suites: Sequence[Suite]) -> set[str]:
     """Normalised texts of every vector: merge keeps them out of training (no eval leakage)."""
     return {normalise_text(vector.text) for suite in suites for vector in suite.vectors}
-
-
-Classifier = Callable[[list[str], list[Context]], tuple[np.ndarray, np.ndarray]]
-
-
-def run_suites(suites: Sequence[Suite], taxonomy: Taxonomy, classify: Classifier) -> dict[str, Any]:
-    """Run every check in one batch; `classify(texts, contexts) -> (scores, flags)`."""
-    pairs: list[tuple[str, Context]] = []
-    for suite in suites:
-        for vector in suite.vectors:
-            for check in vector.all_checks():
-                pairs.append((vector.text, Context.parse(check.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)))
-    scores, flags = classify([text for text, _ in pairs], [context for _, context in pairs])
-    labels = taxonomy.labels
-    row = 0
-    results: dict[str, Any] = {"suites": {}, "passed": True}
-    for suite in suites:
-        vectors = []
-        for vector in suite.vectors:
-            outcomes = []
-            for check in vector.all_checks():
-                flagged = [labels[c] for c in np.flatnonzero(flags[row])]
-                named = {name: round(float(scores[row, labels.index(name)]), 4) for name in check.flag + check.not_flag}
-                missing = [name for name in check.flag if name not in flagged]
-                unwanted = [name for name in check.not_flag if name in flagged]
-                outcomes.append(
-                    {
-                        "context": check.context,
-                        "flagged": flagged,
-                        "scores": named,
-                        "missing": missing,
-                        "unwanted": unwanted,
-                        "passed": not missing and not unwanted,
-                    }
-                )
-                row += 1
-            passed = all(outcome["passed"] for outcome in outcomes)
-            status = ("xpass" if passed else "xfail") if vector.expected == "known_gap" else ("pass" if passed else "fail")
-            vectors.append({"id": vector.id, "text": vector.text, "status": status, "checks": outcomes})
-        hard = [v for v in vectors if v["status"] in ("pass", "fail")]
-        hard_passed = sum(v["status"] == "pass" for v in hard)
-        required = len(hard) if suite.policy == "all" else min(suite.policy.min_pass, len(hard))  # type: ignore[union-attr]
-        suite_passed = hard_passed >= required
-        results["suites"][suite.suite] = {
-            "description": suite.description,
-            "policy": suite.policy if suite.policy == "all" else suite.policy.model_dump(),
-            "passed": suite_passed,
-            "required": required,
-            "hard_passed": hard_passed,
-            "hard_total": len(hard),
-            "xfail": sum(v["status"] == "xfail" for v in vectors),
-            "xpass": [v["id"] for v in vectors if v["status"] == "xpass"],
-            "vectors": vectors,
-        }
-        results["passed"] = results["passed"] and suite_passed
-    results["summary"] = {
-        name: f"{entry['hard_passed']}/{entry['hard_total']} (need {entry['required']})"
-        for name, entry in results["suites"].items()
-    }
-    results["sha256"] = sha256_json([suite.model_dump(mode="json") for suite in suites])
-    return results

@@ -24,7 +24,6 @@ DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parent.parent / "config" / "tax
 CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SLOT = re.compile(r"\{([a-z_]+)\}")
 SEED_SLOTS = frozenset({"name", "place", "time", "amount", "day", "platform", "city"})
-GENERATION_KINDS = ("positives", "hard_negatives", "innocuous")
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -200,9 +199,25 @@ class Taxonomy(StrictModel):
         return [category.name for category in self.categories]
 
     @property
-    def sha256(self) -> str:
-        """Hash of the ordered label list: the identity every artifact is checked against."""
+    def labels_sha256(self) -> str:
+        """Hash of the ordered label list (not the whole taxonomy: see `content_sha256`).
+
+        It is the identity every artifact is checked against, written as `taxonomy_sha256`.
+        """
         return taxonomy_sha256(self.labels)
+
+    @property
+    def sha256(self) -> str:
+        """Deprecated alias of `labels_sha256`, kept for callers not yet renamed."""
+        return self.labels_sha256
+
+    def tier_vector(self) -> list[int]:
+        """Each label's tier number, in label (model output) order."""
+        return [category.tier for category in self.categories]
+
+    def optional_labels(self) -> list[str]:
+        """The optional categories (switchable at inference), in label order."""
+        return [category.name for category in self.categories if category.optional]
 
     @property
     def content_sha256(self) -> str:
@@ -241,7 +256,7 @@ class Taxonomy(StrictModel):
     def summary(self) -> dict[str, Any]:
         return {
             "categories": [{"name": category.name, "tier": category.tier} for category in self.categories],
-            "sha256": self.sha256,
+            "sha256": self.labels_sha256,
         }
 
 

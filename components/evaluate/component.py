@@ -15,12 +15,13 @@ def evaluate(
     report: Output[HTML],
     summary: Output[Markdown],
 ) -> NamedTuple("GateOutputs", [("gate_passed", bool), ("decision", str)]):  # type: ignore[valid-type]
-    """Thresholds, test metrics, regression vectors and the gate, judged on the fp16 model."""
+    """Thresholds, test metrics, regression vectors and the gate, judged on the `evaluate.variant` model."""
     import json
     import shutil
     from collections import namedtuple
     from pathlib import Path
 
+    from tiergate.artifacts import EVAL_METRICS, KFP_METRICS, REPORT_HTML, REPORT_MD
     from tiergate.components.evaluate.step import evaluate_model
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
@@ -28,14 +29,22 @@ def evaluate(
 
     setup_logging()
     out = Path(evaluation.path)
-    gate = evaluate_model(load_taxonomy(), load_profile(profile), Path(onnx_model.path), Path(data.path), out)
-    for key, value in json.loads((out / "kfp_metrics.json").read_text()).items():
+    resolved = load_profile(profile)
+    gate = evaluate_model(load_taxonomy(), resolved, Path(onnx_model.path), Path(data.path), out)
+    for key, value in json.loads((out / KFP_METRICS).read_text()).items():
         metrics.log_metric(key, value)
-    confusion = json.loads((out / "metrics.json").read_text())["routing_confusion"]
+    confusion = json.loads((out / EVAL_METRICS).read_text())["routing_confusion"]
     routing.log_confusion_matrix(confusion["labels"], confusion["matrix"])
-    shutil.copyfile(out / "report.html", report.path)
-    shutil.copyfile(out / "report.md", summary.path)
-    evaluation.metadata.update({"decision": gate.decision, "macro_f1": gate.summary.macro_f1})
+    shutil.copyfile(out / REPORT_HTML, report.path)
+    shutil.copyfile(out / REPORT_MD, summary.path)
+    evaluation.metadata.update(
+        {
+            "decision": gate.decision,
+            "macro_f1": gate.summary.macro_f1,
+            "evaluated_variant": resolved.evaluate.variant,
+            "model_file": gate.judged.model_file,
+        }
+    )
     outputs = namedtuple("outputs", ["gate_passed", "decision"])
     return outputs(gate.passed, gate.decision)
 

@@ -64,7 +64,8 @@ def evaluate_split(
     seed: int,
     pr_points: int,
 ) -> dict[str, Any]:
-    labels = taxonomy.labels
+    """Every test metric the gate and the report read, at the tuned thresholds."""
+    labels, tiers_by_column = taxonomy.labels, taxonomy.tier_vector()
     per_category: dict[str, Any] = {}
     for column, name in enumerate(labels):
         predicted, actual = flags[:, column], targets[:, column]
@@ -76,7 +77,7 @@ def evaluate_split(
             errors.update(others or ["(no label)"])
         val_f1 = thresholds["search"][name]["val_f1"]
         per_category[name] = {
-            "tier": taxonomy.category(name).tier,
+            "tier": tiers_by_column[column],
             "threshold": thresholds["thresholds"][name],
             "precision": precision,
             "recall": recall,

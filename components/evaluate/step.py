@@ -1,42 +1,83 @@
 """The evaluate step: thresholds on val, metrics on test, regression vectors, gate, report.
 
-Runs the exported fp16 ONNX through `tiergate.inference` — the tokenizer, `format_input`
-and post-processor that Triton runs — so the gate judges what will be served.
+Runs the exported ONNX variant that `evaluate.variant` names (fp16 by default: what is served)
+through `tiergate.inference` — the tokenizer, `format_input` and post-processor that Triton
+runs — so the gate judges what will be served.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tiergate.artifacts import (
+    DATASET_REPORT,
+    EVAL_METRICS,
+    EXPORT_REPORT,
+    KFP_METRICS,
+    ONNX_FILES,
+    REGRESSION_RESULTS,
+    REPORT_HTML,
+    REPORT_MD,
+    TEST_SPLIT,
+    THRESHOLDS_FILE,
+    TOKENIZER_DIR,
+    TOKENIZER_FILE,
+    VAL_SPLIT,
+)
 from tiergate.components.evaluate.metrics import evaluate_split
-from tiergate.components.evaluate.regression import load_suites, run_suites
+from tiergate.components.evaluate.regression import run_suites
 from tiergate.components.evaluate.report import render_html, render_markdown
 from tiergate.components.evaluate.thresholds import prf, tune_thresholds
 from tiergate.components.export.onnx_io import check_onnx_labels
-from tiergate.datasets import load_manifest
+from tiergate.datasets import DatasetManifest, load_manifest
 from tiergate.errors import InputDataError
 from tiergate.gate import GateRecord, Judged, decide, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
-from tiergate.inference import THRESHOLDS_FILE, ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
+from tiergate.inference import ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
 from tiergate.labels import encode_labels
 from tiergate.numeric import sigmoid
 from tiergate.paths import project_path
-from tiergate.profiles import Profile
-from tiergate.records import Record, read_jsonl
+from tiergate.profiles import EvaluateSettings, Profile
+from tiergate.records import Context, Record, read_jsonl
+from tiergate.regression import Suite, load_suites
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
-MODEL_FILES = {"fp16": "model_fp16.onnx", "fp32": "model.onnx"}
+
+# Thresholds the pipeline is built with before tuning. Only logits are read until the tuned
+# thresholds replace them, so this value cannot reach any output: it is not a setting.
+PLACEHOLDER_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class EvaluationInputs:
+    """Everything evaluation reads, loaded and checked before any model runs."""
+
+    model_path: Path
+    tokenizer_dir: Path
+    manifest: DatasetManifest
+    val: list[Record]
+    test: list[Record]
+    suites: list[Suite]
 
 
 def _targets(records: list[Record], taxonomy: Taxonomy) -> np.ndarray:
     return np.array([encode_labels(record.labels, taxonomy.labels) for record in records], dtype=bool).reshape(
         -1, len(taxonomy.labels)
     )
+
+
+def _texts_and_contexts(records: list[Record]) -> tuple[list[str], list[Context]]:
+    return [record.text for record in records], [record.context for record in records]
+
+
+def _read_json_if_present(path: Path) -> dict[str, Any]:
+    return read_json(path) if path.is_file() else {}
 
 
 def evaluate_model(
@@ -49,35 +90,64 @@ def evaluate_model(
 ) -> GateRecord:
     """Write thresholds.json, metrics.json, regression.json, gate.json and the reports; return the gate."""
     settings = profile.evaluate
-    export_dir, out_dir = Path(export_dir), Path(out_dir)
-    model_path = export_dir / MODEL_FILES[settings.variant]
+    export_dir, data_dir, out_dir = Path(export_dir), Path(data_dir), Path(out_dir)
+    inputs = load_inputs(taxonomy, settings, export_dir, data_dir, regression_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipeline = ModerationPipeline(inputs.model_path, inputs.tokenizer_dir, placeholder_thresholds(taxonomy), settings.batch_size)
+    document = tune_on_validation(taxonomy, pipeline, inputs.val, out_dir)
+    metrics = measure_test(taxonomy, profile, pipeline, inputs.test, document)
+    write_json(out_dir / EVAL_METRICS, metrics)
+    regression = run_regression(taxonomy, pipeline, inputs.suites)
+    write_json(out_dir / REGRESSION_RESULTS, regression)
+    record = judge(taxonomy, profile, inputs, metrics, regression, out_dir)
+    write_reports(taxonomy, record, metrics, regression, document, data_dir, export_dir, out_dir)
+    log.info("gate: %s (macro F1 %.4f, %d failing rules)", record.decision.upper(), metrics["macro_f1"], len(record.failures))
+    return record
+
+
+def load_inputs(
+    taxonomy: Taxonomy, settings: EvaluateSettings, export_dir: Path, data_dir: Path, regression_dir: Path | None
+) -> EvaluationInputs:
+    """Refuse a model, dataset or suite built for another taxonomy before spending time on inference."""
+    model_path = export_dir / ONNX_FILES[settings.variant]
     check_onnx_labels(model_path, taxonomy)
-    manifest = load_manifest(Path(data_dir), taxonomy)
-    val = read_jsonl(Path(data_dir) / "val.jsonl")
-    test = read_jsonl(Path(data_dir) / "test.jsonl")
+    manifest = load_manifest(data_dir, taxonomy)
+    val = read_jsonl(data_dir / VAL_SPLIT)
+    test = read_jsonl(data_dir / TEST_SPLIT)
     if not val or not test:
         raise InputDataError(f"{data_dir}: val has {len(val)} and test {len(test)} records; both must be non-empty")
     suites = load_suites(regression_dir or project_path(settings.regression_dir), taxonomy)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return EvaluationInputs(model_path, export_dir / TOKENIZER_DIR, manifest, val, test, suites)
 
-    # 1. Thresholds on validation, through the served pre-processing and model.
-    provisional = ThresholdSet(
+
+def placeholder_thresholds(taxonomy: Taxonomy) -> ThresholdSet:
+    """A `ThresholdSet` for building the pipeline before the thresholds are tuned."""
+    return ThresholdSet(
         taxonomy.labels,
-        taxonomy.sha256,
-        dict.fromkeys(taxonomy.labels, 0.5),
-        {c.name: c.tier for c in taxonomy.categories},
-        [c.name for c in taxonomy.categories if c.optional],
+        taxonomy.labels_sha256,
+        dict.fromkeys(taxonomy.labels, PLACEHOLDER_THRESHOLD),
+        dict(zip(taxonomy.labels, taxonomy.tier_vector(), strict=True)),
+        taxonomy.optional_labels(),
     )
-    pipeline = ModerationPipeline(model_path, export_dir / "tokenizer", provisional, settings.batch_size)
-    val_scores = sigmoid(pipeline.logits([r.text for r in val], [r.context for r in val]))
+
+
+def tune_on_validation(taxonomy: Taxonomy, pipeline: ModerationPipeline, val: list[Record], out_dir: Path) -> dict[str, Any]:
+    """Tune thresholds on val through the served path, write them, and install them as written."""
+    val_scores = sigmoid(pipeline.logits(*_texts_and_contexts(val)))
     document = tune_thresholds(taxonomy, val_scores, _targets(val, taxonomy))
     write_json(out_dir / THRESHOLDS_FILE, document)
-    thresholds = ThresholdSet.load(out_dir / THRESHOLDS_FILE, taxonomy.labels)
-    pipeline.postprocessor = Postprocessor(thresholds)
+    # Reload what was written, so test metrics use exactly the file that is served.
+    pipeline.postprocessor = Postprocessor(ThresholdSet.load(out_dir / THRESHOLDS_FILE, taxonomy.labels))
     log.info("evaluate: thresholds tuned on %d validation records", len(val))
+    return document
 
-    # 2. Metrics on test only, every optional category enabled; then with optional categories off.
-    test_logits = pipeline.logits([r.text for r in test], [r.context for r in test])
+
+def measure_test(
+    taxonomy: Taxonomy, profile: Profile, pipeline: ModerationPipeline, test: list[Record], document: dict[str, Any]
+) -> dict[str, Any]:
+    """Metrics on test only: every optional category enabled, then compared with them off."""
+    settings = profile.evaluate
+    test_logits = pipeline.logits(*_texts_and_contexts(test))
     decisions = pipeline.postprocessor.decide(test_logits)
     targets = _targets(test, taxonomy)
     metrics = evaluate_split(
@@ -93,55 +163,85 @@ def evaluate_model(
         profile.seed,
         settings.pr_curve_points,
     )
-    optional = [c.name for c in taxonomy.categories if c.optional]
     without = pipeline.postprocessor.decide(test_logits, enabled_optional=[])
+    metrics["optional_categories"] = optional_comparison(taxonomy, metrics["micro_f1"], decisions.flags, without.flags, targets)
+    metrics["routing_confusion"] = routing_confusion(taxonomy, targets, decisions.max_tier)
+    return metrics
+
+
+def optional_comparison(
+    taxonomy: Taxonomy, enabled_micro_f1: float, enabled: np.ndarray, disabled: np.ndarray, targets: np.ndarray
+) -> dict[str, Any]:
+    """What switching the optional categories off at inference changes on test."""
+    optional = taxonomy.optional_labels()
     columns = [taxonomy.labels.index(name) for name in optional]
-    metrics["optional_categories"] = {
+    return {
         "categories": optional,
-        "enabled": {"micro_f1": metrics["micro_f1"], "flags": int(decisions.flags[:, columns].sum())},
-        "disabled": {"micro_f1": prf(without.flags, targets)[2], "flags": int(without.flags[:, columns].sum())},
+        "enabled": {"micro_f1": enabled_micro_f1, "flags": int(enabled[:, columns].sum())},
+        "disabled": {"micro_f1": prf(disabled, targets)[2], "flags": int(disabled[:, columns].sum())},
         "note": "an inference-time switch in the post-processor; the weights are identical both ways",
     }
-    metrics["routing_confusion"] = routing_confusion(taxonomy, targets, decisions.max_tier)
-    write_json(out_dir / "metrics.json", metrics)
 
-    # 3. Regression vectors, same pipeline.
-    def classify(texts: list[str], contexts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+
+def run_regression(taxonomy: Taxonomy, pipeline: ModerationPipeline, suites: list[Suite]) -> dict[str, Any]:
+    """Regression vectors through the same pipeline, tuned thresholds installed."""
+
+    def classify(texts: list[str], contexts: list[Context]) -> tuple[np.ndarray, np.ndarray]:
         result = pipeline.classify(texts, contexts)
         return result.scores, result.flags
 
-    regression = run_suites(suites, taxonomy, classify)
-    write_json(out_dir / "regression.json", regression)
+    return run_suites(suites, taxonomy, classify)
 
-    # 4. The decision, with digests of exactly what was judged.
+
+def judge(
+    taxonomy: Taxonomy,
+    profile: Profile,
+    inputs: EvaluationInputs,
+    metrics: dict[str, Any],
+    regression: dict[str, Any],
+    out_dir: Path,
+) -> GateRecord:
+    """The decision, with digests of exactly what was judged, written as gate.json."""
     judged = Judged(
-        model_file=model_path.name,
-        model_sha256=sha256_file(model_path),
+        model_file=inputs.model_path.name,
+        model_sha256=sha256_file(inputs.model_path),
         thresholds_sha256=sha256_file(out_dir / THRESHOLDS_FILE),
-        tokenizer_sha256=sha256_file(export_dir / "tokenizer" / "tokenizer.json"),
-        dataset_sha256=manifest.dataset_sha256,
-        taxonomy_sha256=taxonomy.sha256,
+        tokenizer_sha256=sha256_file(inputs.tokenizer_dir / TOKENIZER_FILE),
+        dataset_sha256=inputs.manifest.dataset_sha256,
+        taxonomy_sha256=taxonomy.labels_sha256,
         regression_sha256=regression["sha256"],
         profile=profile.name,
         profile_sha256=profile.sha256,
     )
-    record = decide(taxonomy, metrics, regression, settings, judged, smoke_test=manifest.smoke_test)
+    record = decide(taxonomy, metrics, regression, profile.evaluate, judged, smoke_test=inputs.manifest.smoke_test)
     write_gate(out_dir, record)
-    gate = record.as_json()  # the reports read the record as written
-    dataset_report = read_json(Path(data_dir) / "report.json") if (Path(data_dir) / "report.json").is_file() else {}
-    export_report = read_json(export_dir / "export_report.json") if (export_dir / "export_report.json").is_file() else {}
-    (out_dir / "report.md").write_text(render_markdown(taxonomy, gate, metrics, regression, dataset_report), encoding="utf-8")
-    (out_dir / "report.html").write_text(
+    return record
+
+
+def write_reports(
+    taxonomy: Taxonomy,
+    record: GateRecord,
+    metrics: dict[str, Any],
+    regression: dict[str, Any],
+    document: dict[str, Any],
+    data_dir: Path,
+    export_dir: Path,
+    out_dir: Path,
+) -> None:
+    """The Markdown and HTML reports and the KFP scalars, all from the gate record as written."""
+    gate = record.as_json()
+    dataset_report = _read_json_if_present(data_dir / DATASET_REPORT)
+    export_report = _read_json_if_present(export_dir / EXPORT_REPORT)
+    (out_dir / REPORT_MD).write_text(render_markdown(taxonomy, gate, metrics, regression, dataset_report), encoding="utf-8")
+    (out_dir / REPORT_HTML).write_text(
         render_html(taxonomy, gate, metrics, regression, document, dataset_report, export_report), encoding="utf-8"
     )
-    write_json(out_dir / "kfp_metrics.json", kfp_scalars(gate, metrics))
-    log.info("gate: %s (macro F1 %.4f, %d failing rules)", gate["decision"].upper(), metrics["macro_f1"], len(gate["failures"]))
-    return record
+    write_json(out_dir / KFP_METRICS, kfp_scalars(gate, metrics))
 
 
 def routing_confusion(taxonomy: Taxonomy, targets: np.ndarray, predicted_tier: np.ndarray) -> dict[str, Any]:
     """True vs predicted routing tier (most severe flagged tier, 0 = nothing): the dashboard's confusion matrix."""
-    true_tier = most_severe_tier(targets, np.array([taxonomy.category(name).tier for name in taxonomy.labels]))
+    true_tier = most_severe_tier(targets, np.array(taxonomy.tier_vector()))
     names = ["none", *[f"T{tier}" for tier in sorted(taxonomy.tiers)]]
     size = len(names)
     matrix = np.zeros((size, size), dtype=int)

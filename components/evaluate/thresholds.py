@@ -82,9 +82,9 @@ def tune_thresholds(taxonomy: Taxonomy, val_scores: np.ndarray, val_targets: np.
         )
     return {
         "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
+        "taxonomy_sha256": taxonomy.labels_sha256,
         "thresholds": {name: entry["threshold"] for name, entry in search.items()},
-        "tiers": {category.name: category.tier for category in taxonomy.categories},
-        "optional": [category.name for category in taxonomy.categories if category.optional],
+        "tiers": dict(zip(taxonomy.labels, taxonomy.tier_vector(), strict=True)),
+        "optional": taxonomy.optional_labels(),
         "search": search,
     }

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tiergate.artifacts import GENERATION_REPORT, RECORDS
 from tiergate.components.generate.base import GenerationResult, Outcome, TextGenerator
 from tiergate.components.generate.llm import LLMGenerator, ResponseCache
 from tiergate.components.generate.offline import OfflineGenerator, load_vocabulary
@@ -41,6 +42,20 @@ def parse_counts(text: str) -> dict[str, int]:
             )
         counts[key.strip()] = int(value)
     return counts
+
+
+def categories_to_generate(taxonomy: Taxonomy, profile: Profile, wanted: Sequence[str]) -> list[str]:
+    """`wanted` (all when empty) in taxonomy order, each validated with its counts under `profile`.
+
+    An unknown category, or a profile whose `generation_counts` the taxonomy does not define,
+    is a clear error here rather than in every generate task.
+    """
+    for name in wanted:
+        taxonomy.category(name)  # unknown name -> clear error
+    names = [name for name in taxonomy.labels if not wanted or name in wanted]
+    for name in names:
+        taxonomy.counts_for(name, profile.generation_counts)
+    return names
 
 
 def make_generator(taxonomy: Taxonomy, profile: Profile, cache_dir: Path | None, http_client: Any = None) -> TextGenerator:
@@ -168,10 +183,10 @@ def generate_category(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records_path = out_dir / "records.jsonl"
+    records_path = out_dir / RECORDS
     write_jsonl(records_path, records)
     report = _report(category, requested, results, records, profile)
-    write_json(out_dir / "report.json", report)
+    write_json(out_dir / GENERATION_REPORT, report)
 
     notes = [SMOKE_TEST_NOTE] if generator.smoke_test else []
     for shortfall in report["shortfalls"]:
@@ -183,8 +198,8 @@ def generate_category(
     manifest = DatasetManifest(
         dataset="generated",
         labels=taxonomy.labels,
-        taxonomy_sha256=taxonomy.sha256,
-        files={"records.jsonl": file_entry(records_path, len(records)), "report.json": file_entry(out_dir / "report.json", 0)},
+        taxonomy_sha256=taxonomy.labels_sha256,
+        files={RECORDS: file_entry(records_path, len(records)), GENERATION_REPORT: file_entry(out_dir / GENERATION_REPORT, 0)},
         counts={"category": category, "records": len(records), "by_kind": report["records_by_kind"]},
         config={
             "profile": profile.model_dump(mode="json"),

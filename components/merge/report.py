@@ -24,8 +24,8 @@ def build_report(
     min_test_support: int,
 ) -> dict[str, Any]:
     per_category: dict[str, dict[str, Any]] = {}
-    for name in taxonomy.labels:
-        entry: dict[str, Any] = {"tier": taxonomy.category(name).tier}
+    for name, tier in zip(taxonomy.labels, taxonomy.tier_vector(), strict=True):
+        entry: dict[str, Any] = {"tier": tier}
         for split, records in splits.items():
             positives = [record for record in records if name in record.labels]
             entry[split] = {
@@ -48,7 +48,7 @@ def build_report(
                 cooccurrence[f"{first}+{second}"] += 1
     return {
         "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
+        "taxonomy_sha256": taxonomy.labels_sha256,
         "totals": {split: len(records) for split, records in splits.items()},
         "phases": {phase: len(records) for phase, records in phases.items()},
         "by_kind": {

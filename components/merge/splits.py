@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tiergate.artifacts import TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT
 from tiergate.hashing import sha256_text
 from tiergate.profiles import SplitSettings
 from tiergate.records import Record, split_key
 
 SPLITS = ("train", "val", "test")
+SPLIT_FILES = {"train": TRAIN_SPLIT, "val": VAL_SPLIT, "test": TEST_SPLIT}
 
 
 def split_of(key: str, settings: SplitSettings) -> str:

@@ -8,23 +8,40 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiergate.components.merge.dedupe import Quarantined, fold_exact, remove_near_duplicates
+from tiergate.artifacts import DATASET_REPORT, DATASET_REPORT_MD, QUARANTINE, RECORDS, phase_file
+from tiergate.components.merge.dedupe import FoldResult, NearDuplicateResult, Quarantined, fold_exact, remove_near_duplicates
 from tiergate.components.merge.report import build_report, realised_overlaps, render_markdown
 from tiergate.components.merge.screen import KeywordScreener, Screener, screen
-from tiergate.components.merge.splits import assign_splits
-from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
+from tiergate.components.merge.splits import SPLIT_FILES, assign_splits
+from tiergate.datasets import DatasetManifest, FileEntry, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, write_json
 from tiergate.paths import project_path
-from tiergate.profiles import Profile
+from tiergate.profiles import MergeSettings, Profile, RecordKindName
 from tiergate.records import Kind, Record, iter_jsonl, normalise_text, write_jsonl
+from tiergate.regression import load_suites, vector_texts
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
+SMOKE_TEST_NOTE = (
+    "SMOKE-TEST DATA: built from the offline template generator; metrics on it say nothing about real-world quality."
+)
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """The records that survive cleaning, and what each cleaning stage removed or added."""
+
+    kept: list[Record]
+    quarantined: list[Quarantined]  # exact-fold conflicts, then screened negatives
+    folded: FoldResult
+    near: NearDuplicateResult
+    colabels_added: int
 
 
 def apply_keyword_colabels(taxonomy: Taxonomy, records: Sequence[Record]) -> tuple[list[Record], int]:
@@ -53,7 +70,7 @@ def _load_inputs(taxonomy: Taxonomy, inputs: Sequence[Path]) -> tuple[list[Recor
     for directory in inputs:
         manifest = load_manifest(Path(directory), taxonomy)
         manifests.append(manifest)
-        for record in iter_jsonl(Path(directory) / "records.jsonl"):
+        for record in iter_jsonl(Path(directory) / RECORDS):
             unknown = set(record.labels) - set(taxonomy.labels)
             if unknown:
                 raise InputDataError(f"{directory}: record {record.id} has unknown labels {sorted(unknown)}")
@@ -90,91 +107,128 @@ def merge_datasets(
     regression_dir: Path | None = None,
 ) -> DatasetManifest:
     """Merge input datasets into `out_dir`; returns the merged dataset's manifest."""
-    from tiergate.components.evaluate.regression import load_suites, vector_texts
-
     settings = profile.merge
     records, manifests = _load_inputs(taxonomy, inputs)
-    records, leaked = exclude_vectors(
-        records, vector_texts(load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy))
-    )
+    suites = load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy)
+    records, leaked = exclude_vectors(records, vector_texts(suites))
     log.info("merge: %d records from %d datasets", len(records), len(manifests))
+    cleaned = clean(taxonomy, settings, records, screeners if screeners is not None else [KeywordScreener(taxonomy)])
+    splits = assign_splits(cleaned.kept, settings.splits)
+    phases = build_phases(splits["train"], settings.phases)
+    quarantined = leaked + cleaned.quarantined
+    stats = merge_stats(taxonomy, manifests, len(records), cleaned, quarantined)
+    report = build_report(taxonomy, splits, phases, stats, settings.min_test_support)
+    warn_low_support(report)
+    out_dir = Path(out_dir)
+    files = write_outputs(out_dir, splits, phases, quarantined, report)
+    manifest = merged_manifest(taxonomy, profile, manifests, files, report, stats)
+    write_manifest(out_dir, manifest)
+    return manifest
 
+
+def clean(taxonomy: Taxonomy, settings: MergeSettings, records: list[Record], screeners: Sequence[Screener]) -> Cleaned:
+    """Co-label (if enabled), fold exact duplicates, screen negatives, then drop near-duplicates."""
     colabels_added = 0
     if settings.keyword_colabel_rules:
         records, colabels_added = apply_keyword_colabels(taxonomy, records)
     folded = fold_exact(records)
-    screened, quarantined = screen(folded.records, screeners if screeners is not None else [KeywordScreener(taxonomy)])
+    screened, flagged = screen(folded.records, screeners)
     near = remove_near_duplicates(screened, settings.near_duplicate)
-    kept = near.records
+    cleaned = Cleaned(near.records, folded.quarantined + flagged, folded, near, colabels_added)
     log.info(
         "merge: %d kept (%d exact dups, %d near dups, %d quarantined)",
-        len(kept),
+        len(cleaned.kept),
         folded.exact_duplicates,
         len(near.removed),
-        len(folded.quarantined) + len(quarantined),
+        len(cleaned.quarantined),
     )
+    return cleaned
 
-    splits = assign_splits(kept, settings.splits)
-    phases = {
-        phase: [record for record in splits["train"] if record.source.kind.value in kinds]
-        for phase, kinds in settings.phases.items()
-    }
-    all_quarantined = leaked + folded.quarantined + quarantined
+
+def build_phases(train: Sequence[Record], phases: Mapping[str, Sequence[RecordKindName]]) -> dict[str, list[Record]]:
+    """Curriculum subsets of the train split, chosen by record kind (merge.phases)."""
+    return {phase: [record for record in train if record.source.kind.value in kinds] for phase, kinds in phases.items()}
+
+
+def merge_stats(
+    taxonomy: Taxonomy,
+    manifests: Sequence[DatasetManifest],
+    input_records: int,
+    cleaned: Cleaned,
+    quarantined: Sequence[Quarantined],
+) -> dict[str, Any]:
+    """The report's cleaning figures, overlap rates and the inputs' problems and smoke-test status."""
     generation_problems = [note for manifest in manifests for note in manifest.notes if not note.startswith("SMOKE-TEST")]
     smoke_test = any(manifest.smoke_test for manifest in manifests)
-    stats: dict[str, Any] = {
+    return {
         "inputs": len(manifests),
-        "input_records": len(records),
-        "exact_duplicates": folded.exact_duplicates,
-        "folded_multilabel": folded.folded_multilabel,
-        "near_duplicates_removed": len(near.removed),
-        "near_duplicate_label_conflicts": len(near.conflicting_pairs),
-        "quarantined": len(all_quarantined),
-        "quarantine_reasons": dict(sorted(Counter(item.reason.split(" [")[0] for item in all_quarantined).items())),
-        "keyword_colabels_added": colabels_added,
+        "input_records": input_records,
+        "exact_duplicates": cleaned.folded.exact_duplicates,
+        "folded_multilabel": cleaned.folded.folded_multilabel,
+        "near_duplicates_removed": len(cleaned.near.removed),
+        "near_duplicate_label_conflicts": len(cleaned.near.conflicting_pairs),
+        "quarantined": len(quarantined),
+        "quarantine_reasons": dict(sorted(Counter(item.reason.split(" [")[0] for item in quarantined).items())),
+        "keyword_colabels_added": cleaned.colabels_added,
         "overlap_rates": {
             "configured": {f"{c.name}->{o}": r for c in taxonomy.categories for o, r in c.overlaps.items()},
-            "realised": realised_overlaps([r for r in kept if r.source.kind is Kind.POSITIVE]),
+            "realised": realised_overlaps([r for r in cleaned.kept if r.source.kind is Kind.POSITIVE]),
         },
         "generation_problems": generation_problems,
         "smoke_test": smoke_test,
-        "notes": (
-            ["SMOKE-TEST DATA: built from the offline template generator; metrics on it say nothing about real-world quality."]
-            if smoke_test
-            else []
-        ),
+        "notes": [SMOKE_TEST_NOTE] if smoke_test else [],
     }
-    report = build_report(taxonomy, splits, phases, stats, settings.min_test_support)
+
+
+def warn_low_support(report: Mapping[str, Any]) -> None:
+    """Say loudly which categories too few test positives leave unmeasurable."""
     for item in report["low_support"]:
         log.warning(
             "min support: %s has %d test positives (< %d)", item["category"], item["test_positives"], item["min_test_support"]
         )
 
-    out_dir = Path(out_dir)
+
+def write_outputs(
+    out_dir: Path,
+    splits: Mapping[str, Sequence[Record]],
+    phases: Mapping[str, Sequence[Record]],
+    quarantined: Sequence[Quarantined],
+    report: dict[str, Any],
+) -> dict[str, FileEntry]:
+    """Splits, phases, quarantine and the report; returns the manifest's file entries."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / SPLIT_FILES[name] for name in splits] + [out_dir / phase_file(name) for name in phases]
     files = {}
-    for name, subset in [*splits.items(), *phases.items()]:
-        path = out_dir / f"{name}.jsonl"
+    for path, subset in zip(paths, [*splits.values(), *phases.values()], strict=True):
         files[path.name] = file_entry(path, write_jsonl(path, subset))
-    quarantine_path = out_dir / "quarantine.jsonl"
-    files[quarantine_path.name] = file_entry(quarantine_path, _write_quarantine(quarantine_path, all_quarantined))
-    write_json(out_dir / "report.json", report)
-    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    files["report.json"] = file_entry(out_dir / "report.json", 0)
-    files["report.md"] = file_entry(out_dir / "report.md", 0)
-    manifest = DatasetManifest(
+    files[QUARANTINE] = file_entry(out_dir / QUARANTINE, _write_quarantine(out_dir / QUARANTINE, quarantined))
+    write_json(out_dir / DATASET_REPORT, report)
+    (out_dir / DATASET_REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
+    files[DATASET_REPORT] = file_entry(out_dir / DATASET_REPORT, 0)
+    files[DATASET_REPORT_MD] = file_entry(out_dir / DATASET_REPORT_MD, 0)
+    return files
+
+
+def merged_manifest(
+    taxonomy: Taxonomy,
+    profile: Profile,
+    manifests: Sequence[DatasetManifest],
+    files: dict[str, FileEntry],
+    report: Mapping[str, Any],
+    stats: Mapping[str, Any],
+) -> DatasetManifest:
+    """The merged dataset's manifest: files, counts, and the config and inputs it was built from."""
+    return DatasetManifest(
         dataset="merged",
         labels=taxonomy.labels,
-        taxonomy_sha256=taxonomy.sha256,
+        taxonomy_sha256=taxonomy.labels_sha256,
         files=files,
-        counts={"splits": report["totals"], "phases": report["phases"], "quarantined": len(all_quarantined)},
+        counts={"splits": report["totals"], "phases": report["phases"], "quarantined": stats["quarantined"]},
         config={
             "profile": profile.model_dump(mode="json"),
             "taxonomy_content_sha256": taxonomy.content_sha256,
             "inputs": sorted(manifest.dataset_sha256 for manifest in manifests),
         },
-        smoke_test=smoke_test,
-        notes=stats["notes"] + generation_problems,
+        smoke_test=stats["smoke_test"],
+        notes=stats["notes"] + stats["generation_problems"],
     )
-    write_manifest(out_dir, manifest)
-    return manifest

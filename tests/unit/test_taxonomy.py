@@ -63,6 +63,8 @@ def test_order_and_tiers_match_the_seed(taxonomy: Taxonomy) -> None:
     for tier, names in SEED_TIERS.items():
         for name in names.split():
             assert taxonomy.category(name).tier == tier, name
+    assert taxonomy.tier_vector() == [taxonomy.category(name).tier for name in taxonomy.labels]
+    assert taxonomy.optional_labels() == [c.name for c in taxonomy.categories if c.optional]
 
 
 def test_tier_policy_matches_the_log(taxonomy: Taxonomy) -> None:
@@ -102,8 +104,9 @@ def test_counts_with_overrides(taxonomy_dict: dict[str, Any]) -> None:
 def test_hash_depends_on_order(taxonomy: Taxonomy) -> None:
     swapped = list(taxonomy.labels)
     swapped[0], swapped[1] = swapped[1], swapped[0]
-    assert taxonomy_sha256(swapped) != taxonomy.sha256
-    assert taxonomy_sha256(list(taxonomy.labels)) == taxonomy.sha256
+    assert taxonomy_sha256(swapped) != taxonomy.labels_sha256
+    assert taxonomy_sha256(list(taxonomy.labels)) == taxonomy.labels_sha256
+    assert taxonomy.sha256 == taxonomy.labels_sha256  # deprecated alias, same value
 
 
 @pytest.mark.parametrize(
