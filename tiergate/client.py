@@ -8,7 +8,6 @@ register the same protobuf package and cannot share a process.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import numpy as np
 
 from tiergate.errors import ClassificationError, LabelMismatchError
 from tiergate.labels import check_labels
+from tiergate.triton_params import json_parameter, string_parameters
 
 log = logging.getLogger(__name__)
 Protocol = Literal["http", "grpc"]
@@ -120,13 +120,13 @@ class ModerationClient:
             from google.protobuf.json_format import MessageToDict
 
             config = MessageToDict(config.config, preserving_proto_field_name=True)
-        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        parameters = string_parameters(config)
         if "labels" not in parameters:
             raise LabelMismatchError(f"model {self.model_name} publishes no label list; not a tiergate ensemble")
         return (
-            json.loads(parameters["labels"]),
+            json_parameter(parameters, "labels"),
             int(config.get("max_batch_size", 1)),
-            json.loads(parameters.get("contexts", "{}")),
+            json_parameter(parameters, "contexts", "{}"),
             parameters.get("model_version", ""),
         )
 

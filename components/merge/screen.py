@@ -63,15 +63,16 @@ class PreviousModelScreener:
     name = "previous-model"
 
     def __init__(self, taxonomy: Taxonomy, repository: Path, min_score: float, batch_size: int = 64):
+        from tiergate.artifacts import RepositoryLayout
         from tiergate.inference import ModerationPipeline, ThresholdSet
 
         self.taxonomy = taxonomy
         self.min_score = min_score
-        repository = Path(repository)
+        layout = RepositoryLayout(Path(repository))
         self.pipeline = ModerationPipeline(
-            repository / "classifier" / "1" / "model.onnx",
-            repository / "tokenizer" / "1" / "tokenizer",
-            ThresholdSet.load(repository / "postprocess" / "1" / "thresholds.json", taxonomy.labels),
+            layout.classifier_onnx,
+            layout.tokenizer_dir,
+            ThresholdSet.load(layout.thresholds, taxonomy.labels),
             batch_size,
         )
         self.keywords = KeywordScreener(taxonomy)

@@ -14,9 +14,9 @@ def package(
     """Build the repository; returns its content digest. Verifies the gate and the judged digests first."""
     from pathlib import Path
 
+    from tiergate.components.package.repository import build_repository
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
-    from tiergate.serving.repository import build_repository
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()

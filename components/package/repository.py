@@ -1,5 +1,10 @@
 """Build the Triton model repository for a gated model: tokenizer → classifier → postprocess, as one ensemble.
 
+The repository is laid out the way Triton's python_backend examples are, as real files:
+`<model>/config.pbtxt` plus `<model>/1/<payload>` (`model.py` copied from `triton_models/`,
+the ONNX file, the tokenizer, the thresholds). Every config.pbtxt is a `ModelConfig` protobuf
+message printed with `text_format`, never a hand-written string.
+
 One description renders two variants: `production` (classifier on Triton's onnxruntime backend,
 KIND_GPU) and `local` (classifier as a python-backend model calling onnxruntime on the same file,
 because the tritonserver shipped in nvidia-pytriton has no onnxruntime backend). Everything else
@@ -13,19 +18,33 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from tiergate.artifacts import (
+    CLASSIFIER_MODEL,
+    EXPORT_INFO,
+    LABELS_FILE,
+    POSTPROCESS_MODEL,
+    PYTHON_MODEL,
+    THRESHOLDS_FILE,
+    TOKENIZER_DIR,
+    TOKENIZER_FILE,
+    TOKENIZER_MODEL,
+    RepositoryLayout,
+)
 from tiergate.errors import PromotionRefused
 from tiergate.gate import GateRecord, load_gate
 from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
-from tiergate.inference import THRESHOLDS_FILE, ThresholdSet
+from tiergate.inference import ThresholdSet
 from tiergate.profiles import ServingSettings
 from tiergate.taxonomy import Taxonomy
 
 MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
-MANIFEST = "repository.json"
+PYTHON_SOURCES = {TOKENIZER_MODEL: "tokenizer.py", CLASSIFIER_MODEL: "classifier.py", POSTPROCESS_MODEL: "postprocess.py"}
 ONNX_TYPES = {"input_ids": "TYPE_INT64", "attention_mask": "TYPE_INT64", "token_type_ids": "TYPE_INT64"}
-
+ENSEMBLE_INPUTS = ("TEXT", "CONTEXT")
+ENSEMBLE_VERSION_MARKER = ".keep"  # Triton needs the ensemble's version folder to exist; git keeps no empty folder
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,10 @@ class RepositorySpec:
     taxonomy_sha256: str
     gate_digest: str
 
+    @property
+    def local(self) -> bool:
+        return self.settings.variant == "local"
+
 
 def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path) -> None:
     """Refuse unless the gate passed and every judged file is byte-identical to what is packaged."""
@@ -51,7 +74,7 @@ def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path) -> Non
     checks = {
         "model": (export_dir / judged.model_file, judged.model_sha256),
         "thresholds": (evaluation_dir / THRESHOLDS_FILE, judged.thresholds_sha256),
-        "tokenizer": (export_dir / "tokenizer" / "tokenizer.json", judged.tokenizer_sha256),
+        "tokenizer": (export_dir / TOKENIZER_DIR / TOKENIZER_FILE, judged.tokenizer_sha256),
     }
     for what, (path, expected) in checks.items():
         if not path.is_file():
@@ -61,140 +84,150 @@ def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path) -> Non
             raise PromotionRefused(f"{what} {path.name} has sha256 {actual[:12]} but the gate judged {expected[:12]}; refusing")
 
 
-def _dims(value: int) -> str:
-    return f"[ {value} ]"
+# ---- model configs: ModelConfig messages ---------------------------------------------------------
 
 
-def _io(kind: str, name: str, data_type: str, dims: int, extra: str = "") -> str:
-    return f'{kind} {{\n  name: "{name}"\n  data_type: {data_type}\n  dims: {_dims(dims)}{extra}\n}}'
+def model_config_module() -> ModuleType:
+    """`tritonclient.grpc.model_config_pb2`, imported only when a repository is built.
+
+    `tritonclient.grpc` and the KServe SDK register the same protobuf package (`inference`) and
+    cannot share a process, so no module that is imported alongside kserve may import it at load time.
+    """
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
 
 
-def _parameters(values: dict[str, str]) -> str:
-    return "\n".join(
-        f'parameters {{\n  key: "{key}"\n  value: {{ string_value: {json.dumps(value)} }}\n}}'
-        for key, value in sorted(values.items())
-    )
+def new_config(pb: ModuleType, spec: RepositorySpec, name: str) -> Any:
+    return pb.ModelConfig(name=name, max_batch_size=spec.settings.max_batch_size)
 
 
-def _batching(spec: RepositorySpec, preferred: bool) -> str:
-    sizes = ""
+def add_tensor(pb: ModuleType, tensors: Any, name: str, data_type: str, dims: int, label_filename: str = "") -> None:
+    """Append one input or output: name, data type (e.g. `TYPE_FP32`), a single dimension, optional label file."""
+    tensor = tensors.add(name=name, data_type=pb.DataType.Value(data_type), dims=[dims])
+    if label_filename:  # outputs only: ModelInput has no label_filename
+        tensor.label_filename = label_filename
+
+
+def add_instance_group(pb: ModuleType, config: Any, spec: RepositorySpec, kind: str) -> None:
+    config.instance_group.add(kind=pb.ModelInstanceGroup.Kind.Value(kind), count=spec.settings.instance_count)
+
+
+def set_dynamic_batching(config: Any, spec: RepositorySpec, preferred: bool) -> None:
+    batching = config.dynamic_batching
+    batching.SetInParent()  # present even when every field keeps its default
     if preferred:
-        sizes = f"\n  preferred_batch_size: [ {', '.join(map(str, spec.settings.preferred_batch_sizes))} ]"
-    return f"dynamic_batching {{{sizes}\n  max_queue_delay_microseconds: {spec.settings.max_queue_delay_us}\n}}"
+        batching.preferred_batch_size.extend(spec.settings.preferred_batch_sizes)
+    batching.max_queue_delay_microseconds = spec.settings.max_queue_delay_us
 
 
-def render_tokenizer(spec: RepositorySpec) -> str:
-    outputs = [_io("output", name, ONNX_TYPES[name], spec.max_length) for name in spec.input_names]
-    outputs.append(_io("output", "TRUNCATED", "TYPE_BOOL", 1))
-    return (
-        "\n".join(
-            [
-                'name: "tokenizer"',
-                'backend: "python"',
-                f"max_batch_size: {spec.settings.max_batch_size}",
-                _io("input", "TEXT", "TYPE_STRING", 1),
-                _io("input", "CONTEXT", "TYPE_STRING", 1),
-                *outputs,
-                f"instance_group [ {{ kind: KIND_CPU count: {spec.settings.instance_count} }} ]",
-                _batching(spec, False),
-                _parameters(
-                    {
-                        "max_length": str(spec.max_length),
-                        "input_names": json.dumps(spec.input_names),
-                        "max_text_chars": str(spec.settings.max_text_chars),
-                        "audiences": json.dumps(spec.audiences),
-                        "surfaces": json.dumps(spec.surfaces),
-                    }
-                ),
-            ]
-        )
-        + "\n"
+def set_parameters(config: Any, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = value
+
+
+def add_ensemble_step(config: Any, model: str, inputs: list[str], outputs: list[str]) -> None:
+    """One step of the ensemble; every tensor keeps its name between the ensemble and the step."""
+    step = config.ensemble_scheduling.step.add(model_name=model, model_version=-1)
+    for name in inputs:
+        step.input_map[name] = name
+    for name in outputs:
+        step.output_map[name] = name
+
+
+def add_token_tensors(pb: ModuleType, tensors: Any, spec: RepositorySpec) -> None:
+    for name in spec.input_names:
+        add_tensor(pb, tensors, name, ONNX_TYPES[name], spec.max_length)
+
+
+def tokenizer_config(pb: ModuleType, spec: RepositorySpec) -> Any:
+    config = new_config(pb, spec, TOKENIZER_MODEL)
+    config.backend = "python"
+    for name in ENSEMBLE_INPUTS:
+        add_tensor(pb, config.input, name, "TYPE_STRING", 1)
+    add_token_tensors(pb, config.output, spec)
+    add_tensor(pb, config.output, "TRUNCATED", "TYPE_BOOL", 1)
+    add_instance_group(pb, config, spec, "KIND_CPU")
+    set_dynamic_batching(config, spec, preferred=False)
+    set_parameters(
+        config,
+        {
+            "max_length": str(spec.max_length),
+            "input_names": json.dumps(spec.input_names),
+            "max_text_chars": str(spec.settings.max_text_chars),
+            "audiences": json.dumps(spec.audiences),
+            "surfaces": json.dumps(spec.surfaces),
+        },
     )
+    return config
 
 
-def render_classifier(spec: RepositorySpec) -> str:
-    production = spec.settings.variant == "production"
-    # production: Triton's onnxruntime backend loads 1/model.onnx; local: the python backend loads 1/model.py,
-    # which opens the same 1/model.onnx with onnxruntime.
-    header = [
-        'name: "classifier"',
-        'platform: "onnxruntime_onnx"' if production else 'backend: "python"',
-        f"max_batch_size: {spec.settings.max_batch_size}",
-    ]
-    kind = "KIND_GPU" if production else "KIND_CPU"
-    return (
-        "\n".join(
-            [
-                *header,
-                *[_io("input", name, ONNX_TYPES[name], spec.max_length) for name in spec.input_names],
-                _io("output", "logits", "TYPE_FP32", len(spec.labels)),
-                f"instance_group [ {{ kind: {kind} count: {spec.settings.instance_count} }} ]",
-                _batching(spec, True),
-            ]
-        )
-        + "\n"
-    )
+def classifier_config(pb: ModuleType, spec: RepositorySpec) -> Any:
+    """production: Triton's onnxruntime backend loads 1/model.onnx on GPU; local: the python backend
+    loads 1/model.py, which opens the same 1/model.onnx with onnxruntime on CPU."""
+    config = new_config(pb, spec, CLASSIFIER_MODEL)
+    if spec.local:
+        config.backend = "python"
+    else:
+        config.platform = "onnxruntime_onnx"
+    add_token_tensors(pb, config.input, spec)
+    add_tensor(pb, config.output, "logits", "TYPE_FP32", len(spec.labels))
+    add_instance_group(pb, config, spec, "KIND_CPU" if spec.local else "KIND_GPU")
+    set_dynamic_batching(config, spec, preferred=True)
+    return config
 
 
-def render_postprocess(spec: RepositorySpec) -> str:
-    return (
-        "\n".join(
-            [
-                'name: "postprocess"',
-                'backend: "python"',
-                f"max_batch_size: {spec.settings.max_batch_size}",
-                _io("input", "logits", "TYPE_FP32", len(spec.labels)),
-                _io("output", "SCORES", "TYPE_FP32", len(spec.labels), '\n  label_filename: "labels.txt"'),
-                _io("output", "FLAGS", "TYPE_BOOL", len(spec.labels)),
-                _io("output", "MAX_TIER", "TYPE_INT32", 1),
-                f"instance_group [ {{ kind: KIND_CPU count: {spec.settings.instance_count} }} ]",
-                _batching(spec, False),
-                _parameters({"optional_disabled": json.dumps(spec.settings.optional_disabled)}),
-            ]
-        )
-        + "\n"
-    )
-
-
-def _step(model: str, inputs: list[str], outputs: list[str]) -> str:
-    maps = [f'    input_map {{ key: "{name}" value: "{name}" }}' for name in inputs]
-    maps += [f'    output_map {{ key: "{name}" value: "{name}" }}' for name in outputs]
-    return "  step {\n" + f'    model_name: "{model}"\n    model_version: -1\n' + "\n".join(maps) + "\n  }"
-
-
-def render_ensemble(spec: RepositorySpec) -> str:
+def postprocess_config(pb: ModuleType, spec: RepositorySpec) -> Any:
     labels = len(spec.labels)
-    steps = [
-        _step("tokenizer", ["TEXT", "CONTEXT"], [*spec.input_names, "TRUNCATED"]),
-        _step("classifier", spec.input_names, ["logits"]),
-        _step("postprocess", ["logits"], ["SCORES", "FLAGS", "MAX_TIER"]),
-    ]
-    return (
-        "\n".join(
-            [
-                f'name: "{spec.name}"',
-                'platform: "ensemble"',
-                f"max_batch_size: {spec.settings.max_batch_size}",
-                _io("input", "TEXT", "TYPE_STRING", 1),
-                _io("input", "CONTEXT", "TYPE_STRING", 1),
-                _io("output", "SCORES", "TYPE_FP32", labels),
-                _io("output", "FLAGS", "TYPE_BOOL", labels),
-                _io("output", "MAX_TIER", "TYPE_INT32", 1),
-                _io("output", "TRUNCATED", "TYPE_BOOL", 1),
-                "ensemble_scheduling {\n" + "\n".join(steps) + "\n}",
-                _parameters(
-                    {
-                        "labels": json.dumps(spec.labels),
-                        "model_version": spec.model_version,
-                        "taxonomy_sha256": spec.taxonomy_sha256,
-                        "gate_digest": spec.gate_digest,
-                        "contexts": json.dumps({"audiences": spec.audiences, "surfaces": spec.surfaces}),
-                    }
-                ),
-            ]
-        )
-        + "\n"
+    config = new_config(pb, spec, POSTPROCESS_MODEL)
+    config.backend = "python"
+    add_tensor(pb, config.input, "logits", "TYPE_FP32", labels)
+    add_tensor(pb, config.output, "SCORES", "TYPE_FP32", labels, label_filename=LABELS_FILE)
+    add_tensor(pb, config.output, "FLAGS", "TYPE_BOOL", labels)
+    add_tensor(pb, config.output, "MAX_TIER", "TYPE_INT32", 1)
+    add_instance_group(pb, config, spec, "KIND_CPU")
+    set_dynamic_batching(config, spec, preferred=False)
+    set_parameters(config, {"optional_disabled": json.dumps(spec.settings.optional_disabled)})
+    return config
+
+
+def ensemble_config(pb: ModuleType, spec: RepositorySpec) -> Any:
+    labels = len(spec.labels)
+    config = new_config(pb, spec, spec.name)
+    config.platform = "ensemble"
+    for name in ENSEMBLE_INPUTS:
+        add_tensor(pb, config.input, name, "TYPE_STRING", 1)
+    add_tensor(pb, config.output, "SCORES", "TYPE_FP32", labels)
+    add_tensor(pb, config.output, "FLAGS", "TYPE_BOOL", labels)
+    add_tensor(pb, config.output, "MAX_TIER", "TYPE_INT32", 1)
+    add_tensor(pb, config.output, "TRUNCATED", "TYPE_BOOL", 1)
+    add_ensemble_step(config, TOKENIZER_MODEL, list(ENSEMBLE_INPUTS), [*spec.input_names, "TRUNCATED"])
+    add_ensemble_step(config, CLASSIFIER_MODEL, spec.input_names, ["logits"])
+    add_ensemble_step(config, POSTPROCESS_MODEL, ["logits"], ["SCORES", "FLAGS", "MAX_TIER"])
+    set_parameters(
+        config,
+        {
+            "labels": json.dumps(spec.labels),
+            "model_version": spec.model_version,
+            "taxonomy_sha256": spec.taxonomy_sha256,
+            "gate_digest": spec.gate_digest,
+            "contexts": json.dumps({"audiences": spec.audiences, "surfaces": spec.surfaces}),
+        },
     )
+    return config
+
+
+def render_configs(spec: RepositorySpec) -> dict[str, str]:
+    """config.pbtxt text of every model in the repository, by model name."""
+    from google.protobuf import text_format
+
+    pb = model_config_module()
+    builders = (tokenizer_config, classifier_config, postprocess_config, ensemble_config)
+    configs = [builder(pb, spec) for builder in builders]
+    return {config.name: text_format.MessageToString(config, use_short_repeated_primitives=True) for config in configs}
+
+
+# ---- the repository on disk ----------------------------------------------------------------------
 
 
 def build_repository(
@@ -204,6 +237,73 @@ def build_repository(
     gate = load_gate(Path(evaluation_dir))
     verify_gate(gate, Path(export_dir), Path(evaluation_dir))
     return write_repository(taxonomy, settings, export_dir, evaluation_dir, out_dir, model_version, gate)
+
+
+def repository_spec(
+    taxonomy: Taxonomy, settings: ServingSettings, export_dir: Path, evaluation_dir: Path, model_version: str, gate: GateRecord
+) -> RepositorySpec:
+    """Read the export's description and the thresholds; refuse to disable a category that is not optional."""
+    thresholds = ThresholdSet.load(evaluation_dir / THRESHOLDS_FILE, taxonomy.labels)
+    model_json = read_json(export_dir / EXPORT_INFO)
+    unknown = set(settings.optional_disabled) - set(thresholds.optional)
+    if unknown:
+        raise PromotionRefused(f"serving.optional_disabled names non-optional categories {sorted(unknown)}")
+    return RepositorySpec(
+        name=settings.model_name,
+        labels=taxonomy.labels,
+        input_names=model_json["input_names"],
+        max_length=int(model_json["max_length"]),
+        settings=settings,
+        audiences=list(taxonomy.contexts.audiences),
+        surfaces=list(taxonomy.contexts.surfaces),
+        model_version=model_version,
+        taxonomy_sha256=taxonomy.sha256,
+        gate_digest=gate.digest(),
+    )
+
+
+def python_models(spec: RepositorySpec) -> list[str]:
+    """The models served by the python backend (the classifier only in the local variant)."""
+    return [TOKENIZER_MODEL, *([CLASSIFIER_MODEL] if spec.local else []), POSTPROCESS_MODEL]
+
+
+def write_models(layout: RepositoryLayout, spec: RepositorySpec) -> None:
+    """Each model's folder: `<model>/config.pbtxt`, `<model>/1/`, and `1/model.py` for python-backend models."""
+    for model, config in render_configs(spec).items():
+        layout.version_dir(model).mkdir(parents=True)
+        layout.config(model).write_text(config, encoding="utf-8")
+    for model in python_models(spec):
+        shutil.copyfile(MODELS_DIR / PYTHON_SOURCES[model], layout.version_dir(model) / PYTHON_MODEL)
+    (layout.version_dir(spec.name) / ENSEMBLE_VERSION_MARKER).write_text("", encoding="utf-8")
+
+
+def copy_payloads(
+    layout: RepositoryLayout, spec: RepositorySpec, export_dir: Path, evaluation_dir: Path, gate: GateRecord
+) -> None:
+    """The judged files themselves: tokenizer, ONNX model, thresholds; plus the label file of the scores."""
+    shutil.copytree(export_dir / TOKENIZER_DIR, layout.tokenizer_dir)
+    shutil.copyfile(export_dir / gate.judged.model_file, layout.classifier_onnx)
+    shutil.copyfile(evaluation_dir / THRESHOLDS_FILE, layout.thresholds)
+    layout.labels.write_text("\n".join(spec.labels) + "\n", encoding="utf-8")
+
+
+def write_manifest(layout: RepositoryLayout, spec: RepositorySpec, gate: GateRecord) -> dict[str, Any]:
+    """Digest every file in the repository and write `repository.json`."""
+    root = layout.root
+    files = {str(path.relative_to(root)): sha256_file(path) for path in sorted(root.rglob("*")) if path.is_file()}
+    manifest = {
+        "model_name": spec.name,
+        "model_version": spec.model_version,
+        "variant": spec.settings.variant,
+        "labels": spec.labels,
+        "taxonomy_sha256": spec.taxonomy_sha256,
+        "gate_digest": spec.gate_digest,
+        "gate_summary": gate.summary.model_dump(mode="json"),
+        "files": files,
+        "digest": sha256_json(files),
+    }
+    write_json(layout.manifest, manifest)
+    return manifest
 
 
 def write_repository(
@@ -216,55 +316,10 @@ def write_repository(
     gate: GateRecord,
 ) -> dict[str, Any]:
     """Write the repository to `out_dir` and return its manifest (content digest included). No gate check here."""
-    export_dir, evaluation_dir, out_dir = Path(export_dir), Path(evaluation_dir), Path(out_dir)
-    thresholds = ThresholdSet.load(evaluation_dir / THRESHOLDS_FILE, taxonomy.labels)
-    model_json = read_json(export_dir / "model.json")
-    unknown = set(settings.optional_disabled) - set(thresholds.optional)
-    if unknown:
-        raise PromotionRefused(f"serving.optional_disabled names non-optional categories {sorted(unknown)}")
-    spec = RepositorySpec(
-        name=settings.model_name,
-        labels=taxonomy.labels,
-        input_names=model_json["input_names"],
-        max_length=int(model_json["max_length"]),
-        settings=settings,
-        audiences=list(taxonomy.contexts.audiences),
-        surfaces=list(taxonomy.contexts.surfaces),
-        model_version=model_version,
-        taxonomy_sha256=taxonomy.sha256,
-        gate_digest=gate.digest(),
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    layout = {
-        "tokenizer": (render_tokenizer(spec), "tokenizer.py"),
-        "classifier": (render_classifier(spec), "classifier.py" if settings.variant == "local" else None),
-        "postprocess": (render_postprocess(spec), "postprocess.py"),
-        spec.name: (render_ensemble(spec), None),
-    }
-    for model, (config, code) in layout.items():
-        version = out_dir / model / "1"
-        version.mkdir(parents=True)
-        (out_dir / model / "config.pbtxt").write_text(config, encoding="utf-8")
-        if code:
-            shutil.copyfile(MODELS_DIR / code, version / "model.py")
-    shutil.copytree(export_dir / "tokenizer", out_dir / "tokenizer" / "1" / "tokenizer")
-    shutil.copyfile(export_dir / gate.judged.model_file, out_dir / "classifier" / "1" / "model.onnx")
-    shutil.copyfile(evaluation_dir / THRESHOLDS_FILE, out_dir / "postprocess" / "1" / THRESHOLDS_FILE)
-    (out_dir / "postprocess" / "labels.txt").write_text("\n".join(taxonomy.labels) + "\n", encoding="utf-8")
-    (out_dir / spec.name / "1" / ".keep").write_text("", encoding="utf-8")
-
-    files = {str(path.relative_to(out_dir)): sha256_file(path) for path in sorted(out_dir.rglob("*")) if path.is_file()}
-    manifest = {
-        "model_name": spec.name,
-        "model_version": model_version,
-        "variant": settings.variant,
-        "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
-        "gate_digest": spec.gate_digest,
-        "gate_summary": gate.summary.model_dump(mode="json"),
-        "files": files,
-        "digest": sha256_json(files),
-    }
-    write_json(out_dir / MANIFEST, manifest)
-    return manifest
+    export_dir, evaluation_dir, layout = Path(export_dir), Path(evaluation_dir), RepositoryLayout(Path(out_dir))
+    spec = repository_spec(taxonomy, settings, export_dir, evaluation_dir, model_version, gate)
+    if layout.root.exists():
+        shutil.rmtree(layout.root)
+    write_models(layout, spec)
+    copy_payloads(layout, spec, export_dir, evaluation_dir, gate)
+    return write_manifest(layout, spec, gate)

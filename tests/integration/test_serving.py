@@ -16,12 +16,12 @@ from tritonclient.utils import InferenceServerException
 from tests.conftest import tiny_profile
 from tiergate.client import ModerationClient, to_arrays
 from tiergate.components.evaluate.step import evaluate_model
+from tiergate.components.package.repository import build_repository, write_repository
 from tiergate.errors import ClassificationError, PromotionRefused
 from tiergate.gate import load_gate
 from tiergate.hashing import read_json
 from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.records import read_jsonl
-from tiergate.serving.repository import build_repository, write_repository
 from tiergate.serving.server import TritonServer
 from tiergate.taxonomy import Taxonomy
 
@@ -81,7 +81,7 @@ def test_repository_layout_and_configs(repository: Path, taxonomy: Taxonomy) -> 
     ensemble = (repository / "tiergate" / "config.pbtxt").read_text()
     assert 'platform: "ensemble"' in ensemble and json.dumps(json.dumps(taxonomy.labels)) in ensemble
     classifier = (repository / "classifier" / "config.pbtxt").read_text()
-    assert 'backend: "python"' in classifier and "KIND_CPU" in classifier and "preferred_batch_size: [ 8, 16, 32 ]" in classifier
+    assert 'backend: "python"' in classifier and "KIND_CPU" in classifier and "preferred_batch_size: [8, 16, 32]" in classifier
 
 
 def test_production_variant_uses_onnxruntime_on_gpu(

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
+from tiergate.artifacts import CLASSIFIER_FILE
 from tiergate.inference import OnnxClassifier
 
 
 class TritonPythonModel:
     def initialize(self, args):
         here = Path(args["model_repository"]) / args["model_version"]
-        self.classifier = OnnxClassifier(here / "model.onnx")
+        self.classifier = OnnxClassifier(here / CLASSIFIER_FILE)
 
     def execute(self, requests):
         responses = []

@@ -6,18 +6,20 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
+from tiergate.artifacts import THRESHOLDS_FILE
 from tiergate.inference import Postprocessor, ThresholdSet
+from tiergate.triton_params import json_parameter, string_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        parameters = string_parameters(json.loads(args["model_config"]))
         here = Path(args["model_repository"]) / args["model_version"]
-        thresholds = ThresholdSet.load(here / "thresholds.json")
+        thresholds = ThresholdSet.load(here / THRESHOLDS_FILE)
         self.postprocessor = Postprocessor(thresholds)
         # The Helm chart can switch optional categories off per deployment through the environment.
-        disabled = set(json.loads(os.environ.get("TIERGATE_OPTIONAL_DISABLED") or parameters.get("optional_disabled", "[]")))
+        override = os.environ.get("TIERGATE_OPTIONAL_DISABLED")
+        disabled = set(json.loads(override) if override else json_parameter(parameters, "optional_disabled", "[]"))
         self.enabled_optional = [name for name in thresholds.optional if name not in disabled]
 
     def execute(self, requests):

@@ -10,21 +10,22 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
+from tiergate.artifacts import TOKENIZER_DIR
 from tiergate.errors import InputDataError
 from tiergate.inference import Preprocessor
 from tiergate.records import Context
+from tiergate.triton_params import json_parameter, string_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        parameters = string_parameters(json.loads(args["model_config"]))
         here = Path(args["model_repository"]) / args["model_version"]
-        self.input_names = json.loads(parameters["input_names"])
-        self.preprocessor = Preprocessor(here / "tokenizer", int(parameters["max_length"]), self.input_names)
+        self.input_names = json_parameter(parameters, "input_names")
+        self.preprocessor = Preprocessor(here / TOKENIZER_DIR, int(parameters["max_length"]), self.input_names)
         self.max_chars = int(parameters["max_text_chars"])
-        self.audiences = json.loads(parameters["audiences"])
-        self.surfaces = json.loads(parameters["surfaces"])
+        self.audiences = json_parameter(parameters, "audiences")
+        self.surfaces = json_parameter(parameters, "surfaces")
 
     def _decode(self, request):
         texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)

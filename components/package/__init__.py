@@ -1,0 +1,1 @@
+"""Packaging step: a gated model becomes a Triton model repository (builder, KFP wrapper, python-backend models)."""
