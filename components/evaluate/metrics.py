@@ -71,10 +71,6 @@ def evaluate_split(
         predicted, actual = flags[:, column], targets[:, column]
         precision, recall, f1 = prf(predicted, actual)
         support = int(actual.sum())
-        errors: Counter[str] = Counter()
-        for row in np.flatnonzero(predicted & ~actual):
-            others = [labels[c] for c in np.flatnonzero(targets[row]) if c != column]
-            errors.update(others or ["(no label)"])
         val_f1 = thresholds["search"][name]["val_f1"]
         per_category[name] = {
             "tier": tiers_by_column[column],
@@ -89,26 +85,11 @@ def evaluate_split(
             "interval": bootstrap_intervals(predicted, actual, bootstrap_samples, confidence, seed + column),
             "val_f1": val_f1,
             "val_test_gap": None if val_f1 is None else float(val_f1 - f1),
-            "false_positive_true_labels": dict(errors.most_common()),
+            "false_positive_true_labels": false_positive_true_labels(labels, column, predicted, actual, targets),
             "pr_curve": pr_curve(scores[:, column], actual, pr_points),
         }
     measured = [entry for entry in per_category.values() if entry["support"] > 0]
     micro = prf(flags, targets)
-    tiers = {}
-    for tier in sorted(taxonomy.tiers):
-        members = [entry["f1"] for name, entry in per_category.items() if entry["tier"] == tier and entry["support"] > 0]
-        tiers[tier] = {"macro_f1": float(np.mean(members)) if members else None, "categories": len(members)}
-    contexts: dict[str, Any] = {}
-    context_names = sorted({str(record.context) for record in records})
-    for context in context_names:
-        rows = np.array([str(record.context) == context for record in records])
-        sub_flags, sub_targets = flags[rows], targets[rows]
-        values = [prf(sub_flags[:, c], sub_targets[:, c])[2] for c in range(len(labels)) if sub_targets[:, c].any()]
-        contexts[context] = {
-            "records": int(rows.sum()),
-            "macro_f1": float(np.mean(values)) if values else None,
-            "micro_f1": prf(sub_flags, sub_targets)[2],
-        }
     return {
         "records": len(records),
         "per_category": per_category,
@@ -116,7 +97,42 @@ def evaluate_split(
         "micro_f1": micro[2],
         "micro_precision": micro[0],
         "micro_recall": micro[1],
-        "tiers": tiers,
-        "contexts": contexts,
+        "tiers": tier_metrics(taxonomy, per_category),
+        "contexts": context_metrics(records, flags, targets),
         "not_measurable": [name for name, entry in per_category.items() if not entry["measurable"]],
     }
+
+
+def false_positive_true_labels(
+    labels: Sequence[str], column: int, predicted: np.ndarray, actual: np.ndarray, targets: np.ndarray
+) -> dict[str, int]:
+    """For one category's false positives, the labels those texts really carry: what it is confused with."""
+    errors: Counter[str] = Counter()
+    for row in np.flatnonzero(predicted & ~actual):
+        others = [labels[c] for c in np.flatnonzero(targets[row]) if c != column]
+        errors.update(others or ["(no label)"])
+    return dict(errors.most_common())
+
+
+def tier_metrics(taxonomy: Taxonomy, per_category: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Macro F1 per tier over the categories with test positives (the tiers' gates read these)."""
+    tiers = {}
+    for tier in sorted(taxonomy.tiers):
+        members = [entry["f1"] for entry in per_category.values() if entry["tier"] == tier and entry["support"] > 0]
+        tiers[tier] = {"macro_f1": float(np.mean(members)) if members else None, "categories": len(members)}
+    return tiers
+
+
+def context_metrics(records: Sequence[Record], flags: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """Macro and micro F1 per context (audience/surface): context sensitivity is a product feature."""
+    contexts: dict[str, Any] = {}
+    for context in sorted({str(record.context) for record in records}):
+        rows = np.array([str(record.context) == context for record in records])
+        sub_flags, sub_targets = flags[rows], targets[rows]
+        values = [prf(sub_flags[:, c], sub_targets[:, c])[2] for c in range(flags.shape[1]) if sub_targets[:, c].any()]
+        contexts[context] = {
+            "records": int(rows.sum()),
+            "macro_f1": float(np.mean(values)) if values else None,
+            "micro_f1": prf(sub_flags, sub_targets)[2],
+        }
+    return contexts

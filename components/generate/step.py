@@ -153,6 +153,18 @@ def _report(
     }
 
 
+def _manifest_notes(category: str, report: dict[str, Any], smoke_test: bool) -> list[str]:
+    """What a consumer of this dataset must know: smoke-test data, shortfalls (also logged), refusals."""
+    notes = [SMOKE_TEST_NOTE] if smoke_test else []
+    for shortfall in report["shortfalls"]:
+        note = f"SHORTFALL {category}/{shortfall['kind']}: produced {shortfall['produced']} of {shortfall['requested']} requested"
+        notes.append(note)
+        log.warning(note)
+    if report["refused_requests"]:
+        notes.append(f"{category}: {report['refused_requests']} request(s) refused by the model")
+    return notes
+
+
 def generate_category(
     taxonomy: Taxonomy,
     profile: Profile,
@@ -188,13 +200,7 @@ def generate_category(
     report = _report(category, requested, results, records, profile)
     write_json(out_dir / GENERATION_REPORT, report)
 
-    notes = [SMOKE_TEST_NOTE] if generator.smoke_test else []
-    for shortfall in report["shortfalls"]:
-        note = f"SHORTFALL {category}/{shortfall['kind']}: produced {shortfall['produced']} of {shortfall['requested']} requested"
-        notes.append(note)
-        log.warning(note)
-    if report["refused_requests"]:
-        notes.append(f"{category}: {report['refused_requests']} request(s) refused by the model")
+    notes = _manifest_notes(category, report, generator.smoke_test)
     manifest = DatasetManifest(
         dataset="generated",
         labels=taxonomy.labels,

@@ -45,7 +45,7 @@ def test_thresholds_stay_inside_tier_ranges_and_overrides(taxonomy: Taxonomy) ->
         assert low - 1e-9 <= document["thresholds"][name] <= high + 1e-9, name
     assert document["thresholds"]["harassment"] == 0.65  # capped by the override, not 0.85+
     assert document["search"]["harassment"]["range"] == [0.30, 0.65]
-    assert document["labels"] == taxonomy.labels and document["taxonomy_sha256"] == taxonomy.sha256
+    assert document["labels"] == taxonomy.labels and document["taxonomy_sha256"] == taxonomy.labels_sha256
 
 
 def test_recall_floor_steers_the_search() -> None:
@@ -72,7 +72,7 @@ def _gate_for(taxonomy: Taxonomy, scores: np.ndarray, targets: np.ndarray, regre
     document = tune_thresholds(taxonomy, scores, targets)
     flags = (
         Postprocessor(
-            ThresholdSet(taxonomy.labels, taxonomy.sha256, document["thresholds"], document["tiers"], document["optional"])
+            ThresholdSet(taxonomy.labels, taxonomy.labels_sha256, document["thresholds"], document["tiers"], document["optional"])
         )
         .decide(np.log(scores / (1 - scores + 1e-9) + 1e-9))
         .flags
@@ -164,7 +164,7 @@ def test_threshold_files_from_another_taxonomy_are_refused(taxonomy: Taxonomy, t
 def test_postprocessor_optional_switch_and_routing_tier(taxonomy: Taxonomy) -> None:
     thresholds = ThresholdSet(
         taxonomy.labels,
-        taxonomy.sha256,
+        taxonomy.labels_sha256,
         dict.fromkeys(taxonomy.labels, 0.5),
         {c.name: c.tier for c in taxonomy.categories},
         ["anti_trans"],

@@ -3,10 +3,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tiergate.components.generate.offline import OfflineGenerator
 from tiergate.components.generate.plan import chunk_requests, plan_category, secondary_assignments
-from tiergate.components.generate.step import generate_category
+from tiergate.components.generate.step import categories_to_generate, generate_category
 from tiergate.datasets import load_manifest
+from tiergate.errors import ConfigError
 from tiergate.profiles import Profile
 from tiergate.records import Kind, read_jsonl
 from tiergate.taxonomy import Taxonomy
@@ -86,3 +89,14 @@ def test_generate_category_dataset(taxonomy: Taxonomy, local_profile: Profile, t
             origin = next(r for r in records if r.source.prompt_id == record.source.prompt_id.removesuffix("~perturbed"))
             assert origin.id == record.source.origin_id
             assert origin.labels == record.labels and origin.text != record.text
+
+
+def test_categories_to_generate_uses_the_profile(taxonomy: Taxonomy, local_profile: Profile) -> None:
+    """list_categories resolves the profile's generation counts once, before the pipeline fans out."""
+    assert categories_to_generate(taxonomy, local_profile, []) == taxonomy.labels
+    assert categories_to_generate(taxonomy, local_profile, ["csam", "threats"]) == ["threats", "csam"]
+    unknown_counts = local_profile.model_copy(update={"generation_counts": "nope"})
+    with pytest.raises(ConfigError, match=r"generation\.counts has no profile 'nope'"):
+        categories_to_generate(taxonomy, unknown_counts, [])
+    with pytest.raises(ConfigError, match="unknown category 'nope'"):
+        categories_to_generate(taxonomy, local_profile, ["nope"])

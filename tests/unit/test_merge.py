@@ -43,7 +43,7 @@ def _dataset(taxonomy: Taxonomy, directory: Path, records: list[Record]) -> Path
         DatasetManifest(
             dataset="imported",
             labels=taxonomy.labels,
-            taxonomy_sha256=taxonomy.sha256,
+            taxonomy_sha256=taxonomy.labels_sha256,
             files={"records.jsonl": file_entry(path, len(records))},
         ),
     )
