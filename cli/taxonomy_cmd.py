@@ -32,11 +32,11 @@ def show(
             f"{index:2d}  {category.name:<20} T{category.tier} {tier.name:<18} gate F1>={tier.f1_gate:.2f}"
             f"  thresholds [{low:.2f}, {high:.2f}]  pos_weight cap {tier.pos_weight_cap:g}{flags}"
         )
-    typer.echo(f"sha256 {loaded.sha256}")
+    typer.echo(f"sha256 {loaded.labels_sha256}")
 
 
 @app.command("validate")
 def validate(path: Annotated[Path | None, typer.Argument(help="Taxonomy YAML to check.")] = None) -> None:
     """Validate a taxonomy file; prints the problem (naming the key) and exits 2 if it is invalid."""
     loaded = load_taxonomy(path)
-    typer.echo(f"ok: {len(loaded.labels)} categories in {len(loaded.tiers)} tiers, sha256 {loaded.sha256}")
+    typer.echo(f"ok: {len(loaded.labels)} categories in {len(loaded.tiers)} tiers, sha256 {loaded.labels_sha256}")

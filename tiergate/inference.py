@@ -22,8 +22,6 @@ from tiergate.numeric import sigmoid
 from tiergate.preprocessing import InputEncoder, Padding
 from tiergate.records import Context
 
-THRESHOLDS_FILE = "thresholds.json"
-
 
 @dataclass(frozen=True)
 class ThresholdSet:

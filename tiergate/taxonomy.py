@@ -206,11 +206,6 @@ class Taxonomy(StrictModel):
         """
         return taxonomy_sha256(self.labels)
 
-    @property
-    def sha256(self) -> str:
-        """Deprecated alias of `labels_sha256`, kept for callers not yet renamed."""
-        return self.labels_sha256
-
     def tier_vector(self) -> list[int]:
         """Each label's tier number, in label (model output) order."""
         return [category.tier for category in self.categories]

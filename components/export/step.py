@@ -117,7 +117,7 @@ def onnx_metadata(taxonomy: Taxonomy, trained: TrainedModel) -> dict[str, Any]:
     """What every ONNX file embeds and `model.json` repeats: labels, taxonomy hash, inputs, provenance."""
     return {
         "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
+        "taxonomy_sha256": taxonomy.labels_sha256,
         "max_length": str(trained.info.max_length),
         "base_model": trained.info.base_model,
         "input_names": trained.input_names,
@@ -258,7 +258,7 @@ def build_report(
     info = trained.info
     return {
         "labels": taxonomy.labels,
-        "taxonomy_sha256": taxonomy.sha256,
+        "taxonomy_sha256": taxonomy.labels_sha256,
         "base_model": info.base_model,
         "max_length": info.max_length,
         "input_names": trained.input_names,

@@ -107,7 +107,7 @@ def import_file(
     manifest = DatasetManifest(
         dataset="imported",
         labels=taxonomy.labels,
-        taxonomy_sha256=taxonomy.sha256,
+        taxonomy_sha256=taxonomy.labels_sha256,
         files={"records.jsonl": file_entry(records_path, len(records))},
         counts={"records": len(records), "source": path.name},
         config={"mapping": mapping.__dict__, "format": file_format},

@@ -257,7 +257,7 @@ def repository_spec(
         audiences=list(taxonomy.contexts.audiences),
         surfaces=list(taxonomy.contexts.surfaces),
         model_version=model_version,
-        taxonomy_sha256=taxonomy.sha256,
+        taxonomy_sha256=taxonomy.labels_sha256,
         gate_digest=gate.digest(),
     )
 

@@ -234,7 +234,7 @@ def describe_checkpoint(
     best = max(epochs, key=lambda entry: entry["eval_macro_f1"]) if epochs else {}
     return CheckpointInfo(
         labels=taxonomy.labels,
-        taxonomy_sha256=taxonomy.sha256,
+        taxonomy_sha256=taxonomy.labels_sha256,
         base_model=start.base_model,
         max_length=settings.max_length,
         phase=phase,

@@ -17,7 +17,7 @@ def test_export_writes_both_variants_with_metadata(taxonomy: Taxonomy, tiny_expo
     for name in ("model.onnx", "model_fp16.onnx"):
         metadata = check_onnx_labels(tiny_export / name, taxonomy)
         assert json.loads(metadata["labels"]) == taxonomy.labels
-        assert metadata["taxonomy_sha256"] == taxonomy.sha256
+        assert metadata["taxonomy_sha256"] == taxonomy.labels_sha256
     assert read_metadata(tiny_export / "model_fp16.onnx")["variant"] == "fp16"
     sidecar = json.loads((tiny_export / "model.json").read_text())
     assert sidecar["served_variant"] == "fp16" and sidecar["parity"] == {"fp32": True, "fp16": True}

@@ -31,7 +31,9 @@ def inputs(taxonomy: Taxonomy) -> dict[str, Any]:
     targets = rng.random((200, len(taxonomy.labels))) < 0.2
     scores = np.clip(np.where(targets, 0.8, 0.2) + rng.normal(0, 0.08, targets.shape), 0, 1).astype(np.float32)
     thresholds = tune_thresholds(taxonomy, scores, targets)
-    table = ThresholdSet(taxonomy.labels, taxonomy.sha256, thresholds["thresholds"], thresholds["tiers"], thresholds["optional"])
+    table = ThresholdSet(
+        taxonomy.labels, taxonomy.labels_sha256, thresholds["thresholds"], thresholds["tiers"], thresholds["optional"]
+    )
     flags = Postprocessor(table).decide(np.log(scores / (1 - scores + 1e-9) + 1e-9)).flags
     source = Source(generator="t", model="t", prompt_id="p", category=None, kind=Kind.INNOCUOUS)
     records = [make_record(f"text {i}", Context(audience="general", surface="message"), [], source) for i in range(200)]

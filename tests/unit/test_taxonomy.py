@@ -106,7 +106,6 @@ def test_hash_depends_on_order(taxonomy: Taxonomy) -> None:
     swapped[0], swapped[1] = swapped[1], swapped[0]
     assert taxonomy_sha256(swapped) != taxonomy.labels_sha256
     assert taxonomy_sha256(list(taxonomy.labels)) == taxonomy.labels_sha256
-    assert taxonomy.sha256 == taxonomy.labels_sha256  # deprecated alias, same value
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,7 @@ def test_training_is_deterministic_on_cpu(taxonomy: Taxonomy, merged_small: Path
 
 def test_checkpoint_carries_labels_and_provenance(taxonomy: Taxonomy, tiny_checkpoints: Path) -> None:
     info = load_checkpoint_info(tiny_checkpoints / "phase3", taxonomy)
-    assert info.labels == taxonomy.labels and info.taxonomy_sha256 == taxonomy.sha256
+    assert info.labels == taxonomy.labels and info.taxonomy_sha256 == taxonomy.labels_sha256
     assert info.phase == "phase3" and info.parent is not None and info.parent.startswith("phase2@")
     assert set(info.dataset_sha256) == {"merged", "phase3"}
     assert info.epochs and "eval_macro_f1" in info.best
