@@ -11,7 +11,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from tiergate.errors import InputDataError, LabelMismatchError
 from tiergate.hashing import sha256_file
 from tiergate.labels import check_labels
 from tiergate.numeric import sigmoid
+from tiergate.onnx_model import META_PREFIX, open_session, run_logits
 from tiergate.preprocessing import InputEncoder, Padding
 from tiergate.records import Context
 
@@ -110,23 +110,17 @@ class OnnxClassifier:
     """The exported classifier under onnxruntime; its embedded labels are checked on load."""
 
     def __init__(self, model_path: Path, expected_labels: Sequence[str] | None = None):
-        import onnxruntime as ort
-
         self.path = Path(model_path)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.session = open_session(self.path)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.labels: list[str] = json.loads(meta["tiergate.labels"]) if "tiergate.labels" in meta else []
+        self.labels: list[str] = json.loads(meta[META_PREFIX + "labels"]) if META_PREFIX + "labels" in meta else []
         if expected_labels is not None:
             check_labels(self.labels, expected_labels, str(self.path))
-        self.max_length = int(meta.get("tiergate.max_length", "128"))
+        self.max_length = int(meta.get(META_PREFIX + "max_length", "128"))
         self.input_names = [node.name for node in self.session.get_inputs()]
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        result: Any = self.session.run(["logits"], {name: batch[name] for name in self.input_names})[0]
-        return np.asarray(result, dtype=np.float32)
+        return run_logits(self.session, batch)
 
 
 class ModerationPipeline:

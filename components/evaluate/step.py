@@ -33,7 +33,6 @@ from tiergate.components.evaluate.metrics import evaluate_split
 from tiergate.components.evaluate.regression import run_suites
 from tiergate.components.evaluate.report import render_html, render_markdown
 from tiergate.components.evaluate.thresholds import prf, tune_thresholds
-from tiergate.components.export.onnx_io import check_onnx_labels
 from tiergate.datasets import DatasetManifest, load_manifest
 from tiergate.errors import InputDataError
 from tiergate.gate import GateRecord, Judged, decide, write_gate
@@ -41,6 +40,7 @@ from tiergate.hashing import read_json, sha256_file, write_json
 from tiergate.inference import ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
 from tiergate.labels import encode_labels
 from tiergate.numeric import sigmoid
+from tiergate.onnx_model import check_onnx_labels
 from tiergate.paths import project_path
 from tiergate.profiles import EvaluateSettings, Profile
 from tiergate.records import Context, Record, read_jsonl

@@ -1,4 +1,4 @@
-"""ONNX files as tiergate artifacts: export, fp16 conversion, embedded label metadata, sessions."""
+"""Writing ONNX files as tiergate artifacts: export, fp16 conversion, embedded metadata (read by tiergate.onnx_model)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 
-from tiergate.errors import InputDataError
-from tiergate.labels import check_labels
-from tiergate.taxonomy import Taxonomy
-
-META_PREFIX = "tiergate."
+from tiergate.onnx_model import META_PREFIX
 
 
 class LogitsOnly(torch.nn.Module):
@@ -69,34 +64,3 @@ def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
         entry.key = META_PREFIX + key
         entry.value = value if isinstance(value, str) else json.dumps(value)
     onnx.save(model, str(path))
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {
-        entry.key.removeprefix(META_PREFIX): entry.value for entry in model.metadata_props if entry.key.startswith(META_PREFIX)
-    }
-
-
-def check_onnx_labels(path: Path, taxonomy: Taxonomy) -> dict[str, str]:
-    """Refuse an ONNX model whose embedded labels are not the taxonomy's, in order."""
-    metadata = read_metadata(path)
-    if "labels" not in metadata:
-        raise InputDataError(f"{path}: no tiergate label metadata; not a tiergate model")
-    check_labels(json.loads(metadata["labels"]), taxonomy.labels, str(path))
-    return metadata
-
-
-def session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers)
-
-
-def run_session(sess: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
-    names = [node.name for node in sess.get_inputs()]
-    return sess.run(["logits"], {name: batch[name].astype(np.int64) for name in names})[0]

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from tiergate.artifacts import EXPORT_INFO, ONNX_FILES, TOKENIZER_DIR, VAL_SPLIT
-from tiergate.components.export.onnx_io import check_onnx_labels, convert_fp16, export_fp32, run_session, session, write_metadata
+from tiergate.components.export.onnx_io import convert_fp16, export_fp32, write_metadata
 from tiergate.components.export.parity import ParityResult, batched, compare_logits, describe_failure
 from tiergate.components.train.checkpoint import CheckpointInfo, load_checkpoint_info
 from tiergate.errors import InputDataError, ParityError
 from tiergate.hashing import sha256_file, write_json
+from tiergate.onnx_model import check_onnx_labels, open_session, run_logits
 from tiergate.preprocessing import InputEncoder, Padding
 from tiergate.profiles import ExportSettings, ParitySettings, Profile
 from tiergate.records import Context, read_jsonl
@@ -159,8 +160,8 @@ def torch_runner(model: torch.nn.Module) -> Runner:
 
 
 def onnx_runner(path: Path) -> Runner:
-    sess = session(path)
-    return lambda batch: run_session(sess, batch)
+    session = open_session(path)
+    return lambda batch: run_logits(session, batch)
 
 
 def variant_runners(model: torch.nn.Module, paths: dict[str, Path]) -> dict[str, Runner]:

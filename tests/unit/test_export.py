@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_profile
-from tiergate.components.export.onnx_io import check_onnx_labels, read_metadata, run_session, session
 from tiergate.components.export.step import export_model
 from tiergate.errors import LabelMismatchError, ParityError
+from tiergate.onnx_model import check_onnx_labels, open_session, read_metadata, run_logits
 from tiergate.taxonomy import Taxonomy, parse_taxonomy
 
 
@@ -30,11 +30,11 @@ def test_export_writes_both_variants_with_metadata(taxonomy: Taxonomy, tiny_expo
 
 
 def test_dynamic_batch_and_sequence_axes(tiny_export: Path) -> None:
-    sess = session(tiny_export / "model_fp16.onnx")
+    sess = open_session(tiny_export / "model_fp16.onnx")
     names = [node.name for node in sess.get_inputs()]
     for batch, length in ((1, 5), (7, 23)):
         inputs = {name: np.ones((batch, length), dtype=np.int64) for name in names}
-        assert run_session(sess, inputs).shape == (batch, 33)
+        assert run_logits(sess, inputs).shape == (batch, 33)
     assert sess.get_outputs()[0].type == "tensor(float)"  # fp32 I/O around fp16 weights
 
 
