@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tiergate.artifacts import ONNX_FILES, TEST_SPLIT, THRESHOLDS_FILE, TOKENIZER_DIR
 from tiergate.client import ModerationClient
 from tiergate.formatting import format_input
 from tiergate.inference import ModerationPipeline, ThresholdSet
@@ -86,7 +87,7 @@ def main() -> None:
     export, checkpoint, data = (
         _require(kfp, pattern) for pattern in ("*/export/onnx_model", "*/train-3/checkpoint", "*/merge/merged")
     )
-    records = (read_jsonl(data / "test.jsonl") * 10)[: args.requests]
+    records = (read_jsonl(data / TEST_SPLIT) * 10)[: args.requests]
     texts, contexts = [r.text for r in records], [str(r.context) for r in records]
 
     results = []
@@ -96,7 +97,7 @@ def main() -> None:
     formatted = [format_input(r.text, r.context) for r in records]
     results.append(bench_sequential("transformers pipeline (PyTorch, 1 text per call)", classifier, formatted))
 
-    in_process = ModerationPipeline(export / "model_fp16.onnx", export / "tokenizer", ThresholdSet.load(run / "thresholds.json"))
+    in_process = ModerationPipeline(export / ONNX_FILES["fp16"], export / TOKENIZER_DIR, ThresholdSet.load(run / THRESHOLDS_FILE))
     results.append(
         bench_sequential(
             "onnxruntime in-process (fp16, 1 text per call)", lambda r: in_process.classify([r.text], [r.context]), records

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tiergate.artifacts import REPOSITORY_MANIFEST
 from tiergate.errors import PipelineError
 from tiergate.paths import PROJECT_ROOT
 from tiergate.profiles import load_profile
@@ -72,7 +73,7 @@ def locate_outputs(root: Path) -> dict[str, Any]:
         "evaluation": evaluation,
         "model_repository": repository,
         "not_promoted": not_promoted,
-        "promoted": repository is not None and (repository / "repository.json").is_file(),
+        "promoted": repository is not None and (repository / REPOSITORY_MANIFEST).is_file(),
     }
 
 

@@ -10,12 +10,13 @@ def promote(
     import json
     from pathlib import Path
 
+    from tiergate.artifacts import REPOSITORY_MANIFEST
     from tiergate.components.promote.step import promote as promote_model
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
 
     setup_logging()
-    manifest = json.loads((Path(model_repository.path) / "repository.json").read_text())
+    manifest = json.loads((Path(model_repository.path) / REPOSITORY_MANIFEST).read_text())
     published = {"uri": uri, "digest": digest, "version": version, "model_name": manifest["model_name"]}
     result = promote_model(load_profile(profile).promote, Path(evaluation.path), Path(model_repository.path), published, run_id)
     print(json.dumps(result))

@@ -15,13 +15,13 @@ from typing import Any
 
 import fsspec
 
+from tiergate.artifacts import REPOSITORY_MANIFEST
 from tiergate.errors import PublishError
 from tiergate.hashing import sha256_stream
 from tiergate.paths import project_path
 from tiergate.profiles import PublishSettings
 
 log = logging.getLogger(__name__)
-MANIFEST = "repository.json"
 
 
 
@@ -43,7 +43,7 @@ def _sha256_remote(filesystem: Any, path: str) -> str:
 def publish_repository(repository: Path, settings: PublishSettings) -> dict[str, Any]:
     """Upload `repository` and verify every file; returns {uri, digest, version, model_name, already_published}."""
     repository = Path(repository)
-    manifest = json.loads((repository / MANIFEST).read_text(encoding="utf-8"))
+    manifest = json.loads((repository / REPOSITORY_MANIFEST).read_text(encoding="utf-8"))
     digest, version, model_name = manifest["digest"], manifest["model_version"], manifest["model_name"]
     filesystem, root = resolve_store(settings)
     relative = f"{model_name}/{version}/{digest}"
@@ -55,10 +55,10 @@ def publish_repository(repository: Path, settings: PublishSettings) -> dict[str,
     if filesystem.exists(version_dir):
         for existing in filesystem.ls(version_dir, detail=False):
             existing = existing.rstrip("/")
-            if existing.endswith(digest) and filesystem.exists(f"{existing}/{MANIFEST}"):
+            if existing.endswith(digest) and filesystem.exists(f"{existing}/{REPOSITORY_MANIFEST}"):
                 log.info("publish: %s already published with the same digest; nothing to do", uri)
                 return {**result, "already_published": True}
-            if filesystem.exists(f"{existing}/{MANIFEST}"):
+            if filesystem.exists(f"{existing}/{REPOSITORY_MANIFEST}"):
                 raise PublishError(
                     f"version {version} is already published with digest {existing.rsplit('/', 1)[-1][:12]}; "
                     "published versions are never overwritten: choose a new version"
@@ -72,7 +72,7 @@ def publish_repository(repository: Path, settings: PublishSettings) -> dict[str,
         filesystem.makedirs(f"{target}/{Path(name).parent}", exist_ok=True)
         filesystem.put_file(str(repository / name), f"{target}/{name}")
         log.info("publish: %d/%d %s", index, len(files), name)
-    filesystem.put_file(str(repository / MANIFEST), f"{target}/{MANIFEST}")
+    filesystem.put_file(str(repository / REPOSITORY_MANIFEST), f"{target}/{REPOSITORY_MANIFEST}")
 
     for name, expected in manifest["files"].items():
         actual = _sha256_remote(filesystem, f"{target}/{name}")
