@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tiergate.profiles import Profile, load_profile
-from tiergate.taxonomy import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy
+from tiergate.taxonomy import Taxonomy, default_taxonomy_path, load_taxonomy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def taxonomy() -> Taxonomy:
 
 @pytest.fixture(scope="session")
 def taxonomy_data() -> dict[str, Any]:
-    return yaml.safe_load(DEFAULT_TAXONOMY_PATH.read_text(encoding="utf-8"))
+    return yaml.safe_load(default_taxonomy_path().read_text(encoding="utf-8"))
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json
+from tiergate.paths import config_path
 from tiergate.strict import StrictModel, format_validation_error
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 GeneratorKind = Literal["offline", "anthropic", "openai-compatible"]
 RecordKindName = Literal["positive", "context", "hard_negative", "innocuous", "perturbation"]
 
@@ -244,16 +244,26 @@ def _read_profile_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    return deep_merge(_read_profile_file(path.parent / f"{parent}.yaml", (*seen, path)), data)
+    # A sibling file first (a folder of user profiles), else the config tree's: a profile written
+    # anywhere can say `extends: production` without copying the packaged profiles next to it.
+    sibling = path.parent / f"{parent}.yaml"
+    parent_path = sibling if sibling.is_file() else profiles_dir() / f"{parent}.yaml"
+    return deep_merge(_read_profile_file(parent_path, (*seen, path)), data)
+
+
+def profiles_dir() -> Path:
+    """config/profiles of the config tree in use (packaged, or $TIERGATE_HOME's)."""
+    return config_path("profiles")
 
 
 def resolve_profile_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in {".yaml", ".yml"} or candidate.is_file():
         return candidate
-    path = PROFILES_DIR / f"{name_or_path}.yaml"
+    profiles = profiles_dir()
+    path = profiles / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml") if p.stem != "base")
+        known = sorted(p.stem for p in profiles.glob("*.yaml") if p.stem != "base")
         raise ConfigError(f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a YAML file)")
     return path
 

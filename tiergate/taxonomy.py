@@ -18,9 +18,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json, sha256_text
+from tiergate.paths import config_path
 from tiergate.strict import StrictModel, format_validation_error
 
-DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parent.parent / "config" / "taxonomy.yaml"
 CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SLOT = re.compile(r"\{([a-z_]+)\}")
 SEED_SLOTS = frozenset({"name", "place", "time", "amount", "day", "platform", "city"})
@@ -268,8 +268,13 @@ def parse_taxonomy(data: Any, source: str = "<taxonomy>") -> Taxonomy:
         raise ConfigError(f"{source}: {format_validation_error(error)}") from None
 
 
+def default_taxonomy_path() -> Path:
+    """config/taxonomy.yaml of the config tree in use (packaged, or $TIERGATE_HOME's)."""
+    return config_path("taxonomy.yaml")
+
+
 def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
-    path = Path(path) if path is not None else DEFAULT_TAXONOMY_PATH
+    path = Path(path) if path is not None else default_taxonomy_path()
     if not path.is_file():
         raise ConfigError(f"taxonomy file not found: {path}")
     try:

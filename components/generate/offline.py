@@ -18,14 +18,14 @@ from tiergate.components.generate.base import GenerationResult, Outcome, Progres
 from tiergate.components.generate.plan import GenerationRequest, ItemSpec
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_text
+from tiergate.paths import config_path
 from tiergate.records import Kind
 from tiergate.taxonomy import SLOT, Taxonomy
 
-DEFAULT_VOCABULARY = Path(__file__).resolve().parents[2] / "config" / "generators" / "offline.yaml"
-
 
 def load_vocabulary(path: Path | None = None) -> dict[str, Any]:
-    path = path or DEFAULT_VOCABULARY
+    """The vocabulary file: `path`, or config/generators/offline.yaml of the config tree in use."""
+    path = path or config_path("generators", "offline.yaml")
     if not path.is_file():
         raise ConfigError(f"offline generator vocabulary not found: {path}")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))

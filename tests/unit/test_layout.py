@@ -7,6 +7,7 @@ Layers, bottom to top: core (`tiergate/`) → steps (`components/`) → pipeline
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -122,3 +123,41 @@ def test_wheel_holds_every_package_and_its_data(wheel: zipfile.ZipFile) -> None:
             folder, *rest = path.relative_to(PROJECT_ROOT).parts
             inside = "/".join([*FOLDERS[folder][0].split("."), *rest])
             assert inside in names, f"{path.relative_to(PROJECT_ROOT)} is not in the wheel (add it to package-data)"
+
+
+def test_wheel_ships_the_config_tree(wheel: zipfile.ZipFile) -> None:
+    """config/ is package data of `tiergate.config`: an installed tiergate needs no checkout."""
+    names = set(wheel.namelist())
+    for must in ("taxonomy.yaml", "profiles/base.yaml", "profiles/production.yaml", "generators/offline.yaml"):
+        assert f"tiergate/config/{must}" in names, f"config/{must} is not in the wheel"
+    for path in (PROJECT_ROOT / "config").rglob("*.yaml"):
+        inside = "/".join(["tiergate", "config", *path.relative_to(PROJECT_ROOT / "config").parts])
+        assert inside in names, f"{path.relative_to(PROJECT_ROOT)} is not in the wheel (add it to package-data)"
+
+
+def test_unpacked_wheel_works_outside_the_repository(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
+    """The wheel's own code and config, run from `/`: no file of the checkout is read.
+
+    PYTHONPATH puts the unpacked wheel before site-packages (the venv's editable finder is
+    appended to sys.meta_path, so it only answers what the path did not); the test asserts
+    that the tiergate imported is the unpacked one.
+    """
+    wheel.extractall(tmp_path / "site")
+    env = {key: value for key, value in os.environ.items() if key not in {"TIERGATE_HOME", "PYTHONPATH"}}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    where = subprocess.run(
+        [sys.executable, "-c", "import tiergate, tiergate.paths; print(tiergate.__file__); print(tiergate.paths.config_dir())"],
+        cwd="/", env=env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()
+    assert all(Path(path).is_relative_to(tmp_path / "site") for path in where), where
+    for command in (["taxonomy", "validate"], ["taxonomy", "show", "--json"], ["--help"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "tiergate.cli.main", *command], cwd="/", env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"tiergate {' '.join(command)}: {result.stderr[-2000:]}"
+    assert result.stdout.strip()
+    profile = subprocess.run(
+        [sys.executable, "-c", "from tiergate.profiles import load_profile; print(load_profile('production').name)"],
+        cwd="/", env=env, capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert profile.stdout.strip() == "production"
