@@ -1,11 +1,16 @@
 """Validate manifests against the real KServe CRD schemas and the Kubernetes core types.
 
-KServe kinds are checked with the OpenAPI v3 schema embedded in the CRD (../shared/crds/kserve);
-core kinds with kubernetes-validate. There is no API server here, so this is as real as it gets.
+KServe kinds are checked with the OpenAPI v3 schema embedded in the CRD, vendored in the
+package (`tiergate/vendor/kserve`, README there names the KServe commit) so that the check
+runs the same on a clone and in the promote image; core kinds with kubernetes-validate.
+There is no API server here, so this is as real as it gets. A KServe kind without a vendored
+schema, or a schema file that is missing, is a ManifestError: a check that silently does
+not run would let an invalid InferenceService reach the GitOps repository.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,9 +19,9 @@ import jsonschema
 import yaml
 
 from tiergate.errors import ManifestError
-from tiergate.paths import PROJECT_ROOT
 
-CRD_DIR = PROJECT_ROOT.parent / "shared" / "crds" / "kserve"
+CRD_DIR = Path(str(importlib.resources.files("tiergate"))) / "vendor" / "kserve"
+KSERVE_GROUP = "serving.kserve.io"
 KSERVE_CRDS = {
     ("serving.kserve.io", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
     ("serving.kserve.io", "ServingRuntime"): "serving.kserve.io_servingruntimes.yaml",
@@ -25,12 +30,14 @@ KSERVE_CRDS = {
 KUBERNETES_VERSION = "1.30.0"
 
 
-
 @cache
 def crd_schema(group: str, kind: str, version: str, crd_dir: Path = CRD_DIR) -> dict[str, Any]:
+    if (group, kind) not in KSERVE_CRDS:
+        known = ", ".join(sorted(name for _, name in KSERVE_CRDS))
+        raise ManifestError(f"{group}/{kind}: no vendored KServe schema to validate it against (known: {known})")
     path = Path(crd_dir) / KSERVE_CRDS[(group, kind)]
     if not path.is_file():
-        raise ManifestError(f"CRD file {path} not found (the KServe CRDs live in ../shared/crds/kserve)")
+        raise ManifestError(f"KServe CRD schema {path} is missing: this tiergate installation is incomplete (reinstall it)")
     crd = yaml.safe_load(path.read_text(encoding="utf-8"))
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
@@ -64,7 +71,7 @@ def validate_manifest(document: dict[str, Any]) -> None:
     """Raise ManifestError naming the path of the first problem."""
     api_version, kind = document.get("apiVersion", ""), document.get("kind", "")
     group, _, version = api_version.rpartition("/")
-    if (group, kind) in KSERVE_CRDS:
+    if group == KSERVE_GROUP:
         schema = crd_schema(group, kind, version)
         unknown = unknown_fields(document, schema)
         if unknown:

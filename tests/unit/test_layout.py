@@ -135,6 +135,13 @@ def test_wheel_ships_the_config_tree(wheel: zipfile.ZipFile) -> None:
         assert inside in names, f"{path.relative_to(PROJECT_ROOT)} is not in the wheel (add it to package-data)"
 
 
+def test_wheel_ships_the_vendored_kserve_crds(wheel: zipfile.ZipFile) -> None:
+    """The promote image validates rendered manifests against these: they must be installed."""
+    names = set(wheel.namelist())
+    for path in (PROJECT_ROOT / "tiergate" / "vendor" / "kserve").iterdir():
+        assert f"tiergate/vendor/kserve/{path.name}" in names, f"{path.relative_to(PROJECT_ROOT)} is not in the wheel"
+
+
 def test_unpacked_wheel_works_outside_the_repository(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
     """The wheel's own code and config, run from `/`: no file of the checkout is read.
 
@@ -156,8 +163,12 @@ def test_unpacked_wheel_works_outside_the_repository(wheel: zipfile.ZipFile, tmp
         )
         assert result.returncode == 0, f"tiergate {' '.join(command)}: {result.stderr[-2000:]}"
     assert result.stdout.strip()
+    check = (
+        "from tiergate.profiles import load_profile; from tiergate.k8s_validation import crd_schema; "
+        "crd_schema('serving.kserve.io', 'InferenceService', 'v1beta1'); print(load_profile('production').name)"
+    )
     profile = subprocess.run(
-        [sys.executable, "-c", "from tiergate.profiles import load_profile; print(load_profile('production').name)"],
+        [sys.executable, "-c", check],
         cwd="/", env=env, capture_output=True, text=True, check=True, timeout=60,
     )
     assert profile.stdout.strip() == "production"

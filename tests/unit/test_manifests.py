@@ -1,8 +1,10 @@
-"""Manifests against the real KServe CRD schemas (../shared/crds/kserve) and Kubernetes core types."""
+"""Manifests against the real KServe CRD schemas (vendored: tiergate/vendor/kserve) and Kubernetes core types."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 import yaml
 
 from tiergate.errors import ManifestError
-from tiergate.k8s_validation import validate_manifest, validate_text
+from tiergate.k8s_validation import CRD_DIR, KSERVE_CRDS, crd_schema, validate_manifest, validate_text
 from tiergate.paths import PROJECT_ROOT
 
 MANIFESTS = sorted((PROJECT_ROOT / "manifests").rglob("*.yaml"))
@@ -53,3 +55,39 @@ def test_broken_core_manifest_is_rejected() -> None:
     pvc["spec"]["accessModes"] = "ReadWriteOnce"  # must be a list
     with pytest.raises(ManifestError):
         validate_manifest(pvc)
+
+
+def test_kserve_crds_are_vendored_with_licence_and_provenance() -> None:
+    """The schemas ship in the package: a clone without ../shared, or an image, validates the same."""
+    assert CRD_DIR.is_relative_to(PROJECT_ROOT / "tiergate"), CRD_DIR
+    readme = (CRD_DIR / "README.md").read_text()
+    assert "Apache License" in (CRD_DIR / "LICENSE").read_text()
+    assert re.search(r"kserve/kserve.*\n?.*commit `[0-9a-f]{40}`", readme)
+    for name in KSERVE_CRDS.values():
+        digest = hashlib.sha256((CRD_DIR / name).read_bytes()).hexdigest()
+        assert f"`{name}` | `{digest}`" in readme, f"{name}: digest not recorded in {CRD_DIR / 'README.md'}"
+
+
+def test_a_missing_schema_is_an_error_never_a_skip(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="is missing: this tiergate installation is incomplete"):
+        crd_schema("serving.kserve.io", "InferenceService", "v1beta1", tmp_path)
+    document = _isvc()
+    document["kind"] = "InferenceGraph"
+    with pytest.raises(ManifestError, match=r"serving\.kserve\.io/InferenceGraph: no vendored KServe schema"):
+        validate_manifest(document)
+
+
+def test_no_code_reads_the_shared_folder() -> None:
+    """../shared exists only on the machine this grew on: nothing shipped or tested may depend on it
+    (the public data sets there excepted: tests that use them say so by name)."""
+    reference = re.compile(r"(\.\./shared|/work/shared)(?!/public-data)|parent / \"shared\"")
+    folders = ("tiergate", "components", "pipelines", "serving", "cli", "tests", "charts", "manifests")
+    files = [path for folder in folders for path in (PROJECT_ROOT / folder).rglob("*")]
+    offenders = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in files
+        if path.suffix in {".py", ".yaml", ".tpl", ".json"}
+        and path != Path(__file__).resolve()
+        and reference.search(path.read_text(errors="replace"))
+    ]
+    assert offenders == []
