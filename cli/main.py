@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tiergate import __version__
-from tiergate.cli import data_cmd, model_cmd, pipeline_cmd, promote_cmd, serve_cmd, taxonomy_cmd
+from tiergate.cli import data_cmd, model_cmd, pipeline_cmd, promote_cmd, repository_cmd, serve_cmd, taxonomy_cmd
 from tiergate.errors import TiergateError
 from tiergate.progress import setup_logging
 
@@ -30,6 +30,7 @@ app.command("demo")(serve_cmd.demo)
 app.command("regression")(serve_cmd.regression)
 app.command("publish")(promote_cmd.publish)
 app.add_typer(promote_cmd.app, name="promote")
+app.add_typer(repository_cmd.app, name="repository")
 
 
 def _version(value: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tiergate.cli.options import ProfileOption, TaxonomyOption
+from tiergate.cli.options import OverwriteOption, ProfileOption, TaxonomyOption
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Merged dataset folder (from `tiergate data merge`).")]
 
@@ -44,6 +44,7 @@ def export(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for model.onnx, model_fp16.onnx and the report.")],
     int8: Annotated[bool | None, typer.Option("--int8/--no-int8", help="Also try INT8 (kept only if parity passes).")] = None,
+    overwrite: OverwriteOption = False,
     profile: ProfileOption = "local",
     taxonomy: TaxonomyOption = None,
 ) -> None:
@@ -53,7 +54,7 @@ def export(
     from tiergate.taxonomy import load_taxonomy
 
     resolved = load_profile(profile, {"export": {"int8": {"enabled": int8}}} if int8 is not None else None)
-    report = export_model(load_taxonomy(taxonomy), resolved, checkpoint, data, out)
+    report = export_model(load_taxonomy(taxonomy), resolved, checkpoint, data, out, overwrite)
     for name, entry in report["variants"].items():
         parity = entry["parity"]
         typer.echo(
@@ -68,6 +69,7 @@ def evaluate(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for thresholds.json, gate.json and the reports.")],
     regression_dir: Annotated[Path | None, typer.Option(help="Regression suites folder (default: the profile's).")] = None,
+    overwrite: OverwriteOption = False,
     profile: ProfileOption = "local",
     taxonomy: TaxonomyOption = None,
 ) -> None:
@@ -76,7 +78,7 @@ def evaluate(
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
-    gate = evaluate_model(load_taxonomy(taxonomy), load_profile(profile), model, data, out, regression_dir)
+    gate = evaluate_model(load_taxonomy(taxonomy), load_profile(profile), model, data, out, regression_dir, overwrite)
     typer.echo(
         f"gate: {gate.decision.upper()} — macro F1 {gate.summary.macro_f1:.4f}, "
         f"{len(gate.failures)} failing rule(s), regression {gate.summary.regression}"

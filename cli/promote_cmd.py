@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,12 +17,26 @@ def publish(
     repository: Annotated[Path, typer.Argument(help="Triton model repository (with repository.json).")],
     profile: ProfileOption = "local",
 ) -> None:
-    """Upload a model repository to the profile's store under <model>/<version>/<digest>, verified, never overwritten."""
-    from tiergate.components.publish.step import publish_repository
-    from tiergate.profiles import load_profile
+    """Upload a verified, gated model repository to the store under <model>/<version>/<digest>; never overwritten.
 
-    result = publish_repository(repository, load_profile(profile).publish)
+    Refused (exit 2, store untouched) unless the repository's files match its manifest and its gate record
+    passed under the configured policy on exactly the packaged model, thresholds and tokenizer.
+    """
+    from tiergate.components.publish.step import publish_repository
+
+    resolved, policy = _profile_and_policy(profile)
+    result = publish_repository(repository, resolved.publish, policy)
     typer.echo(json.dumps(result))
+
+
+def _profile_and_policy(profile: str) -> tuple[Any, Any]:
+    """The resolved profile and the gate policy it and the taxonomy configure."""
+    from tiergate.gate import configured_policy
+    from tiergate.profiles import load_profile
+    from tiergate.taxonomy import load_taxonomy
+
+    resolved = load_profile(profile)
+    return resolved, configured_policy(load_taxonomy(), resolved)
 
 
 @app.command("apply")
@@ -32,14 +46,18 @@ def apply(
     run_id: Annotated[str, typer.Option(help="Run id recorded in the commit message.")] = "manual",
     profile: ProfileOption = "local",
 ) -> None:
-    """Publish (if needed) and commit the new version to the GitOps values; refused unless the gate passed."""
-    from tiergate.components.promote.step import promote
-    from tiergate.components.publish.step import publish_repository
-    from tiergate.profiles import load_profile
+    """Verify, publish (if needed) and commit the new version to the GitOps values; refused unless the gate passed.
 
-    resolved = load_profile(profile)
-    published = publish_repository(repository, resolved.publish)
-    result = promote(resolved.promote, evaluation, repository, published, run_id)
+    Everything is verified before anything is written: a refused model never reaches the store.
+    """
+    from tiergate.components.promote.step import check_local, promote
+    from tiergate.components.publish.step import publish_repository
+    from tiergate.gate import load_gate
+
+    resolved, policy = _profile_and_policy(profile)
+    check_local(load_gate(evaluation), repository, policy)
+    published = publish_repository(repository, resolved.publish, policy)
+    result = promote(resolved.promote, resolved.publish, evaluation, repository, published, run_id, policy)
     state = "committed" if result["changed"] else "already promoted (no-op)"
     typer.echo(f"{published['version']}: {state} at {result['commit'][:12]} on {result['branch']}")
 
@@ -49,11 +67,12 @@ def rollback(
     to: Annotated[str, typer.Option("--to", help="An earlier promoted version.")],
     profile: ProfileOption = "local",
 ) -> None:
-    """Restore an earlier version's model values as a new GitOps commit."""
+    """Restore an earlier version's model values as a new GitOps commit, after re-verifying its stored copy and gate."""
     from tiergate.components.promote.step import rollback as rollback_to
     from tiergate.profiles import load_profile
 
-    result = rollback_to(load_profile(profile).promote, to)
+    resolved = load_profile(profile)
+    result = rollback_to(resolved.promote, resolved.publish, to)
     typer.echo(f"rolled back to {to}: {'committed ' + result['commit'][:12] if result['changed'] else 'already current (no-op)'}")
 
 

@@ -36,6 +36,7 @@ EXPORT_INFO: Final = "model.json"
 TOKENIZER_DIR: Final = "tokenizer"
 TOKENIZER_FILE: Final = "tokenizer.json"
 EXPORT_REPORT: Final = "export_report.json"
+EXPORT_MANIFEST: Final = "export_manifest.json"  # written last: its presence means the export finished
 
 # Evaluation
 GATE_FILE: Final = "gate.json"
@@ -56,6 +57,8 @@ CLASSIFIER_MODEL: Final = "classifier"
 POSTPROCESS_MODEL: Final = "postprocess"
 CLASSIFIER_FILE: Final = "model.onnx"
 LABELS_FILE: Final = "labels.txt"
+# Object store: <store>/<model>/<version>/<digest>/… is published once <model>/<version>/published.json names it.
+PUBLISHED_MARKER: Final = "published.json"
 
 
 class RepositoryLayout:
@@ -85,6 +88,11 @@ class RepositoryLayout:
     @property
     def thresholds(self) -> Path:
         return self.version_dir(POSTPROCESS_MODEL) / THRESHOLDS_FILE
+
+    @property
+    def gate(self) -> Path:
+        """The gate record travels inside the repository, so every copy can be re-verified on its own."""
+        return self.root / GATE_FILE
 
     @property
     def labels(self) -> Path:

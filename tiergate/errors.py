@@ -55,3 +55,7 @@ class ServerError(TiergateError):
 
 class ClassificationError(TiergateError):
     """The inference endpoint refused a request or answered with something unexpected."""
+
+
+class OutputError(TiergateError):
+    """A step's output folder could not be written (busy, not empty, read-only, full); the previous output is intact."""

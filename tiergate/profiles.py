@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json
 from tiergate.paths import config_path
 from tiergate.strict import StrictModel, format_validation_error
+from tiergate.yaml_io import load_yaml
 
 GeneratorKind = Literal["offline", "anthropic", "openai-compatible"]
 RecordKindName = Literal["positive", "context", "hard_negative", "innocuous", "perturbation"]
@@ -235,10 +235,7 @@ def _read_profile_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any
         raise ConfigError(f"{path}: circular 'extends'")
     if not path.is_file():
         raise ConfigError(f"profile file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     parent = data.pop("extends", None)

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.records import Context, normalise_text
 from tiergate.strict import StrictModel, format_validation_error
 from tiergate.taxonomy import Taxonomy
+from tiergate.yaml_io import load_yaml
 
 
 class Check(StrictModel):
@@ -62,6 +62,17 @@ class Suite(StrictModel):
     policy: Literal["all"] | MinPass
     vectors: list[Vector] = Field(min_length=1)
 
+    @property
+    def hard_vectors(self) -> list[Vector]:
+        """The vectors that decide the suite (known gaps are tracked, never required)."""
+        return [vector for vector in self.vectors if vector.expected == "pass"]
+
+    @property
+    def required(self) -> int:
+        """How many hard vectors must pass: all of them, or the suite's `min_pass` (capped at the hard count)."""
+        hard = len(self.hard_vectors)
+        return hard if self.policy == "all" else min(self.policy.min_pass, hard)  # type: ignore[union-attr]
+
 
 def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
     """Every `*.yaml` suite in `directory`, validated against the taxonomy (labels, contexts, ids)."""
@@ -72,11 +83,9 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
     suites, seen = [], set()
     for path in paths:
         try:
-            suite = Suite.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+            suite = Suite.model_validate(load_yaml(path))
         except ValidationError as error:
             raise ConfigError(f"{path}: {format_validation_error(error)}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: invalid YAML: {error}") from None
         for vector in suite.vectors:
             if vector.id in seen:
                 raise ConfigError(f"{path}: duplicate vector id {vector.id!r}")

@@ -13,13 +13,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.hashing import sha256_json, sha256_text
 from tiergate.paths import config_path
 from tiergate.strict import StrictModel, format_validation_error
+from tiergate.yaml_io import load_yaml
 
 CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SLOT = re.compile(r"\{([a-z_]+)\}")
@@ -277,8 +277,4 @@ def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
     path = Path(path) if path is not None else default_taxonomy_path()
     if not path.is_file():
         raise ConfigError(f"taxonomy file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML: {error}") from None
-    return parse_taxonomy(data, str(path))
+    return parse_taxonomy(load_yaml(path), str(path))

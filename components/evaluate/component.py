@@ -30,7 +30,7 @@ def evaluate(
     setup_logging()
     out = Path(evaluation.path)
     resolved = load_profile(profile)
-    gate = evaluate_model(load_taxonomy(), resolved, Path(onnx_model.path), Path(data.path), out)
+    gate = evaluate_model(load_taxonomy(), resolved, Path(onnx_model.path), Path(data.path), out, overwrite=True)
     for key, value in json.loads((out / KFP_METRICS).read_text()).items():
         metrics.log_metric(key, value)
     confusion = json.loads((out / EVAL_METRICS).read_text())["routing_confusion"]

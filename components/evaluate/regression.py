@@ -58,7 +58,7 @@ def run_suites(suites: Sequence[Suite], taxonomy: Taxonomy, classify: Classifier
             vectors.append({"id": vector.id, "text": vector.text, "status": status, "checks": outcomes})
         hard = [v for v in vectors if v["status"] in ("pass", "fail")]
         hard_passed = sum(v["status"] == "pass" for v in hard)
-        required = len(hard) if suite.policy == "all" else min(suite.policy.min_pass, len(hard))  # type: ignore[union-attr]
+        required = suite.required
         suite_passed = hard_passed >= required
         results["suites"][suite.suite] = {
             "description": suite.description,

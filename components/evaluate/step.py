@@ -35,12 +35,14 @@ from tiergate.components.evaluate.report import render_html, render_markdown
 from tiergate.components.evaluate.thresholds import prf, tune_thresholds
 from tiergate.datasets import DatasetManifest, load_manifest
 from tiergate.errors import InputDataError
-from tiergate.gate import GateRecord, Judged, decide, write_gate
+from tiergate.exports import ExportManifest, require_same_dataset, verify_export
+from tiergate.gate import GateRecord, Judged, decide, gate_policy, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
 from tiergate.inference import ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
 from tiergate.labels import encode_labels
 from tiergate.numeric import sigmoid
 from tiergate.onnx_model import check_onnx_labels
+from tiergate.outputs import atomic_output
 from tiergate.paths import project_path
 from tiergate.profiles import EvaluateSettings, Profile
 from tiergate.records import Context, Record, read_jsonl
@@ -61,6 +63,7 @@ class EvaluationInputs:
     model_path: Path
     tokenizer_dir: Path
     manifest: DatasetManifest
+    export: ExportManifest
     val: list[Record]
     test: list[Record]
     suites: list[Suite]
@@ -87,12 +90,23 @@ def evaluate_model(
     data_dir: Path,
     out_dir: Path,
     regression_dir: Path | None = None,
+    overwrite: bool = False,
 ) -> GateRecord:
-    """Write thresholds.json, metrics.json, regression.json, gate.json and the reports; return the gate."""
+    """Write thresholds.json, metrics.json, regression.json, gate.json and the reports; return the gate.
+
+    Everything is written into a staging folder that replaces `out_dir` only when complete.
+    """
+    export_dir, data_dir = Path(export_dir), Path(data_dir)
+    inputs = load_inputs(taxonomy, profile.evaluate, export_dir, data_dir, regression_dir)
+    with atomic_output(Path(out_dir), overwrite) as staging:
+        record = evaluate_into(taxonomy, profile, inputs, data_dir, export_dir, staging)
+    return record
+
+
+def evaluate_into(
+    taxonomy: Taxonomy, profile: Profile, inputs: EvaluationInputs, data_dir: Path, export_dir: Path, out_dir: Path
+) -> GateRecord:
     settings = profile.evaluate
-    export_dir, data_dir, out_dir = Path(export_dir), Path(data_dir), Path(out_dir)
-    inputs = load_inputs(taxonomy, settings, export_dir, data_dir, regression_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pipeline = ModerationPipeline(inputs.model_path, inputs.tokenizer_dir, placeholder_thresholds(taxonomy), settings.batch_size)
     document = tune_on_validation(taxonomy, pipeline, inputs.val, out_dir)
     metrics = measure_test(taxonomy, profile, pipeline, inputs.test, document)
@@ -108,16 +122,21 @@ def evaluate_model(
 def load_inputs(
     taxonomy: Taxonomy, settings: EvaluateSettings, export_dir: Path, data_dir: Path, regression_dir: Path | None
 ) -> EvaluationInputs:
-    """Refuse a model, dataset or suite built for another taxonomy before spending time on inference."""
+    """Refuse a model, dataset or suite built for another taxonomy, an unfinished or failed export, or a
+    model trained on other data, before spending time on inference."""
+    export = verify_export(export_dir, taxonomy)
     model_path = export_dir / ONNX_FILES[settings.variant]
+    if model_path.name not in export.files:
+        raise InputDataError(f"{export_dir} has no {settings.variant} variant ({model_path.name})")
     check_onnx_labels(model_path, taxonomy)
     manifest = load_manifest(data_dir, taxonomy)
+    require_same_dataset(export.dataset_sha256, manifest.dataset_sha256, data_dir, "exported model")
     val = read_jsonl(data_dir / VAL_SPLIT)
     test = read_jsonl(data_dir / TEST_SPLIT)
     if not val or not test:
         raise InputDataError(f"{data_dir}: val has {len(val)} and test {len(test)} records; both must be non-empty")
     suites = load_suites(regression_dir or project_path(settings.regression_dir), taxonomy)
-    return EvaluationInputs(model_path, export_dir / TOKENIZER_DIR, manifest, val, test, suites)
+    return EvaluationInputs(model_path, export_dir / TOKENIZER_DIR, manifest, export, val, test, suites)
 
 
 def placeholder_thresholds(taxonomy: Taxonomy) -> ThresholdSet:
@@ -208,14 +227,16 @@ def judge(
         thresholds_sha256=sha256_file(out_dir / THRESHOLDS_FILE),
         tokenizer_sha256=sha256_file(inputs.tokenizer_dir / TOKENIZER_FILE),
         dataset_sha256=inputs.manifest.dataset_sha256,
+        checkpoint_sha256=inputs.export.checkpoint_sha256,
+        export_sha256=inputs.export.digest(),
         taxonomy_sha256=taxonomy.labels_sha256,
         regression_sha256=regression["sha256"],
         profile=profile.name,
         profile_sha256=profile.sha256,
     )
-    record = decide(taxonomy, metrics, regression, profile.evaluate, judged, smoke_test=inputs.manifest.smoke_test)
-    write_gate(out_dir, record)
-    return record
+    policy = gate_policy(taxonomy, profile.evaluate, profile.merge.min_test_support, inputs.suites)
+    record = decide(policy, metrics, regression, judged, smoke_test=inputs.manifest.smoke_test)
+    return write_gate(out_dir, record)
 
 
 def write_reports(

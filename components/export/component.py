@@ -16,7 +16,9 @@ def export(
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
-    result = export_model(load_taxonomy(), load_profile(profile), Path(checkpoint.path), Path(data.path), Path(onnx_model.path))
+    result = export_model(
+        load_taxonomy(), load_profile(profile), Path(checkpoint.path), Path(data.path), Path(onnx_model.path), overwrite=True
+    )
     shutil.copyfile(Path(onnx_model.path) / "export_report.md", report.path)
     onnx_model.metadata.update(
         {

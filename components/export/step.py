@@ -20,9 +20,12 @@ from tiergate.artifacts import EXPORT_INFO, ONNX_FILES, TOKENIZER_DIR, VAL_SPLIT
 from tiergate.components.export.onnx_io import convert_fp16, export_fp32, write_metadata
 from tiergate.components.export.parity import ParityResult, batched, compare_logits, describe_failure
 from tiergate.components.train.checkpoint import CheckpointInfo, load_checkpoint_info
-from tiergate.errors import InputDataError, ParityError
+from tiergate.datasets import load_manifest
+from tiergate.errors import InputDataError, LabelMismatchError, ParityError
+from tiergate.exports import ExportManifest, checkpoint_sha256, folder_digests, require_same_dataset, write_export_manifest
 from tiergate.hashing import sha256_file, write_json
 from tiergate.onnx_model import check_onnx_labels, open_session, run_logits
+from tiergate.outputs import atomic_output
 from tiergate.preprocessing import InputEncoder, Padding
 from tiergate.profiles import ExportSettings, ParitySettings, Profile
 from tiergate.records import Context, read_jsonl
@@ -72,21 +75,39 @@ class ParityProbe:
     batches: list[dict[str, np.ndarray]]
 
 
-def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+def export_model(
+    taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, data_dir: Path, out_dir: Path, overwrite: bool = False
+) -> dict[str, Any]:
     """Export, check parity on validation texts, measure latency; raises ParityError on a failed gate.
 
-    The reports and `model.json` are written before the gate is enforced, so a failed export explains itself.
+    The checkpoint must have been trained on `data_dir` (its manifest is loaded and verified). The
+    output is written whole (`tiergate.outputs.atomic_output`), reports and `export_manifest.json`
+    included, before the parity gate is enforced, so a failed export explains itself and is
+    recorded as failed: evaluation refuses it.
     """
-    settings = profile.export
+    dataset = load_manifest(Path(data_dir), taxonomy)
     trained = load_trained_model(Path(checkpoint_dir), taxonomy)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    require_same_dataset(trained.info.dataset_sha256.get("merged", "none"), dataset.dataset_sha256, Path(data_dir), "checkpoint")
+    with atomic_output(Path(out_dir), overwrite) as staging:
+        report, parity = export_into(taxonomy, profile, trained, Path(data_dir), staging)
+        write_export_manifest(
+            staging, describe_export(taxonomy, trained, Path(checkpoint_dir), dataset.dataset_sha256, parity, staging)
+        )
+    enforce_parity_gate(parity)
+    return report
+
+
+def export_into(
+    taxonomy: Taxonomy, profile: Profile, trained: TrainedModel, data_dir: Path, out_dir: Path
+) -> tuple[dict[str, Any], dict[str, ParityResult]]:
+    """Every file of the export, parity judged and reported (not yet enforced)."""
+    settings = profile.export
     paths = {name: out_dir / file for name, file in ONNX_FILES.items()}
     metadata = onnx_metadata(taxonomy, trained)
     write_gated_variants(trained, paths, metadata, taxonomy, settings.opset)
     trained.encoder.tokenizer.save_pretrained(str(out_dir / TOKENIZER_DIR))
 
-    probe = parity_probe(trained.encoder, Path(data_dir), settings.parity)
+    probe = parity_probe(trained.encoder, data_dir, settings.parity)
     runners = variant_runners(trained.model, paths)
     if settings.int8.enabled:
         runners["onnx_int8"] = quantize_int8(paths, metadata)
@@ -99,8 +120,27 @@ def export_model(taxonomy: Taxonomy, profile: Profile, checkpoint_dir: Path, dat
     if "int8" in parity and not parity["int8"].passed:
         drop_failed_int8(paths["int8"], report)
     write_reports(out_dir, report, metadata, parity)
-    enforce_parity_gate(parity)
-    return report
+    return report, parity
+
+
+def describe_export(
+    taxonomy: Taxonomy,
+    trained: TrainedModel,
+    checkpoint_dir: Path,
+    dataset_sha256: str,
+    parity: dict[str, ParityResult],
+    out_dir: Path,
+) -> ExportManifest:
+    """The lineage record evaluation and packaging read: checkpoint, data, parity verdicts, file digests."""
+    return ExportManifest(
+        labels=taxonomy.labels,
+        taxonomy_sha256=taxonomy.labels_sha256,
+        checkpoint_sha256=checkpoint_sha256(checkpoint_dir),
+        dataset_sha256=dataset_sha256,
+        parity={name: result.passed for name, result in parity.items()},
+        parity_passed=all(parity[name].passed for name in GATED_VARIANTS),
+        files=folder_digests(out_dir),
+    )
 
 
 def load_trained_model(checkpoint_dir: Path, taxonomy: Taxonomy) -> TrainedModel:
@@ -110,8 +150,16 @@ def load_trained_model(checkpoint_dir: Path, taxonomy: Taxonomy) -> TrainedModel
     info = load_checkpoint_info(checkpoint_dir, taxonomy)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir))
     model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_dir)).eval()
+    check_id2label(model.config.id2label, taxonomy, checkpoint_dir)
     input_names = [name for name in ONNX_INPUT_ORDER if name in tokenizer.model_input_names]
     return TrainedModel(info, model, input_names, InputEncoder(tokenizer, info.max_length, EXPORT_PADDING, input_names))
+
+
+def check_id2label(id2label: dict[int, str], taxonomy: Taxonomy, checkpoint_dir: Path) -> None:
+    """The weights' own label map (config.json) must be the taxonomy's labels in order, not only the metadata."""
+    ordered = [id2label.get(index) for index in range(len(id2label))]
+    if ordered != taxonomy.labels:
+        raise LabelMismatchError(f"{checkpoint_dir}/config.json id2label is not the taxonomy's labels in order; refusing")
 
 
 def onnx_metadata(taxonomy: Taxonomy, trained: TrainedModel) -> dict[str, Any]:

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tiergate.components.generate.base import GenerationResult, Outcome, ProgressCallback
 from tiergate.components.generate.plan import GenerationRequest, ItemSpec
 from tiergate.errors import ConfigError
@@ -21,6 +19,7 @@ from tiergate.hashing import sha256_text
 from tiergate.paths import config_path
 from tiergate.records import Kind
 from tiergate.taxonomy import SLOT, Taxonomy
+from tiergate.yaml_io import load_yaml
 
 
 def load_vocabulary(path: Path | None = None) -> dict[str, Any]:
@@ -28,7 +27,7 @@ def load_vocabulary(path: Path | None = None) -> dict[str, Any]:
     path = path or config_path("generators", "offline.yaml")
     if not path.is_file():
         raise ConfigError(f"offline generator vocabulary not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path)
     required = {"slots", "openers", "tails", "connectors", "innocuous", "variation", "leet", "emoji"}
     missing = required - set(data or {})
     if missing:

@@ -15,19 +15,22 @@ def package(
     from pathlib import Path
 
     from tiergate.components.package.repository import build_repository
+    from tiergate.gate import configured_policy
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
     version = model_version or run_name
+    taxonomy, resolved = load_taxonomy(), load_profile(profile)
     manifest = build_repository(
-        load_taxonomy(),
-        load_profile(profile).serving,
+        taxonomy,
+        resolved.serving,
         Path(onnx_model.path),
         Path(evaluation.path),
         Path(model_repository.path),
         version,
+        configured_policy(taxonomy, resolved),
     )
     model_repository.metadata.update({"model_version": version, "digest": manifest["digest"], "variant": manifest["variant"]})
     return str(manifest["digest"])

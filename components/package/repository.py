@@ -34,11 +34,14 @@ from tiergate.artifacts import (
     RepositoryLayout,
 )
 from tiergate.errors import PromotionRefused
-from tiergate.gate import GateRecord, load_gate
+from tiergate.exports import load_export_manifest
+from tiergate.gate import GatePolicy, GateRecord, load_gate, require_trusted
 from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import ThresholdSet
+from tiergate.outputs import atomic_output
 from tiergate.profiles import ServingSettings
 from tiergate.taxonomy import Taxonomy
+from tiergate.trust import check_name, verify_local_repository
 
 MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
 PYTHON_SOURCES = {TOKENIZER_MODEL: "tokenizer.py", CLASSIFIER_MODEL: "classifier.py", POSTPROCESS_MODEL: "postprocess.py"}
@@ -67,10 +70,16 @@ class RepositorySpec:
         return self.settings.variant == "local"
 
 
-def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path) -> None:
-    """Refuse unless the gate passed and every judged file is byte-identical to what is packaged."""
-    gate.require_passed("refusing to package")
+def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path, policy: GatePolicy | None = None) -> None:
+    """Refuse unless the gate is trusted and passed, its chain is intact, and every judged file is what is packaged."""
+    require_trusted(gate, "refusing to package", policy)
     judged = gate.judged
+    export = load_export_manifest(export_dir)
+    if export.digest() != judged.export_sha256:
+        raise PromotionRefused(
+            f"{export_dir} is not the export the gate judged (export {export.digest()[:12]}, judged "
+            f"{judged.export_sha256[:12]}); refusing"
+        )
     checks = {
         "model": (export_dir / judged.model_file, judged.model_sha256),
         "thresholds": (evaluation_dir / THRESHOLDS_FILE, judged.thresholds_sha256),
@@ -231,12 +240,19 @@ def render_configs(spec: RepositorySpec) -> dict[str, str]:
 
 
 def build_repository(
-    taxonomy: Taxonomy, settings: ServingSettings, export_dir: Path, evaluation_dir: Path, out_dir: Path, model_version: str
+    taxonomy: Taxonomy,
+    settings: ServingSettings,
+    export_dir: Path,
+    evaluation_dir: Path,
+    out_dir: Path,
+    model_version: str,
+    policy: GatePolicy | None = None,
 ) -> dict[str, Any]:
-    """The packaging step: refuse unless the gate passed on exactly these files, then write the repository."""
+    """The packaging step: refuse unless the gate is trusted and passed on exactly these files, then write
+    the repository and verify what was written with the same check serving uses."""
     gate = load_gate(Path(evaluation_dir))
-    verify_gate(gate, Path(export_dir), Path(evaluation_dir))
-    return write_repository(taxonomy, settings, export_dir, evaluation_dir, out_dir, model_version, gate)
+    verify_gate(gate, Path(export_dir), Path(evaluation_dir), policy)
+    return write_repository(taxonomy, settings, export_dir, evaluation_dir, out_dir, model_version, gate, verify=True)
 
 
 def repository_spec(
@@ -285,6 +301,7 @@ def copy_payloads(
     shutil.copyfile(export_dir / gate.judged.model_file, layout.classifier_onnx)
     shutil.copyfile(evaluation_dir / THRESHOLDS_FILE, layout.thresholds)
     layout.labels.write_text("\n".join(spec.labels) + "\n", encoding="utf-8")
+    write_json(layout.gate, gate.as_json())
 
 
 def write_manifest(layout: RepositoryLayout, spec: RepositorySpec, gate: GateRecord) -> dict[str, Any]:
@@ -314,12 +331,22 @@ def write_repository(
     out_dir: Path,
     model_version: str,
     gate: GateRecord,
+    verify: bool = False,
 ) -> dict[str, Any]:
-    """Write the repository to `out_dir` and return its manifest (content digest included). No gate check here."""
-    export_dir, evaluation_dir, layout = Path(export_dir), Path(evaluation_dir), RepositoryLayout(Path(out_dir))
+    """Write the repository to `out_dir` atomically and return its manifest (content digest included).
+
+    No gate check unless `verify` (tests build repositories of untrained models with it off); with
+    it, the finished folder must pass `verify_local_repository` before it replaces `out_dir`.
+    """
+    export_dir, evaluation_dir = Path(export_dir), Path(evaluation_dir)
     spec = repository_spec(taxonomy, settings, export_dir, evaluation_dir, model_version, gate)
-    if layout.root.exists():
-        shutil.rmtree(layout.root)
-    write_models(layout, spec)
-    copy_payloads(layout, spec, export_dir, evaluation_dir, gate)
-    return write_manifest(layout, spec, gate)
+    check_name("model name", spec.name)
+    check_name("model version", model_version)
+    with atomic_output(Path(out_dir), overwrite=True) as staging:
+        layout = RepositoryLayout(staging)
+        write_models(layout, spec)
+        copy_payloads(layout, spec, export_dir, evaluation_dir, gate)
+        manifest = write_manifest(layout, spec, gate)
+        if verify:
+            verify_local_repository(staging)
+    return manifest

@@ -13,10 +13,14 @@ def publish(profile: str, model_repository: Input[Artifact]) -> NamedTuple(  # t
     from pathlib import Path
 
     from tiergate.components.publish.step import publish_repository
+    from tiergate.gate import configured_policy
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
+    from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
-    result = publish_repository(Path(model_repository.path), load_profile(profile).publish)
+    resolved = load_profile(profile)
+    policy = configured_policy(load_taxonomy(), resolved)
+    result = publish_repository(Path(model_repository.path), resolved.publish, policy)
     outputs = namedtuple("outputs", ["uri", "digest", "version"])
     return outputs(result["uri"], result["digest"], result["version"])

@@ -13,7 +13,7 @@ from tiergate.components.evaluate.regression import load_suites, run_suites
 from tiergate.components.evaluate.step import evaluate_model
 from tiergate.components.evaluate.thresholds import search_threshold, tune_thresholds
 from tiergate.errors import ConfigError, LabelMismatchError
-from tiergate.gate import Judged, decide
+from tiergate.gate import Judged, decide, gate_policy, verify_decision
 from tiergate.inference import Postprocessor, ThresholdSet
 from tiergate.paths import project_path
 from tiergate.profiles import load_profile
@@ -68,7 +68,9 @@ def _records(count: int) -> list:
     return [make_record(f"text {i}", GENERAL, [], source) for i in range(count)]
 
 
-def _gate_for(taxonomy: Taxonomy, scores: np.ndarray, targets: np.ndarray, regression: dict[str, Any], **settings: Any) -> dict:
+def _gate_for(
+    taxonomy: Taxonomy, scores: np.ndarray, targets: np.ndarray, regression: dict[str, Any], suites: Any = (), **settings: Any
+) -> dict:
     document = tune_thresholds(taxonomy, scores, targets)
     flags = (
         Postprocessor(
@@ -80,7 +82,10 @@ def _gate_for(taxonomy: Taxonomy, scores: np.ndarray, targets: np.ndarray, regre
     metrics = evaluate_split(taxonomy, _records(len(scores)), scores, flags, targets, document, 5, 50, 0.95, 0, 10)
     profile = load_profile("local", {"evaluate": settings}) if settings else load_profile("production")
     judged = Judged(**dict.fromkeys(Judged.model_fields, "x"))
-    return decide(taxonomy, metrics, regression, profile.evaluate, judged).as_json()
+    policy = gate_policy(taxonomy, profile.evaluate, 5, list(suites))
+    gate = decide(policy, metrics, regression, judged)
+    verify_decision(gate)  # what evaluation writes is what every later step recomputes
+    return gate.as_json()
 
 
 PASSING_REGRESSION = {"passed": True, "suites": {}, "summary": {}}
@@ -120,7 +125,7 @@ def test_failing_regression_vector_fails_the_gate_even_when_f1_passes(taxonomy: 
     assert not regression["suites"]["positives"]["passed"]
     assert regression["suites"]["adversarial"]["passed"]  # known gaps are xfail, not failures
     assert regression["suites"]["adversarial"]["xfail"] == 8
-    gate = _gate_for(taxonomy, scores, targets, regression)
+    gate = _gate_for(taxonomy, scores, targets, regression, suites)
     assert not gate["passed"]
     assert [rule["rule"] for rule in gate["failures"]] == ["regression.context", "regression.multilabel", "regression.positives"]
     assert all(rule["metric"] == "vectors" for rule in gate["failures"])

@@ -13,55 +13,18 @@ import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
 
+from tests.trust_helpers import make_repository
 from tiergate.components.promote.gitops import commit_and_push, history
 from tiergate.components.promote.step import promote, rollback
 from tiergate.components.publish.step import publish_repository
 from tiergate.errors import GitOpsError, PromotionRefused, PublishError
-from tiergate.gate import GateRecord, Judged
-from tiergate.hashing import sha256_file, sha256_json, write_json
+from tiergate.gate import load_gate
+from tiergate.hashing import read_json, write_json
 from tiergate.k8s_validation import validate_text
 from tiergate.paths import PROJECT_ROOT
 from tiergate.profiles import PromoteSettings, PublishSettings, load_profile
 
 CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
-GATE: dict[str, Any] = {
-    "passed": True,
-    "decision": "promote",
-    "failures": [],
-    "warnings": [],
-    "rules": [],
-    "policy": {},
-    "judged": {**dict.fromkeys(Judged.model_fields, "x"), "model_sha256": "m" * 64, "thresholds_sha256": "t" * 64},
-    "summary": {
-        "macro_f1": 0.9512,
-        "micro_f1": 0.96,
-        "tiers": {"1": {"macro_f1": 0.95}, "2": {"macro_f1": None}},
-        "categories_failing": [],
-        "not_measurable": [],
-        "regression": {"positives": "37/37 (need 37)", "multilabel": "4/5 (need 3)"},
-        "regression_xpass": [],
-    },
-}
-FAILING_RULE = {"rule": "csam.f1 >= 0.93", "metric": "f1", "value": 0.5, "floor": 0.93, "status": "fail"}
-
-
-def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
-    """A minimal model repository as the package step writes it (files + repository.json)."""
-    (root / "classifier" / "1").mkdir(parents=True)
-    (root / "classifier" / "1" / "model.onnx").write_text(payload)
-    (root / "classifier" / "config.pbtxt").write_text('name: "classifier"\n')
-    files = {name: sha256_file(root / name) for name in ("classifier/1/model.onnx", "classifier/config.pbtxt")}
-    write_json(
-        root / "repository.json",
-        {
-            "model_name": "tiergate",
-            "model_version": version,
-            "files": files,
-            "digest": sha256_json(files),
-            "gate_digest": GateRecord.model_validate(GATE).digest(),
-        },
-    )
-    return root
 
 
 def local_publish(tmp_path: Path) -> PublishSettings:
@@ -88,10 +51,12 @@ def test_publish_redoes_an_incomplete_upload(tmp_path: Path) -> None:
     digest = json.loads((repo / "repository.json").read_text())["digest"]
     partial = tmp_path / "pvc" / "tiergate-models" / "store" / "tiergate" / "v2" / digest / "classifier"
     partial.mkdir(parents=True)
-    (partial / "config.pbtxt").write_text("half")  # a crash before repository.json was written
+    (partial / "config.pbtxt").write_text("half")  # a crash before the version was marked published
     result = publish_repository(repo, settings)
     assert not result["already_published"]
     assert (partial / "config.pbtxt").read_text() == 'name: "classifier"\n'
+    version_dir = partial.parent.parent
+    assert sorted(p.name for p in version_dir.iterdir()) == [digest, "published.json"]  # no staging left behind
 
 
 @pytest.fixture
@@ -184,9 +149,15 @@ def gitops(tmp_path: Path) -> PromoteSettings:
 def _published(tmp_path: Path, version: str) -> tuple[Path, Path, dict[str, Any]]:
     repo = make_repository(tmp_path / f"repo-{version}", version, payload=f"weights {version}")
     evaluation = tmp_path / f"eval-{version}"
-    write_json(evaluation / "gate.json", GATE)
+    write_json(evaluation / "gate.json", read_json(repo / "gate.json"))
     published = publish_repository(repo, local_publish(tmp_path))
     return evaluation, repo, published
+
+
+def _promote(
+    settings: PromoteSettings, tmp_path: Path, evaluation: Path, repo: Path, published: dict[str, Any], run: str
+) -> dict[str, Any]:
+    return promote(settings, local_publish(tmp_path), evaluation, repo, published, run)
 
 
 def _values(settings: PromoteSettings, tmp_path: Path) -> dict[str, Any]:
@@ -199,7 +170,7 @@ def _values(settings: PromoteSettings, tmp_path: Path) -> dict[str, Any]:
 
 def test_promote_commits_once_and_is_idempotent(gitops: PromoteSettings, tmp_path: Path) -> None:
     evaluation, repo, published = _published(tmp_path, "v1")
-    result = promote(gitops, evaluation, repo, published, "run-7")
+    result = _promote(gitops, tmp_path, evaluation, repo, published, "run-7")
     assert result["changed"]
     assert _values(gitops, tmp_path)["model"] == {
         "name": "tiergate",
@@ -212,34 +183,36 @@ def test_promote_commits_once_and_is_idempotent(gitops: PromoteSettings, tmp_pat
     ).stdout
     assert message.startswith(f"promote tiergate v1 ({published['digest'][:12]})")
     assert "macro F1 0.9512" in message and "positives 37/37" in message and "run: run-7" in message
-    again = promote(gitops, evaluation, repo, published, "run-7")
+    again = _promote(gitops, tmp_path, evaluation, repo, published, "run-7")
     assert not again["changed"] and again["commit"] == result["commit"]
 
 
 def test_promote_refuses_without_a_passing_gate(gitops: PromoteSettings, tmp_path: Path) -> None:
     evaluation, repo, published = _published(tmp_path, "v1")
-    write_json(evaluation / "gate.json", {**GATE, "passed": False, "decision": "reject", "failures": [FAILING_RULE]})
-    with pytest.raises(PromotionRefused, match=r"gate did not pass \(csam.f1 >= 0.93\)"):
-        promote(gitops, evaluation, repo, published, "run")
-    write_json(evaluation / "gate.json", {**GATE, "judged": {**GATE["judged"], "model_sha256": "x" * 64}})
+    gate = read_json(evaluation / "gate.json")
+    write_json(evaluation / "gate.json", {**gate, "passed": False, "decision": "reject"})
+    with pytest.raises(PromotionRefused, match=r"says passed=False, decision='reject', but its rules say promote"):
+        _promote(gitops, tmp_path, evaluation, repo, published, "run")
+    write_json(evaluation / "gate.json", {**gate, "judged": {**gate["judged"], "model_sha256": "0" * 64}})
     with pytest.raises(PromotionRefused, match="not built from the artifacts this gate judged"):
-        promote(gitops, evaluation, repo, published, "run")
-    write_json(evaluation / "gate.json", GATE)
+        _promote(gitops, tmp_path, evaluation, repo, published, "run")
+    write_json(evaluation / "gate.json", gate)
     with pytest.raises(PromotionRefused, match="published digest"):
-        promote(gitops, evaluation, repo, {**published, "digest": "b" * 64}, "run")
+        _promote(gitops, tmp_path, evaluation, repo, {**published, "digest": "b" * 64}, "run")
+    assert load_gate(evaluation).passed
     assert not Path(gitops.repo_url).exists()  # nothing was even created
 
 
 def test_push_race_retries_on_top_of_the_other_promotion(gitops: PromoteSettings, tmp_path: Path) -> None:
     evaluation1, repo1, published1 = _published(tmp_path, "v1")
     evaluation2, repo2, published2 = _published(tmp_path, "v2")
-    promote(gitops, evaluation1, repo1, published1, "seed")
+    _promote(gitops, tmp_path, evaluation1, repo1, published1, "seed")
     raced = {"done": False}
 
     def racing_edit(values: dict[str, Any]) -> dict[str, Any]:
         if not raced["done"]:  # another promoter pushes while we hold our clone
             raced["done"] = True
-            promote(gitops, evaluation2, repo2, published2, "other")
+            _promote(gitops, tmp_path, evaluation2, repo2, published2, "other")
         return {
             **values,
             "model": {
@@ -258,10 +231,10 @@ def test_push_race_retries_on_top_of_the_other_promotion(gitops: PromoteSettings
 
 def test_branch_mode_leaves_main_alone(gitops: PromoteSettings, tmp_path: Path) -> None:
     evaluation, repo, published = _published(tmp_path, "v1")
-    promote(gitops, evaluation, repo, published, "seed")
+    _promote(gitops, tmp_path, evaluation, repo, published, "seed")
     settings = gitops.model_copy(update={"mode": "branch"})
     evaluation2, repo2, published2 = _published(tmp_path, "v2")
-    result = promote(settings, evaluation2, repo2, published2, "run")
+    result = _promote(settings, tmp_path, evaluation2, repo2, published2, "run")
     assert result["branch"] == "promote/v2"
     assert _values(gitops, tmp_path)["model"]["version"] == "v1"
 
@@ -269,13 +242,13 @@ def test_branch_mode_leaves_main_alone(gitops: PromoteSettings, tmp_path: Path) 
 def test_rollback_and_history(gitops: PromoteSettings, tmp_path: Path) -> None:
     for version in ("v1", "v2"):
         evaluation, repo, published = _published(tmp_path, version)
-        promote(gitops, evaluation, repo, published, "run")
-    result = rollback(gitops, "v1")
+        _promote(gitops, tmp_path, evaluation, repo, published, "run")
+    result = rollback(gitops, local_publish(tmp_path), "v1")
     assert result["changed"]
     assert _values(gitops, tmp_path)["model"]["version"] == "v1"
     entries = history(gitops)
     assert [entry["version"] for entry in entries][:3] == ["v1", "v2", "v1"]
     assert entries[0]["subject"].startswith("rollback to v1")
-    assert not rollback(gitops, "v1")["changed"]  # already current
+    assert not rollback(gitops, local_publish(tmp_path), "v1")["changed"]  # already current
     with pytest.raises(GitOpsError, match="never promoted here; known: v1, v2"):
-        rollback(gitops, "v9")
+        rollback(gitops, local_publish(tmp_path), "v9")

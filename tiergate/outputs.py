@@ -1,0 +1,79 @@
+"""Step outputs are written whole or not at all.
+
+Every step writes into a fresh hidden sibling of its output folder and renames it into place
+when it is complete, so a crash, a full disk or a read-only target leaves the previous output
+exactly as it was. A lock file beside the output keeps two writers apart, and an existing,
+non-empty output is replaced only when the caller says so (`--overwrite`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tiergate.errors import OutputError
+
+
+def _describe(error: OSError) -> str:
+    return error.strerror or errno.errorcode.get(error.errno or 0, str(error))
+
+
+@contextmanager
+def _lock(out_dir: Path) -> Iterator[None]:
+    lock_path = out_dir.parent / f".{out_dir.name}.lock"
+    try:
+        handle = lock_path.open("a+")
+    except OSError as error:
+        raise OutputError(f"cannot write to {out_dir.parent}: {_describe(error)}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another process is writing {out_dir} right now; wait for it or choose another --out") from None
+        yield
+    finally:
+        handle.close()  # closing releases the lock; the empty lock file stays (removing it would race)
+
+
+@contextmanager
+def atomic_output(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a staging folder; on success it replaces `out_dir`, on any failure it is removed."""
+    out_dir = Path(out_dir).absolute()
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create {out_dir.parent}: {_describe(error)}") from None
+    with _lock(out_dir):
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError(f"{out_dir} exists and is not a folder")
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+            raise OutputError(f"{out_dir} is not empty; pass --overwrite to replace it")
+        staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            staging.mkdir()
+            yield staging
+            replace(staging, out_dir)
+        except OSError as error:
+            raise OutputError(f"could not write {out_dir} ({_describe(error)}); the previous output is untouched") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace(staging: Path, out_dir: Path) -> None:
+    """Swap the finished staging folder in; the old output is removed only after the new one is in place."""
+    old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+    if out_dir.exists():
+        out_dir.rename(old)
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        if old.exists():
+            old.rename(out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,152 @@
+"""The model store's layout and its published versions: what a storageUri points to, and whether it holds.
+
+Layout: `<store>/<model>/<version>/<digest>/…` holds a repository's files; the version is
+published only once `<store>/<model>/<version>/published.json` names that digest (the single
+final marker, written after every file was verified). Publishing writes it
+(`tiergate.components.publish`); promotion, rollback and loading read it through
+`verify_published`, which re-verifies the bytes every time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from tiergate.artifacts import PUBLISHED_MARKER, REPOSITORY_MANIFEST
+from tiergate.errors import PromotionRefused
+from tiergate.gate import GatePolicy
+from tiergate.paths import project_path
+from tiergate.profiles import PublishSettings
+from tiergate.trust import (
+    DIGEST_PATTERN,
+    VerifiedRepository,
+    check_digest,
+    check_name,
+    parse_manifest,
+    verify_repository,
+)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One content-addressed version: `<model>/<version>/<digest>` below the store root."""
+
+    model_name: str
+    version: str
+    digest: str
+
+    def __post_init__(self) -> None:
+        check_name("model name", self.model_name)
+        check_name("model version", self.version)
+        check_digest(self.digest)
+
+    @property
+    def relative(self) -> str:
+        return f"{self.model_name}/{self.version}/{self.digest}"
+
+    @property
+    def version_relative(self) -> str:
+        return f"{self.model_name}/{self.version}"
+
+
+def resolve_store(settings: PublishSettings) -> tuple[Any, str]:
+    """(filesystem, root path) for the store; pvc://CLAIM/prefix maps to <pvc_mount_root>/CLAIM/prefix."""
+    return locate(settings.store, settings)
+
+
+def locate(uri: str, settings: PublishSettings) -> tuple[Any, str]:
+    """(filesystem, path) of any URI in the store's scheme; `pvc://` is read through the local mount."""
+    uri = uri.rstrip("/")
+    if uri.startswith("pvc://"):
+        return fsspec.filesystem("file"), str(project_path(settings.pvc_mount_root) / uri.removeprefix("pvc://"))
+    filesystem, path = fsspec.core.url_to_fs(uri, **settings.storage_options)
+    return filesystem, str(path).rstrip("/")
+
+
+def uri_of(settings: PublishSettings, version: StoredVersion) -> str:
+    return f"{settings.store.rstrip('/')}/{version.relative}"
+
+
+def parse_uri(uri: str) -> StoredVersion:
+    """The model, version and digest a content-addressed storageUri ends with; refused if it is not one."""
+    parts = uri.rstrip("/").rsplit("/", 3)
+    if len(parts) != 4:
+        raise PromotionRefused(f"{uri!r} is not a <store>/<model>/<version>/<digest> URI")
+    return StoredVersion(parts[1], parts[2], parts[3])
+
+
+def read_marker(filesystem: Any, version_root: str) -> dict[str, Any] | None:
+    """The version's `published.json`, or None when the version was never (completely) published."""
+    path = f"{version_root}/{PUBLISHED_MARKER}"
+    if not filesystem.exists(path):
+        return None
+    try:
+        with filesystem.open(path, "rb") as handle:
+            marker = json.loads(handle.read())
+        check_digest(marker["digest"])
+    except (ValueError, KeyError, TypeError):
+        raise PromotionRefused(f"{path} is not a valid publication marker") from None
+    return dict(marker)
+
+
+def verify_published(uri: str, settings: PublishSettings, policy: GatePolicy | None = None) -> VerifiedRepository:
+    """Refuse unless `uri` is a published version whose stored bytes still verify."""
+    stored = parse_uri(uri)
+    filesystem, path = locate(uri, settings)
+    version_root = path.rsplit("/", 1)[0]
+    marker = read_marker(filesystem, version_root)
+    if marker is None:
+        raise PromotionRefused(f"{uri}: version {stored.version} is not published in the store (no {PUBLISHED_MARKER})")
+    if marker["digest"] != stored.digest:
+        raise PromotionRefused(f"{uri}: version {stored.version} is published with digest {marker['digest'][:12]}, not this one")
+    verified = verify_repository(filesystem, path, stored.digest, policy, where=uri)
+    if (verified.manifest.model_name, verified.manifest.model_version) != (stored.model_name, stored.version):
+        raise PromotionRefused(f"{uri}: the stored manifest is {verified.manifest.model_name} {verified.manifest.model_version}")
+    return verified
+
+
+def fetch_repository(
+    uri: str, destination: Path, settings: PublishSettings, expected_digest: str | None = None
+) -> VerifiedRepository:
+    """Download a repository into `destination` and verify it before anything can load it.
+
+    This is the load-side check, compatible with KServe's storage initializer contract
+    (`<command> <storageUri> <dest>`): the files land in a staging folder inside `destination`
+    (which may be a mount point, so it is never renamed), are verified against the manifest, the
+    gate and the expected digest (by default the URI's own last segment when it is a content
+    address), and only then are moved into place. A mismatch leaves `destination` empty and raises.
+    """
+    destination = Path(destination)
+    filesystem, path = locate(uri, settings)
+    if expected_digest is None and DIGEST_PATTERN.fullmatch(path.rsplit("/", 1)[-1]):
+        expected_digest = path.rsplit("/", 1)[-1]
+    staging = destination / f".tiergate-staging-{uuid.uuid4().hex[:8]}"
+    try:
+        manifest = parse_manifest(_read_bytes(filesystem, f"{path}/{REPOSITORY_MANIFEST}", uri), uri)
+        staging.mkdir(parents=True)
+        for name in [*manifest.files, REPOSITORY_MANIFEST]:
+            local = staging / name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            filesystem.get_file(f"{path}/{name}", str(local))
+        verified = verify_repository(fsspec.filesystem("file"), str(staging), expected_digest, where=uri)
+        for entry in staging.iterdir():
+            entry.rename(destination / entry.name)
+        return verified
+    except OSError as error:
+        raise PromotionRefused(f"{uri}: download failed: {error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_bytes(filesystem: Any, path: str, where: str) -> bytes:
+    try:
+        with filesystem.open(path, "rb") as handle:
+            return bytes(handle.read())
+    except FileNotFoundError:
+        raise PromotionRefused(f"{where}: no {REPOSITORY_MANIFEST} there") from None

@@ -1,0 +1,209 @@
+"""Is this model repository the one the gate passed? One answer, wherever a model is trusted.
+
+`verify_repository` is the single check used by packaging (on what it wrote), publishing (on
+the local repository, the staged upload and the published copy), promotion and rollback (on
+the store copy a commit points to), and loading (`tiergate repository fetch`, the KServe
+storage-initializer-compatible step, and `tiergate serve`). It reads through fsspec, so a
+local folder, a PVC and an S3 prefix are checked the same way.
+
+What it proves, in order: the manifest parses and every name in it is safe; its digest is the
+digest of its file list (and the one the caller expected, e.g. the last segment of a
+content-addressed storageUri); the folder holds exactly the listed files, byte for byte; the
+gate record inside is trusted (`tiergate.gate.require_trusted`) and is the record the manifest
+names; and the model, thresholds and tokenizer the gate judged are the files being served.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from tiergate.artifacts import GATE_FILE, REPOSITORY_MANIFEST, TOKENIZER_FILE, RepositoryLayout
+from tiergate.errors import PromotionRefused
+from tiergate.gate import GatePolicy, GateRecord, parse_gate, require_trusted
+from tiergate.hashing import sha256_json, sha256_stream
+from tiergate.strict import format_validation_error
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_PATH_LENGTH = 512
+
+
+def check_name(kind: str, value: str) -> str:
+    """A model name or version that becomes one path segment: `[a-z0-9][a-z0-9._-]*`, never `.`/`..`-like."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise PromotionRefused(f"{kind} {value!r} is not a valid name: use [a-z0-9][a-z0-9._-]* (no '/', no '..')")
+    return value
+
+
+def check_digest(value: str) -> str:
+    if not isinstance(value, str) or not DIGEST_PATTERN.fullmatch(value):
+        raise PromotionRefused(f"{str(value)[:80]!r} is not a sha256 digest (64 lowercase hex characters)")
+    return value
+
+
+def check_relative_path(name: str) -> str:
+    """A file name from a manifest: relative, POSIX, inside its folder (no `..`, no absolute path, no `\\`)."""
+    path = PurePosixPath(name)
+    unsafe = (
+        not name
+        or len(name) > MAX_PATH_LENGTH
+        or "\\" in name
+        or "\x00" in name
+        or path.is_absolute()
+        or name != str(path)  # `a//b`, `./a`, trailing slash
+        or any(part in ("", ".", "..") for part in path.parts)
+    )
+    if unsafe:
+        raise PromotionRefused(f"file name {name[:120]!r} in {REPOSITORY_MANIFEST} is not a safe relative path")
+    return name
+
+
+class RepositoryManifest(BaseModel):
+    """`repository.json`: what a packaged model repository holds, and the gate record it was built from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: str
+    model_version: str
+    variant: str
+    labels: list[str]
+    taxonomy_sha256: str
+    gate_digest: str
+    gate_summary: dict[str, Any]
+    files: dict[str, str]
+    digest: str
+
+    @field_validator("model_name", "model_version")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name("name", value)
+
+    @field_validator("digest", "gate_digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        return check_digest(value)
+
+    @field_validator("files")
+    @classmethod
+    def _safe_files(cls, files: dict[str, str]) -> dict[str, str]:
+        for name, digest in files.items():
+            check_relative_path(name)
+            check_digest(digest)
+        if REPOSITORY_MANIFEST in files:
+            raise ValueError(f"{REPOSITORY_MANIFEST} cannot list itself")
+        return files
+
+
+def parse_manifest(text: str | bytes, where: str) -> RepositoryManifest:
+    """A repository manifest from its bytes; anything malformed or unsafe is a one-line refusal."""
+    try:
+        return RepositoryManifest.model_validate(json.loads(text))
+    except ValidationError as error:
+        raise PromotionRefused(f"{where}: not a valid {REPOSITORY_MANIFEST}: {format_validation_error(error)}") from None
+    except ValueError as error:
+        raise PromotionRefused(f"{where}: {REPOSITORY_MANIFEST} is not JSON: {error}") from None
+
+
+@dataclass(frozen=True)
+class VerifiedRepository:
+    """A repository that passed `verify_repository`: its manifest and its trusted gate record."""
+
+    location: str
+    manifest: RepositoryManifest
+    gate: GateRecord
+
+
+def judged_files() -> dict[str, str]:
+    """Repository-relative path of each file the gate judged, by the `Judged` field that holds its digest."""
+    layout = RepositoryLayout(Path(""))
+    return {
+        "model_sha256": str(layout.classifier_onnx),
+        "thresholds_sha256": str(layout.thresholds),
+        "tokenizer_sha256": str(layout.tokenizer_dir / TOKENIZER_FILE),
+    }
+
+
+def _read(filesystem: Any, path: str, where: str) -> bytes:
+    try:
+        with filesystem.open(path, "rb") as handle:
+            return bytes(handle.read())
+    except FileNotFoundError:
+        raise PromotionRefused(f"{where}: {path.rsplit('/', 1)[-1]} is missing") from None
+
+
+def _listing(filesystem: Any, root: str, where: str) -> set[str]:
+    """Every file under `root`, relative to it."""
+    if not filesystem.isdir(root):
+        raise PromotionRefused(f"{where}: no model repository there (the folder does not exist)")
+    prefix = filesystem._strip_protocol(root).rstrip("/") + "/"
+    found = set()
+    for path in filesystem.find(root):
+        stripped = filesystem._strip_protocol(path)
+        found.add(stripped[len(prefix) :] if stripped.startswith(prefix) else stripped)
+    return found
+
+
+def verify_files(filesystem: Any, root: str, manifest: RepositoryManifest, where: str) -> None:
+    """Exactly the listed files, each with its recorded sha256 (an extra file could be loaded by Triton)."""
+    present = _listing(filesystem, root, where) - {REPOSITORY_MANIFEST}
+    missing, extra = sorted(set(manifest.files) - present), sorted(present - set(manifest.files))
+    if missing:
+        raise PromotionRefused(f"{where}: {len(missing)} listed file(s) missing, first {missing[0]}")
+    if extra:
+        raise PromotionRefused(f"{where}: {len(extra)} file(s) not in the manifest, first {extra[0]}")
+    for name, expected in sorted(manifest.files.items()):
+        with filesystem.open(f"{root.rstrip('/')}/{name}", "rb") as handle:
+            actual = sha256_stream(handle)
+        if actual != expected:
+            raise PromotionRefused(f"{where}: {name} has sha256 {actual[:12]}, the manifest says {expected[:12]}")
+
+
+def verify_judged(gate: GateRecord, manifest: RepositoryManifest, where: str) -> None:
+    """The model, thresholds and tokenizer in the repository are the ones the gate judged."""
+    judged = gate.judged.model_dump()
+    for field, name in judged_files().items():
+        if manifest.files.get(name) != judged[field]:
+            raise PromotionRefused(
+                f"{where}: {name} is {str(manifest.files.get(name))[:12]} but the gate judged {judged[field][:12]}; refusing"
+            )
+
+
+def verify_repository(
+    filesystem: Any,
+    root: str,
+    expected_digest: str | None = None,
+    policy: GatePolicy | None = None,
+    where: str | None = None,
+) -> VerifiedRepository:
+    """Refuse (PromotionRefused, one line) unless `root` holds exactly a gated, unaltered model repository."""
+    root = str(root).rstrip("/")
+    where = where or root
+    manifest = parse_manifest(_read(filesystem, f"{root}/{REPOSITORY_MANIFEST}", where), where)
+    if manifest.digest != sha256_json(manifest.files):
+        raise PromotionRefused(f"{where}: the manifest's digest is not the digest of its file list; it was edited")
+    if expected_digest is not None and manifest.digest != expected_digest:
+        raise PromotionRefused(f"{where}: digest {manifest.digest[:12]} is not the expected {expected_digest[:12]}")
+    if GATE_FILE not in manifest.files:
+        raise PromotionRefused(f"{where}: the repository carries no {GATE_FILE}; it cannot be trusted")
+    verify_files(filesystem, root, manifest, where)
+    gate = parse_gate(json.loads(_read(filesystem, f"{root}/{GATE_FILE}", where)), f"{where}/{GATE_FILE}")
+    if gate.digest() != manifest.gate_digest:
+        raise PromotionRefused(f"{where}: {GATE_FILE} is not the gate record the manifest names")
+    require_trusted(gate, "refusing this repository", policy)
+    verify_judged(gate, manifest, where)
+    return VerifiedRepository(where, manifest, gate)
+
+
+def verify_local_repository(
+    directory: Path, expected_digest: str | None = None, policy: GatePolicy | None = None
+) -> VerifiedRepository:
+    """`verify_repository` on a folder of this machine."""
+    import fsspec
+
+    return verify_repository(fsspec.filesystem("file"), str(Path(directory).resolve()), expected_digest, policy, str(directory))
