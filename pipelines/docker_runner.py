@@ -51,7 +51,10 @@ class LocalImages:
 
 def docker_client() -> Any:
     """A client for the engine, or one line saying how to start one."""
-    import docker
+    try:
+        import docker
+    except ImportError:
+        raise PipelineError("--runner docker needs the docker package: pip install 'tiergate[docker]'") from None
 
     try:
         client = docker.from_env()
