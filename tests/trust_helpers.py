@@ -92,3 +92,22 @@ def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
     write_json(layout.gate, gate.as_json())
     write_manifest(root, version, gate.digest())
     return root
+
+
+def lenient(gate: GateRecord, evaluation: Path) -> GateRecord:
+    """A real evaluation's numbers judged under a policy with every floor at zero: a consistent, passing record.
+
+    The untrained tiny model fails the real gate; this lets the serving and lineage tests exercise the
+    trusted path (package → verify → serve) on real files without pretending the model is good.
+    """
+    from tiergate.gate import TierFloor
+    from tiergate.hashing import read_json
+
+    policy = gate.policy.model_copy(
+        update={
+            "tiers": {tier: TierFloor(f1_gate=0.0, recall_floor=None) for tier in gate.policy.tiers},
+            "regression": dict.fromkeys(gate.policy.regression, 0),
+        }
+    )
+    metrics, regression = read_json(evaluation / "metrics.json"), read_json(evaluation / "regression.json")
+    return decide(policy, metrics, regression, gate.judged)

@@ -55,6 +55,7 @@ def check_relative_path(name: str) -> str:
         or len(name) > MAX_PATH_LENGTH
         or "\\" in name
         or "\x00" in name
+        or not path.parts
         or path.is_absolute()
         or name != str(path)  # `a//b`, `./a`, trailing slash
         or any(part in ("", ".", "..") for part in path.parts)
@@ -184,6 +185,8 @@ def verify_repository(
     """Refuse (PromotionRefused, one line) unless `root` holds exactly a gated, unaltered model repository."""
     root = str(root).rstrip("/")
     where = where or root
+    if not filesystem.isdir(root):
+        raise PromotionRefused(f"{where}: no model repository there (the folder does not exist)")
     manifest = parse_manifest(_read(filesystem, f"{root}/{REPOSITORY_MANIFEST}", where), where)
     if manifest.digest != sha256_json(manifest.files):
         raise PromotionRefused(f"{where}: the manifest's digest is not the digest of its file list; it was edited")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,16 +15,18 @@ import tritonclient.http as http
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import tiny_profile
+from tests.trust_helpers import lenient
 from tiergate.client import ModerationClient, to_arrays
 from tiergate.components.evaluate.step import evaluate_model
 from tiergate.components.package.repository import build_repository, write_repository
 from tiergate.errors import ClassificationError, PromotionRefused
-from tiergate.gate import load_gate
+from tiergate.gate import load_gate, write_gate
 from tiergate.hashing import read_json
 from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.records import read_jsonl
 from tiergate.serving.server import TritonServer
 from tiergate.taxonomy import Taxonomy
+from tiergate.trust import verify_local_repository
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +44,12 @@ def evaluation(
 def repository(
     tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, evaluation: Path, tiny_base: Path
 ) -> Path:
+    """Packaged by the real, verifying path from a consistent passing gate (floors at zero, see `lenient`)."""
+    passing = tmp_path_factory.mktemp("passing-evaluation")
+    shutil.copytree(evaluation, passing, dirs_exist_ok=True)
+    write_gate(passing, lenient(load_gate(evaluation), evaluation))
     out = tmp_path_factory.mktemp("repo") / "repository"
-    settings = tiny_profile(tiny_base).serving
-    write_repository(taxonomy, settings, tiny_export, evaluation, out, "test-1", load_gate(evaluation))
+    build_repository(taxonomy, tiny_profile(tiny_base).serving, tiny_export, passing, out, "test-1")
     return out
 
 
@@ -65,7 +71,10 @@ def test_packaging_refuses_a_failed_gate_or_changed_files(
     passed.mkdir()
     for name in ("thresholds.json",):
         (passed / name).write_bytes((evaluation / name).read_bytes())
-    (passed / "gate.json").write_text(json.dumps({**gate, "passed": True}))
+    (passed / "gate.json").write_text(json.dumps({**gate, "passed": True}))  # typed in by hand
+    with pytest.raises(PromotionRefused, match="says passed=True, decision='reject', but its rules say reject"):
+        build_repository(taxonomy, settings, tiny_export, passed, tmp_path / "r", "v")
+    write_gate(passed, lenient(load_gate(evaluation), evaluation))  # a consistent passing record ...
     thresholds = json.loads((passed / "thresholds.json").read_text())
     thresholds["thresholds"]["threats"] = 0.99  # a threshold changed after the gate judged it
     (passed / "thresholds.json").write_text(json.dumps(thresholds))
@@ -77,7 +86,15 @@ def test_packaging_refuses_a_failed_gate_or_changed_files(
 def test_repository_layout_and_configs(repository: Path, taxonomy: Taxonomy) -> None:
     manifest = json.loads((repository / "repository.json").read_text())
     assert manifest["labels"] == taxonomy.labels and manifest["variant"] == "local"
-    assert set(path.split("/")[0] for path in manifest["files"]) == {"tokenizer", "classifier", "postprocess", "tiergate"}
+    assert set(path.split("/")[0] for path in manifest["files"]) == {
+        "tokenizer",
+        "classifier",
+        "postprocess",
+        "tiergate",
+        "gate.json",
+    }
+    verified = verify_local_repository(repository)  # the check `tiergate serve` and `repository fetch` make
+    assert verified.gate.digest() == manifest["gate_digest"]
     ensemble = (repository / "tiergate" / "config.pbtxt").read_text()
     assert 'platform: "ensemble"' in ensemble and json.dumps(json.dumps(taxonomy.labels)) in ensemble
     classifier = (repository / "classifier" / "config.pbtxt").read_text()
