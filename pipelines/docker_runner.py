@@ -131,6 +131,27 @@ def task_environment() -> dict[str, str]:
     return {HOME_VARIABLE: str(Path(home).resolve())} if home else {}
 
 
+def base_model_folder(profile: Profile, base_model: str) -> Path | None:
+    """The base model when it is a folder on this machine (mounted read-only into the train tasks)."""
+    model = Path(base_model or profile.train.base_model).expanduser()
+    if not model.is_dir():
+        return None
+    if not model.is_absolute():
+        raise PipelineError(f"base model folder {model} must be an absolute path to be mounted into the tasks")
+    return model
+
+
+def let_read(folder: Path, uid: int) -> None:
+    """Root's read-only inputs must be readable by the container's user (transformers writes weights 0600)."""
+    if os.getuid() != 0 or uid == 0:
+        return
+    for current, _dirs, files in os.walk(folder):
+        os.chmod(current, os.stat(current).st_mode | 0o555)
+        for name in files:
+            path = os.path.join(current, name)
+            os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
 def mounts(profile: Profile, base_model: str) -> list[Any]:
     """Bind mounts at the host paths: the writable folders, a base model folder and $TIERGATE_HOME read-only."""
     from docker.types import Mount
@@ -138,11 +159,9 @@ def mounts(profile: Profile, base_model: str) -> list[Any]:
     result = [Mount(target=str(folder), source=str(folder), type="bind") for folder in writable_folders(profile)]
     for home in task_environment().values():
         result.append(Mount(target=home, source=home, type="bind", read_only=True))
-    model = Path(base_model or profile.train.base_model).expanduser()
-    if model.is_absolute() and model.is_dir():
+    model = base_model_folder(profile, base_model)
+    if model is not None:
         result.append(Mount(target=str(model), source=str(model), type="bind", read_only=True))
-    elif model.is_dir():
-        raise PipelineError(f"base model folder {model} must be an absolute path to be mounted into the tasks")
     return result
 
 
@@ -163,6 +182,9 @@ def prepare(profile_name: str, root: Path, base_model: str, images: LocalImages)
         ensure_local_repository(profile.promote)
     uid = container_uid()
     hand_over([root, *writable_folders(profile)], uid)
+    model = base_model_folder(profile, base_model)
+    if model is not None:
+        let_read(model, uid)
     runner = local.DockerRunner(
         user=f"{uid}:{uid}",
         read_only=True,  # what a restricted pod gives a step: only /tmp and the mounts are writable
