@@ -1,11 +1,20 @@
 """The tiergate KFP v2 pipeline: the same DAG compiles for the cluster and runs under kfp.local.
 
-taxonomy → ParallelFor(generate) → Collected → merge → train ×3 (GPU, warm start) → export (GPU)
-→ evaluate → If(gate passed): package → (publish → promote) ; Else: not_promoted.
+ExitHandler(run-summary):
+  config-digest, list-categories → ParallelFor(generate) → Collected → merge → train ×3 (GPU,
+  warm start) → export (GPU) → evaluate → If(gate passed): package → publish → promote ;
+  Else: not-promoted.
 
-Cluster settings (images, accelerator, resources, node selector, tolerations, secret, cache PVC)
-come from the profile's `pipeline` section at compile time; run-time choices (profile, category
-subset, base model) are pipeline parameters in the dashboard's run form.
+Everything cluster-specific comes from the compile-time profile's `pipeline` section: images,
+resources, the GPU node selector and tolerations, the Secrets each task reads (Anthropic key
+for generation, object-store credentials for publish, the GitOps token for promote), the
+generator's cache PVC and the retry policy of the tasks that talk to networks. Run-time choices
+(profile, category subset, counts, base model) are pipeline parameters in the run form.
+
+Caching is keyed on content: an uncached first task digests the config inside its image and
+every cached step takes that digest as an input, so an edited taxonomy, profile or regression
+vector invalidates them (tiergate.config_digest). publish and promote have side effects
+outside KFP and are never served from cache.
 """
 
 import functools
@@ -22,9 +31,11 @@ from tiergate.components.package.component import package
 from tiergate.components.promote.component import promote
 from tiergate.components.publish.component import publish
 from tiergate.components.train.component import train
+from tiergate.pipelines.bookkeeping import config_digest, run_summary
 from tiergate.profiles import PipelineSettings, Profile
 
 PIPELINE_NAME = "tiergate"
+PIPELINE_DESCRIPTION = "Generate, train, gate and package a tiered multi-label moderation classifier."
 
 
 def _resources(task: dsl.PipelineTask, settings: PipelineSettings, kind: str) -> dsl.PipelineTask:
@@ -35,6 +46,7 @@ def _resources(task: dsl.PipelineTask, settings: PipelineSettings, kind: str) ->
 
 
 def _gpu(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:
+    """GPU resources, and the profile's node selector and tolerations (only GPU tasks need GPU nodes)."""
     _resources(task, settings, "gpu")
     task.set_accelerator_type(settings.accelerator_type).set_accelerator_limit(settings.accelerator_limit)
     for key, value in sorted(settings.node_selector.items()):
@@ -50,8 +62,30 @@ def _gpu(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask
     return task
 
 
+def _networked(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:
+    """The profile's retry policy, for tasks whose failures are often transient (API, store, Git remote)."""
+    retry = settings.network_retry
+    if retry.num_retries:
+        task.set_retry(
+            num_retries=retry.num_retries,
+            backoff_duration=retry.backoff_duration,
+            backoff_factor=retry.backoff_factor,
+            backoff_max_duration=retry.backoff_max_duration,
+        )
+    return task
+
+
+def _named(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+    task.set_display_name(name)
+    return task
+
+
 def build_pipeline(profile: Profile, default_profile: str = "production") -> Callable[..., Any]:
-    """The pipeline function, with images and cluster settings from `profile.pipeline`."""
+    """The pipeline function, with images and cluster settings from `profile.pipeline`.
+
+    Values read from `profile` here are compile-time: inside the pipeline body `profile` is the
+    run parameter (a name), so they are captured first.
+    """
     settings = profile.pipeline
     cpu = functools.partial(dsl.component, base_image=settings.image_cpu, install_kfp_package=False)
     gpu = functools.partial(dsl.component, base_image=settings.image_gpu, install_kfp_package=False)
@@ -59,10 +93,16 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
     train_op, export_op = gpu(train), gpu(export)
     evaluate_op, not_promoted_op, package_op = cpu(evaluate), cpu(not_promoted), cpu(package)
     publish_op, promote_op = cpu(publish), cpu(promote)
+    digest_op, summary_op = cpu(config_digest), cpu(run_summary)
     phases = list(profile.train.phases)
-    token_env = profile.promote.token_env  # captured here: inside the pipeline, `profile` is the run parameter
+    api_key_env = profile.generator.api_key_env
+    needs_api_key = profile.generator.kind != "offline"
+    token_env = profile.promote.token_env
+    needs_token = profile.promote.repo_url.startswith(("https://", "http://"))
+    store = profile.publish.store
+    pvc_mount_root = profile.publish.pvc_mount_root
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Generate, train, gate and package a tiered multi-label moderation classifier.")
+    @dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
     def tiergate(
         profile: str = default_profile,
         categories: str = "",
@@ -71,77 +111,99 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
         cache_dir: str = settings.cache_mount,
         model_version: str = "",
     ) -> None:
-        """profile: config/profiles name · categories: comma-separated subset (empty = all) · counts: per-category
-        overrides, e.g. positives=100,hard_negatives=50 (empty = profile's) · base_model: override (empty = profile's)
-        · cache_dir: generator response cache · model_version: served version (empty = run id)."""
-        listing = _resources(list_op(profile=profile, categories=categories), settings, "light")
-        listing.set_caching_options(False)
-        with dsl.ParallelFor(listing.output, parallelism=settings.generate_parallelism) as category:
-            generated = _resources(
-                generate_op(profile=profile, category=category, cache_dir=cache_dir, counts=counts), settings, "light"
-            )
-            kubernetes.use_secret_as_env(
-                generated,
-                secret_name=settings.anthropic_secret,
-                secret_key_to_env={settings.anthropic_secret_key: "ANTHROPIC_API_KEY"},
-                optional=True,
-            )
-            kubernetes.mount_pvc(generated, pvc_name=settings.cache_pvc, mount_path=settings.cache_mount)
-        merged = _resources(merge_op(profile=profile, generated=dsl.Collected(generated.outputs["generated"])), settings, "light")
+        """Generate, train, gate and package a tiered multi-label moderation classifier.
 
-        previous = None
-        for phase in phases:
-            arguments: dict[str, Any] = {
-                "profile": profile,
-                "phase": phase,
-                "base_model": base_model,
-                "data": merged.outputs["merged"],
-            }
-            if previous is not None:
-                arguments["init"] = previous.outputs["checkpoint"]
-            previous = _gpu(train_op(**arguments), settings)
-            previous.set_display_name(f"train-{phase}")
-        assert previous is not None
-        exported = _gpu(
-            export_op(profile=profile, checkpoint=previous.outputs["checkpoint"], data=merged.outputs["merged"]), settings
-        )
-        evaluation = _resources(
-            evaluate_op(profile=profile, onnx_model=exported.outputs["onnx_model"], data=merged.outputs["merged"]),
-            settings,
-            "light",
-        )
-        with dsl.If(evaluation.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
-            packaged = _resources(
-                package_op(
+        Args:
+            profile: Profile name in config/profiles (or a YAML path in the image); gates live in the taxonomy, not here.
+            categories: Comma-separated subset of the taxonomy's categories to generate; empty generates all.
+            counts: Per-category count overrides, e.g. positives=100,hard_negatives=50; empty keeps the profile's.
+            base_model: Base model to fine-tune (hub id or path); empty keeps the profile's train.base_model.
+            cache_dir: Folder of the generator's response cache (the mounted cache PVC); empty disables the cache.
+            model_version: Version name of the served model; empty uses the run's name.
+        """
+        summary = _named(summary_op(profile=profile), "run summary")
+        _resources(summary, settings, "light").set_caching_options(False)
+        with dsl.ExitHandler(summary, name="tiergate-run"):
+            digested = _named(digest_op(profile=profile), "config digest")
+            _resources(digested, settings, "light").set_caching_options(False)  # always re-digest the config
+            digest = digested.output
+            listing = _named(list_op(profile=profile, categories=categories, config_digest=digest), "list categories")
+            _resources(listing, settings, "light").set_caching_options(False)
+            with dsl.ParallelFor(listing.output, parallelism=settings.generate_parallelism) as item:
+                generated = generate_op(
+                    profile=profile, category=item.category, cache_dir=cache_dir, counts=counts, config_digest=item.config_digest
+                )
+                _networked(_resources(_named(generated, "generate one category"), settings, "light"), settings)
+                kubernetes.use_secret_as_env(
+                    generated,
+                    secret_name=settings.anthropic_secret,
+                    secret_key_to_env={settings.anthropic_secret_key: api_key_env},
+                    optional=not needs_api_key,
+                )
+                kubernetes.mount_pvc(generated, pvc_name=settings.cache_pvc, mount_path=settings.cache_mount)
+            merged = merge_op(profile=profile, generated=dsl.Collected(generated.outputs["generated"]), config_digest=digest)
+            _resources(_named(merged, "merge datasets"), settings, "light")
+
+            previous = None
+            for phase in phases:
+                arguments: dict[str, Any] = {
+                    "profile": profile,
+                    "phase": phase,
+                    "base_model": base_model,
+                    "data": merged.outputs["merged"],
+                    "config_digest": digest,
+                }
+                if previous is not None:
+                    arguments["init"] = previous.outputs["checkpoint"]
+                previous = _named(_gpu(train_op(**arguments), settings), f"train {phase}")
+            assert previous is not None
+            exported = export_op(profile=profile, checkpoint=previous.outputs["checkpoint"], data=merged.outputs["merged"])
+            _named(_gpu(exported, settings), "export ONNX")
+            evaluation = evaluate_op(profile=profile, onnx_model=exported.outputs["onnx_model"], data=merged.outputs["merged"])
+            _resources(_named(evaluation, "evaluate and gate"), settings, "light")
+            with dsl.If(evaluation.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
+                packaged = package_op(
                     profile=profile,
                     onnx_model=exported.outputs["onnx_model"],
                     evaluation=evaluation.outputs["evaluation"],
                     model_version=model_version,
                     run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                ),
-                settings,
-                "light",
-            )
-            published = _resources(
-                publish_op(profile=profile, model_repository=packaged.outputs["model_repository"]), settings, "light"
-            )
-            promoted = promote_op(
-                profile=profile,
-                evaluation=evaluation.outputs["evaluation"],
-                model_repository=packaged.outputs["model_repository"],
-                uri=published.outputs["uri"],
-                digest=published.outputs["digest"],
-                version=published.outputs["version"],
-                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            )
-            _resources(promoted, settings, "light").set_caching_options(False)
-            kubernetes.use_secret_as_env(
-                promoted,
-                secret_name=settings.gitops_secret,
-                secret_key_to_env={settings.gitops_secret_key: token_env},
-                optional=True,
-            )
-        with dsl.Else(name="gate-failed"):
-            _resources(not_promoted_op(evaluation=evaluation.outputs["evaluation"]), settings, "light")
+                )
+                _resources(_named(packaged, "package Triton repository"), settings, "light")
+                published = publish_op(profile=profile, model_repository=packaged.outputs["model_repository"])
+                _networked(_resources(_named(published, "publish to the model store"), settings, "light"), settings)
+                published.set_caching_options(False)  # writes to the store: a cached "success" would skip the upload
+                _publish_credentials(published, settings, store, pvc_mount_root)
+                promoted = promote_op(
+                    profile=profile,
+                    evaluation=evaluation.outputs["evaluation"],
+                    model_repository=packaged.outputs["model_repository"],
+                    uri=published.outputs["uri"],
+                    digest=published.outputs["digest"],
+                    version=published.outputs["version"],
+                    run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                )
+                _networked(_resources(_named(promoted, "promote (GitOps commit)"), settings, "light"), settings)
+                promoted.set_caching_options(False)  # a commit to the GitOps repository, never replayed from cache
+                kubernetes.use_secret_as_env(
+                    promoted,
+                    secret_name=settings.gitops_secret,
+                    secret_key_to_env={settings.gitops_secret_key: token_env},
+                    optional=not needs_token,
+                )
+            with dsl.Else(name="gate-failed"):
+                refused = not_promoted_op(evaluation=evaluation.outputs["evaluation"])
+                _resources(_named(refused, "not promoted"), settings, "light")
 
     return tiergate
+
+
+def _publish_credentials(task: dsl.PipelineTask, settings: PipelineSettings, store: str, pvc_mount_root: str) -> None:
+    """A pvc:// store is mounted where publish looks for it; any other store gets its credentials Secret."""
+    if store.startswith("pvc://"):
+        claim = store.removeprefix("pvc://").split("/")[0]
+        kubernetes.mount_pvc(task, pvc_name=claim, mount_path=f"{pvc_mount_root.rstrip('/')}/{claim}")
+        return
+    kubernetes.use_secret_as_env(
+        task, secret_name=settings.object_store_secret, secret_key_to_env=settings.object_store_secret_env
+    )

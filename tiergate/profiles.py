@@ -140,6 +140,19 @@ class Resources(StrictModel):
     memory_limit: str
 
 
+class RetrySettings(StrictModel):
+    """KFP retry policy for the tasks that talk to networks (LLM API, object store, Git remote).
+
+    Durations are whole seconds ("30s"): the form KFP's protobuf Duration accepts.
+    `num_retries: 0` compiles no policy (a local run's offline generator fails the same way twice).
+    """
+
+    num_retries: int = Field(ge=0)
+    backoff_duration: str = Field(pattern=r"^[0-9]+s$")
+    backoff_factor: float = Field(ge=1)
+    backoff_max_duration: str = Field(pattern=r"^[0-9]+s$")
+
+
 class PipelineSettings(StrictModel):
     image_cpu: str
     image_gpu: str
@@ -152,8 +165,11 @@ class PipelineSettings(StrictModel):
     anthropic_secret_key: str
     gitops_secret: str
     gitops_secret_key: str
+    object_store_secret: str  # publish's credentials for s3:// / gs:// stores
+    object_store_secret_env: dict[str, str]  # secret key -> environment variable fsspec reads
     cache_pvc: str
     cache_mount: str
+    network_retry: RetrySettings
     resources: dict[Literal["light", "gpu"], Resources]
 
 

@@ -6,33 +6,44 @@ from typing import List  # noqa: UP035 (KFP reads typing.List for list-typed par
 from kfp.dsl import Dataset, Output
 
 
-def list_categories(profile: str, categories: str) -> List[str]:  # noqa: UP006
+def list_categories(profile: str, categories: str, config_digest: str = "") -> List[dict]:  # noqa: UP006
     """The categories to generate: all, in taxonomy order, or a validated comma-separated subset.
 
     The profile is loaded and its generation counts resolved here, so a bad profile fails once,
-    before the pipeline fans out one generate task per category.
+    before the pipeline fans out one generate task per category. Each item is
+    {"category": name, "config_digest": digest}: the digest rides with the loop item because
+    kfp.local (2.17) replaces every other task output read inside a ParallelFor by the item.
     """
     from tiergate.components.generate.step import categories_to_generate
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
     wanted = [name.strip() for name in categories.split(",") if name.strip()]
-    return categories_to_generate(load_taxonomy(), load_profile(profile), wanted)
+    chosen = categories_to_generate(load_taxonomy(), load_profile(profile), wanted)
+    return [{"category": name, "config_digest": config_digest} for name in chosen]
 
 
-def generate(profile: str, category: str, cache_dir: str, counts: str, generated: Output[Dataset]) -> None:
-    """One category's dataset: positives, hard negatives, innocuous, perturbations."""
+def generate(
+    profile: str, category: str, cache_dir: str, counts: str, generated: Output[Dataset], config_digest: str = ""
+) -> None:
+    """One category's dataset: positives, hard negatives, innocuous, perturbations.
+
+    `config_digest` keys KFP's cache on the config's content; the step refuses another config.
+    """
     from pathlib import Path
 
     from tiergate.components.generate.step import generate_category, parse_counts
+    from tiergate.config_digest import check_config_digest
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
+    taxonomy, resolved = load_taxonomy(), load_profile(profile)
+    check_config_digest(config_digest, taxonomy, resolved)
     manifest = generate_category(
-        load_taxonomy(),
-        load_profile(profile),
+        taxonomy,
+        resolved,
         category,
         Path(generated.path),
         cache_dir=Path(cache_dir) if cache_dir else None,

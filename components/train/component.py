@@ -11,19 +11,27 @@ def train(
     checkpoint: Output[Model],
     metrics: Output[Metrics],
     init: Input[Model] = None,
+    config_digest: str = "",
 ) -> None:  # type: ignore[assignment]
-    """Train `phase` on the merged dataset; `init` is the previous phase's checkpoint."""
+    """Train `phase` on the merged dataset; `init` is the previous phase's checkpoint.
+
+    `config_digest` keys KFP's cache on the config's content; the step refuses another config
+    (the GPU image built from another commit than the CPU image).
+    """
     from pathlib import Path
 
     from tiergate.components.train.step import train_phase
+    from tiergate.config_digest import check_config_digest
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
+    taxonomy = load_taxonomy()
+    check_config_digest(config_digest, taxonomy, load_profile(profile))
     overrides = {"train": {"base_model": base_model}} if base_model else None
     info = train_phase(
-        load_taxonomy(),
+        taxonomy,
         load_profile(profile, overrides),
         Path(data.path),
         phase,

@@ -22,5 +22,5 @@ def test_local_run_ends_green_without_promotion_when_the_gate_fails(tmp_path: Pa
     merged = next(iter((tmp_path / "run" / "kfp").glob("*/merge/merged")))
     counts = json.loads((merged / "manifest.json").read_text())["counts"]["splits"]
     assert sum(counts.values()) > 0
-    generated = list((tmp_path / "run" / "kfp").glob("*/for-loop-1-iteration-*/generate/generated/manifest.json"))
+    generated = list((tmp_path / "run" / "kfp").glob("*/for-loop-*-iteration-*/generate/generated/manifest.json"))
     assert len(generated) == 3  # one generate task per requested category (ParallelFor)
