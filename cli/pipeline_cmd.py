@@ -102,20 +102,31 @@ def run(
 def submit(
     host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. https://kfp.example.com/pipeline.")],
     package: Annotated[Path | None, typer.Option(help="Compiled YAML (default: pipelines/compiled/tiergate.yaml).")] = None,
-    experiment: Annotated[str, typer.Option(help="KFP experiment name.")] = "tiergate",
+    experiment: Annotated[str, typer.Option(help="KFP experiment name (created if missing).")] = "tiergate",
     run_name: Annotated[str | None, typer.Option(help="Run name shown in the dashboard.")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="Pipeline parameter KEY=VALUE (repeatable).")] = None,
     token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token (or $KFP_TOKEN).")] = None,
+    service_account: Annotated[
+        str, typer.Option(help="Kubernetes service account the run's pods use (manifests/kfp/rbac.yaml).")
+    ] = "tiergate-pipeline",
+    namespace: Annotated[str | None, typer.Option(help="Profile namespace (multi-user Kubeflow); omit for single-user.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each API answer (connect: at most 10).", min=1)] = 60.0,
 ) -> None:
-    """Upload and launch the compiled pipeline on a Kubeflow Pipelines cluster."""
+    """Launch the compiled pipeline on a Kubeflow Pipelines cluster; prints the run id."""
     from tiergate.pipelines.runner import COMPILED
-    from tiergate.pipelines.runner import submit as submit_run
+    from tiergate.pipelines.submit import Submission, parse_params
+    from tiergate.pipelines.submit import submit as submit_run
 
-    arguments = {}
-    for item in param or []:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise TiergateError(f"--param {item!r} must look like KEY=VALUE")
-        arguments[key] = value
-    run_id = submit_run(host, package or COMPILED, experiment, run_name, arguments, token)
-    typer.echo(f"submitted run {run_id}")
+    submission = Submission(
+        host=host,
+        package=package or COMPILED,
+        experiment=experiment,
+        run_name=run_name,
+        arguments=parse_params(param or []),
+        token=token,
+        service_account=service_account,
+        namespace=namespace,
+        timeout_s=timeout,
+    )
+    run_id = submit_run(submission)
+    typer.echo(f"submitted run {run_id} (experiment {experiment!r}, service account {service_account})")

@@ -11,12 +11,11 @@ from typing import Any
 
 from tiergate.artifacts import REPOSITORY_MANIFEST
 from tiergate.errors import PipelineError
-from tiergate.paths import PROJECT_ROOT
 from tiergate.pipelines.docker_runner import LocalImages
 from tiergate.profiles import load_profile
 
 log = logging.getLogger(__name__)
-COMPILED = PROJECT_ROOT / "pipelines" / "compiled" / "tiergate.yaml"
+COMPILED = Path(__file__).resolve().parent / "compiled" / "tiergate.yaml"  # package data: also in an installed wheel
 
 
 
@@ -108,22 +107,3 @@ def locate_outputs(root: Path) -> dict[str, Any]:
         "promoted": repository is not None and (repository / REPOSITORY_MANIFEST).is_file(),
     }
 
-
-def submit(
-    host: str,
-    package: Path = COMPILED,
-    experiment: str = "tiergate",
-    run_name: str | None = None,
-    arguments: dict[str, Any] | None = None,
-    existing_token: str | None = None,
-) -> str:
-    """Upload-and-run the compiled pipeline on a KFP API server; returns the run id."""
-    import kfp
-
-    if not Path(package).is_file():
-        raise PipelineError(f"{package} not found; run `tiergate pipeline compile` first")
-    client = kfp.Client(host=host, existing_token=existing_token)
-    result = client.create_run_from_pipeline_package(
-        str(package), arguments=arguments or {}, run_name=run_name, experiment_name=experiment
-    )
-    return str(result.run_id)
