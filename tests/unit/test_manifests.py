@@ -91,3 +91,37 @@ def test_no_code_reads_the_shared_folder() -> None:
         and reference.search(path.read_text(errors="replace"))
     ]
     assert offenders == []
+
+
+def _documents() -> list[dict[str, Any]]:
+    return [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def test_applying_the_manifests_never_writes_a_secret() -> None:
+    """`kubectl apply -f manifests/kfp/` must not overwrite a real key with a placeholder: Secrets are created by hand."""
+    assert [doc["metadata"]["name"] for doc in _documents() if doc.get("kind") == "Secret"] == []
+
+
+def test_generation_cache_is_read_write_many() -> None:
+    pvc = yaml.safe_load((PROJECT_ROOT / "manifests/kfp/pvc-cache.yaml").read_text())
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "generate tasks run in parallel, on several nodes"
+
+
+def test_the_pipeline_service_account_is_the_one_submit_uses_and_reads_no_tiergate_secret() -> None:
+    from tiergate.pipelines.submit import DEFAULT_SERVICE_ACCOUNT
+    from tiergate.profiles import load_profile
+
+    documents = _documents()
+    accounts = [doc["metadata"]["name"] for doc in documents if doc["kind"] == "ServiceAccount"]
+    assert DEFAULT_SERVICE_ACCOUNT in accounts
+    bindings = [doc for doc in documents if doc["kind"] == "RoleBinding"]
+    binding = next(doc for doc in bindings if doc["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": DEFAULT_SERVICE_ACCOUNT, "namespace": "kubeflow"}]
+    role = next(doc for doc in documents if doc["kind"] == "Role" and doc["metadata"]["name"] == binding["roleRef"]["name"])
+    settings = load_profile("production").pipeline
+    ours = {settings.anthropic_secret, settings.gitops_secret, settings.object_store_secret}
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        if "secrets" in rule["resources"]:
+            assert rule.get("resourceNames") and not ours & set(rule["resourceNames"]), rule
+            assert rule["verbs"] == ["get"]
