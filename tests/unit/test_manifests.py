@@ -125,3 +125,18 @@ def test_the_pipeline_service_account_is_the_one_submit_uses_and_reads_no_tierga
         if "secrets" in rule["resources"]:
             assert rule.get("resourceNames") and not ours & set(rule["resourceNames"]), rule
             assert rule["verbs"] == ["get"]
+
+
+def test_readme_creates_exactly_the_secrets_the_pipeline_reads() -> None:
+    """The `kubectl create secret` commands in the README name the Secrets and keys compiled into the pipeline."""
+    from tiergate.profiles import load_profile
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    commands = re.findall(r"kubectl -n kubeflow create secret generic ([\w-]+)((?:\s*\\\n\s*--from-literal=[\w-]+=\S+)+)", readme)
+    documented = {name: set(re.findall(r"--from-literal=([\w-]+)=", literals)) for name, literals in commands}
+    settings = load_profile("production").pipeline
+    assert documented == {
+        settings.anthropic_secret: {settings.anthropic_secret_key},
+        settings.object_store_secret: set(settings.object_store_secret_env),
+        settings.gitops_secret: {settings.gitops_secret_key},
+    }
