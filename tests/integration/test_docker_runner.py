@@ -36,7 +36,8 @@ def test_a_failing_task_container_reports_its_exit_code(tmp_path: Path) -> None:
         client.close()
     assert code == 3
     assert json.loads(record.read_text()) == {"function": "fails", "image": IMAGES.cpu, "user": "1000:1000", "exit_code": 3}
-    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=tiergate-test={tmp_path.name}"], capture_output=True, text=True)
+    listing = ["docker", "ps", "-aq", "--filter", f"label=tiergate-test={tmp_path.name}"]
+    leftovers = subprocess.run(listing, capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""  # removed once its exit code was read
 
 
