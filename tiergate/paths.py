@@ -20,7 +20,22 @@ from pathlib import Path
 from tiergate.errors import ConfigError
 
 HOME_VARIABLE = "TIERGATE_HOME"
-PROJECT_ROOT = Path(os.environ.get(HOME_VARIABLE, Path(__file__).resolve().parent.parent))
+
+
+def _project_root() -> Path:
+    """$TIERGATE_HOME; else the source checkout this module lives in; else (an installed wheel) the working directory.
+
+    Never site-packages: an installed tiergate that ran the local profile would otherwise write
+    `runs/pvc` inside the virtualenv.
+    """
+    home = os.environ.get(HOME_VARIABLE)
+    if home:
+        return Path(home)
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 
 
 def config_dir() -> Path:

@@ -157,6 +157,11 @@ def test_unpacked_wheel_works_outside_the_repository(wheel: zipfile.ZipFile, tmp
         cwd="/", env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.split()
     assert all(Path(path).is_relative_to(tmp_path / "site") for path in where), where
+    root = subprocess.run(
+        [sys.executable, "-c", "from tiergate.paths import project_path; print(project_path('runs/pvc'))"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    assert root == str(tmp_path / "runs" / "pvc"), "outside a checkout, run paths are relative to the working directory"
     for command in (["taxonomy", "validate"], ["taxonomy", "show", "--json"], ["--help"]):
         result = subprocess.run(
             [sys.executable, "-m", "tiergate.cli.main", *command], cwd="/", env=env, capture_output=True, text=True, timeout=120
