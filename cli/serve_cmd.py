@@ -35,16 +35,12 @@ def serve(
 ) -> None:
     """Verify a model repository (files, manifest, gate), then start a real Triton server on it; Ctrl-C stops it."""
     from tiergate.serving.server import TritonServer
-    from tiergate.trust import verify_local_repository
 
     if not (model_repo / REPOSITORY_MANIFEST).is_file():
         raise TiergateError(f"{model_repo} is not a tiergate model repository (no repository.json)")
     if unverified:
         typer.echo(f"warning: serving {model_repo} UNVERIFIED: no gate or digest check", err=True)
-    else:
-        verified = verify_local_repository(model_repo)
-        typer.echo(f"verified {verified.manifest.model_version} ({verified.manifest.digest[:12]}): gate passed on these bytes")
-    server = TritonServer(model_repo, work_dir, http_port, grpc_port, metrics_port)
+    server = TritonServer(model_repo, work_dir, http_port, grpc_port, metrics_port, verify=not unverified)
     with server:
         typer.echo(
             f"Triton ready: http://{server.http_url}  grpc {server.grpc_url}  metrics :{server.metrics_port}  (Ctrl-C to stop)"
@@ -97,16 +93,13 @@ def demo(
     from tiergate.gate import load_gate
     from tiergate.serving.server import TritonServer
     from tiergate.taxonomy import load_taxonomy
-    from tiergate.trust import verify_local_repository
 
     repository = run_dir / "model_repository"
     if not (repository / REPOSITORY_MANIFEST).is_file():
         decision = load_gate(run_dir).decision if (run_dir / GATE_FILE).is_file() else "missing"
         typer.echo(f"{run_dir}: not promoted (gate {decision}); nothing to serve")
         return
-    verified = verify_local_repository(repository)
-    typer.echo(f"verified {verified.manifest.model_version} ({verified.manifest.digest[:12]}): gate passed on these bytes")
-    with TritonServer(repository, run_dir / "triton") as server:
+    with TritonServer(repository, run_dir / "triton") as server:  # verifies the copy it serves
         client = ModerationClient(server.http_url, "http", expected_labels=load_taxonomy().labels)
         typer.echo(f"Triton serving {repository} at http://{server.http_url}")
         for text, context in DEMO_TEXTS:

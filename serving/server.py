@@ -24,6 +24,7 @@ import httpx
 
 from tiergate.errors import ServerError
 from tiergate.paths import PROJECT_ROOT
+from tiergate.trust import verify_local_repository
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class TritonServer:
         metrics_port: int | None = None,
         log_file: Path | None = None,
         startup_timeout_s: float = 180.0,
+        verify: bool = True,
     ):
         self.model_repository = Path(model_repository).resolve()
         self.work_dir = Path(work_dir)
@@ -96,6 +98,7 @@ class TritonServer:
         self.metrics_port = metrics_port or free_port()
         self.log_file = Path(log_file) if log_file else self.work_dir / "tritonserver.log"
         self.startup_timeout_s = startup_timeout_s
+        self.verify = verify
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -124,12 +127,28 @@ class TritonServer:
         env.setdefault("OMP_NUM_THREADS", "1")
         return env
 
+    def serving_copy(self) -> Path:
+        """A fresh copy of the repository in the work folder, verified when asked: what Triton actually loads.
+
+        Triton's python backend writes `__pycache__/` next to each `model.py` (its embedded interpreter
+        ignores PYTHONDONTWRITEBYTECODE), so serving the original would leave it holding files its manifest
+        does not list. Verifying the copy, not the original, also leaves no gap between check and load.
+        """
+        copy = self.work_dir / "model_repository"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(self.model_repository, copy)
+        if self.verify:
+            verified = verify_local_repository(copy)
+            log.info("serving %s (%s): verified", verified.manifest.model_version, verified.manifest.digest[:12])
+        return copy
+
     def start(self) -> TritonServer:
         install = TritonInstall.locate()
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        repository = self.serving_copy()
         command = [
             str(install.binary),
-            f"--model-repository={self.model_repository}",
+            f"--model-repository={repository}",
             f"--backend-directory={install.backend_directory(self.work_dir)}",
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
