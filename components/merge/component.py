@@ -30,7 +30,7 @@ def merge(
     setup_logging()
     taxonomy, resolved = load_taxonomy(), load_profile(profile)
     check_config_digest(config_digest, taxonomy, resolved)
-    manifest = merge_datasets(taxonomy, resolved, [Path(item.path) for item in generated], Path(merged.path))
+    manifest = merge_datasets(taxonomy, resolved, [Path(item.path) for item in generated], Path(merged.path), overwrite=True)
     shutil.copyfile(Path(merged.path) / DATASET_REPORT_MD, report.path)
     merged.metadata.update(
         {"dataset_sha256": manifest.dataset_sha256, **{f"{k}_records": v for k, v in manifest.counts["splits"].items()}}

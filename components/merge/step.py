@@ -21,6 +21,7 @@ from tiergate.components.merge.splits import SPLIT_FILES, assign_splits
 from tiergate.datasets import DatasetManifest, FileEntry, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, write_json
+from tiergate.outputs import atomic_output
 from tiergate.paths import project_path
 from tiergate.profiles import MergeSettings, Profile, RecordKindName
 from tiergate.records import Kind, Record, iter_jsonl, normalise_text, write_jsonl
@@ -105,8 +106,9 @@ def merge_datasets(
     out_dir: Path,
     screeners: Sequence[Screener] | None = None,
     regression_dir: Path | None = None,
+    overwrite: bool = False,
 ) -> DatasetManifest:
-    """Merge input datasets into `out_dir`; returns the merged dataset's manifest."""
+    """Merge input datasets into `out_dir` (written whole, see `tiergate.outputs`); returns the merged manifest."""
     settings = profile.merge
     records, manifests = _load_inputs(taxonomy, inputs)
     suites = load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy)
@@ -119,10 +121,13 @@ def merge_datasets(
     stats = merge_stats(taxonomy, manifests, len(records), cleaned, quarantined)
     report = build_report(taxonomy, splits, phases, stats, settings.min_test_support)
     warn_low_support(report)
-    out_dir = Path(out_dir)
-    files = write_outputs(out_dir, splits, phases, quarantined, report)
-    manifest = merged_manifest(taxonomy, profile, manifests, files, report, stats)
-    write_manifest(out_dir, manifest)
+    out_dir = Path(out_dir).absolute()
+    if any(out_dir == Path(folder).absolute() or out_dir in Path(folder).absolute().parents for folder in inputs):
+        raise InputDataError(f"--out {out_dir} contains an input dataset; replacing it would delete the input")
+    with atomic_output(out_dir, overwrite) as staging:
+        files = write_outputs(staging, splits, phases, quarantined, report)
+        manifest = merged_manifest(taxonomy, profile, manifests, files, report, stats)
+        write_manifest(staging, manifest)
     return manifest
 
 

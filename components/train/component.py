@@ -37,6 +37,7 @@ def train(
         phase,
         Path(checkpoint.path),
         init_from=Path(init.path) if init is not None else None,
+        overwrite=True,  # KFP owns the output path; a retried task replaces its own partial output
     )
     for key, value in info.best.items():
         if key.startswith("eval_") and not key.startswith("eval_f1_") and isinstance(value, int | float):

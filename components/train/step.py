@@ -24,6 +24,7 @@ from tiergate.components.train.weights import compute_pos_weight
 from tiergate.datasets import DatasetManifest, load_manifest
 from tiergate.errors import ConfigError, InputDataError
 from tiergate.hashing import write_json
+from tiergate.outputs import atomic_output
 from tiergate.preprocessing import InputEncoder, Padding
 from tiergate.profiles import Profile, TrainSettings
 from tiergate.records import Record, read_jsonl
@@ -88,8 +89,9 @@ def train_phase(
     phase: str,
     out_dir: Path,
     init_from: Path | None = None,
+    overwrite: bool = False,
 ) -> CheckpointInfo:
-    """Train `phase` on `data_dir/<phase>.jsonl`, select on val macro F1, write the checkpoint to `out_dir`.
+    """Train `phase` on `data_dir/<phase>.jsonl`, select on val macro F1, write the checkpoint to `out_dir` (whole).
 
     Everything that can refuse the inputs (unknown phase, manifest, warm-start labels, empty data)
     runs before any weight is loaded, so a refused phase writes nothing.
@@ -106,16 +108,17 @@ def train_phase(
     set_seed(profile.seed, deterministic=settings.deterministic)  # before the classifier head is initialised
     tokenizer, model = _load_model(start.source, taxonomy)
     pos_weight = compute_pos_weight(train_records, taxonomy)
-    work_dir = out_dir / TRAINER_WORK_DIR
     encoder = InputEncoder(tokenizer, settings.max_length, TRAINING_PADDING)
-    trainer = build_trainer(model, encoder, taxonomy, profile, phase, (train_records, val_records), pos_weight, work_dir)
     epochs = settings.phases[phase].epochs
     log.info(
         "%s: %d train / %d val records from %s, %d epochs", phase, len(train_records), len(val_records), start.source, epochs
     )
-    fit_and_save(trainer, tokenizer, out_dir, work_dir)
-    info = describe_checkpoint(trainer, taxonomy, profile, phase, start, manifest, pos_weight)
-    write_outputs(out_dir, info)
+    with atomic_output(out_dir, overwrite) as staging:
+        work_dir = staging / TRAINER_WORK_DIR
+        trainer = build_trainer(model, encoder, taxonomy, profile, phase, (train_records, val_records), pos_weight, work_dir)
+        fit_and_save(trainer, tokenizer, staging, work_dir)
+        info = describe_checkpoint(trainer, taxonomy, profile, phase, start, manifest, pos_weight)
+        write_outputs(staging, info)
     return info
 
 
@@ -257,12 +260,17 @@ def write_outputs(out_dir: Path, info: CheckpointInfo) -> None:
 
 
 def train_all(
-    taxonomy: Taxonomy, profile: Profile, data_dir: Path, out_dir: Path, init_from: Path | None = None
+    taxonomy: Taxonomy,
+    profile: Profile,
+    data_dir: Path,
+    out_dir: Path,
+    init_from: Path | None = None,
+    overwrite: bool = False,
 ) -> list[CheckpointInfo]:
     """All phases in profile order, each warm-starting from the previous: `out_dir/<phase>/`."""
     infos = []
     previous = init_from
     for phase in profile.train.phases:
-        infos.append(train_phase(taxonomy, profile, data_dir, phase, Path(out_dir) / phase, init_from=previous))
+        infos.append(train_phase(taxonomy, profile, data_dir, phase, Path(out_dir) / phase, previous, overwrite))
         previous = Path(out_dir) / phase
     return infos

@@ -163,10 +163,10 @@ def test_merge_end_to_end_is_byte_identical(generated: Path, taxonomy: Taxonomy,
 
 def test_min_support_warning(generated: Path, taxonomy: Taxonomy, tmp_path: Path) -> None:
     profile = load_profile("local", {"merge": {"min_test_support": 1000}})
-    merge_datasets(taxonomy, profile, [generated / "threats", generated / "spam"], tmp_path)
-    report = json.loads((tmp_path / "report.json").read_text())
+    merge_datasets(taxonomy, profile, [generated / "threats", generated / "spam"], tmp_path / "merged")
+    report = json.loads((tmp_path / "merged" / "report.json").read_text())
     assert {item["category"] for item in report["low_support"]} == set(taxonomy.labels)
-    assert "not measurable" in (tmp_path / "report.md").read_text()
+    assert "not measurable" in (tmp_path / "merged" / "report.md").read_text()
 
 
 def test_merge_quarantines_poisoned_input_and_reports_it(taxonomy: Taxonomy, local_profile: Profile, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from tiergate.components.evaluate.metrics import evaluate_split
 from tiergate.components.evaluate.regression import load_suites, run_suites
 from tiergate.components.evaluate.report import html_view, markdown_view, render_html, render_markdown, templates
 from tiergate.components.evaluate.thresholds import tune_thresholds
-from tiergate.gate import Judged, decide
+from tiergate.gate import Judged, decide, gate_policy
 from tiergate.inference import Postprocessor, ThresholdSet
 from tiergate.paths import project_path
 from tiergate.profiles import load_profile
@@ -42,10 +42,12 @@ def inputs(taxonomy: Taxonomy) -> dict[str, Any]:
     def nothing_flagged(texts: list[str], contexts: list[Context]) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((len(texts), len(taxonomy.labels)), np.float32), np.zeros((len(texts), len(taxonomy.labels)), bool)
 
-    regression = run_suites(load_suites(project_path("config/regression"), taxonomy), taxonomy, nothing_flagged)
+    suites = load_suites(project_path("config/regression"), taxonomy)
+    regression = run_suites(suites, taxonomy, nothing_flagged)
     fields = {**dict.fromkeys(Judged.model_fields, "x"), "model_file": "model_fp16.onnx", "model_sha256": "ab" * 32}
     judged = Judged(**{**fields, "taxonomy_sha256": taxonomy.labels_sha256})
-    gate = decide(taxonomy, metrics, regression, load_profile("production").evaluate, judged).as_json()
+    policy = gate_policy(taxonomy, load_profile("production").evaluate, 5, suites)
+    gate = decide(policy, metrics, regression, judged).as_json()
     return {"gate": gate, "metrics": metrics, "regression": regression, "thresholds": thresholds}
 
 
