@@ -67,17 +67,30 @@ def docker_client() -> Any:
 
 
 def require_images(client: Any, images: LocalImages) -> None:
-    """Every image the pipeline names must exist locally; DockerRunner would otherwise try to pull it."""
+    """Every image the pipeline names must exist locally (DockerRunner would otherwise try to pull it)
+    and hold the library of this checkout: each task's wrapper is compiled from here, its imports
+    come from the image (pipelines/source_digest.py)."""
     import docker
 
-    missing = []
-    for image in (images.cpu, images.gpu):
+    from tiergate.pipelines.source_digest import LABEL, source_digest
+
+    missing, stale = [], []
+    here = source_digest()
+    for image in dict.fromkeys((images.cpu, images.gpu)):
         try:
-            client.images.get(image)
+            labels = client.images.get(image).labels or {}
         except docker.errors.ImageNotFound:
             missing.append(image)
+            continue
+        if labels.get(LABEL) != here:
+            stale.append(image)
     if missing:
         raise PipelineError(f"image {', '.join(missing)} not found in the Docker engine; build the images with `make images`")
+    if stale:
+        raise PipelineError(
+            f"image {', '.join(stale)} holds other tiergate sources than this checkout (code or config changed since it "
+            "was built); rebuild: make images IMAGES=\"cpu gpu\""
+        )
 
 
 def container_uid() -> int:

@@ -70,7 +70,8 @@ for target in "${targets[@]}"; do
   image="${prefix}tiergate-${target}:${tag}"
   started=$(date +%s)
   echo "building $image ($dockerfile)"
-  docker build --network host --quiet=false -f "$dockerfile" -t "$image" "${extra[@]}" "$context" \
+  docker build --network host -f "$dockerfile" -t "$image" "${extra[@]}" \
+    --label "org.tiergate.source-digest=$(cat "$context/source-digest")" "$context" \
     > "build/images/$target.log" 2>&1 || { tail -n 40 "build/images/$target.log" >&2; echo "error: building $image failed (log: build/images/$target.log)" >&2; exit 1; }
   size=$(docker image inspect -f '{{.Size}}' "$image" | numfmt --to=iec --suffix=B)
   line="$image: built in $(( $(date +%s) - started )) s, $size"

@@ -16,8 +16,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
+
+from tiergate.pipelines.source_digest import source_digest  # the venv's (editable) tiergate: this checkout
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the Triton python-backend models and the CLI's light commands import; no torch, no kfp.
@@ -45,13 +48,23 @@ def requirement_sets() -> dict[str, list[str]]:
     }
 
 
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".*_cache", "tests")
+
+
 def build_wheel(out: Path) -> Path:
-    """`pip wheel --no-deps .`: the project alone, config included (package `tiergate.config`)."""
+    """`pip wheel --no-deps`: the project alone, config included (package `tiergate.config`).
+
+    Built from a copy of the tree: setuptools reuses ./build/lib, and a file deleted from the
+    tree since the last build would otherwise still ship (seen: a renamed pipeline module).
+    """
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
-    command += ["--wheel-dir", str(out), str(ROOT)]
-    result = subprocess.run(command, capture_output=True, text=True)  # setuptools' page-long warnings: only on failure
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "src"
+        shutil.copytree(ROOT, source, ignore=NOT_SOURCES)
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+        command += ["--wheel-dir", str(out), str(source)]
+        result = subprocess.run(command, capture_output=True, text=True)  # setuptools' page-long warnings: only on failure
     if result.returncode != 0:
         sys.exit(f"error: pip wheel failed:\n{result.stdout}{result.stderr}")
     wheels = sorted(out.glob("tiergate-*.whl"))
@@ -89,6 +102,7 @@ def main() -> None:
             target.write_text(text)
     wheel = build_wheel(out / "wheels")
     place_torch(out / "torch", args.torch_wheel)
+    (out / "source-digest").write_text(source_digest() + "\n")  # the images' label; the docker runner checks it
     print(f"context {out}: {wheel.name}, torch wheel: {args.torch_wheel.name if args.torch_wheel else 'from an index'}")
 
 

@@ -130,7 +130,8 @@ def render_chart(version: str, storage_uri: str, digest: str) -> dict[str, Any]:
         "regressionTest": {"image": IMAGES.cpu},
     }
     rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="tiergate")
-    documents = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    texts = [text for name, text in rendered.items() if name.endswith((".yaml", ".yml"))]  # not NOTES.txt
+    documents = [doc for text in texts for doc in yaml.safe_load_all(text) if doc]
     return {doc["kind"]: doc for doc in documents}
 
 

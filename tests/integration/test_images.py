@@ -8,12 +8,14 @@ the Triton server with the modules its python-backend models import.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 
 import pytest
 
 from tests.integration.containers import ALL_IMAGES, IMAGE_UID, IMAGES, docker_run, require_engine_and_images
+from tiergate.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +50,22 @@ def test_cli_and_packaged_config_work_from_root_on_a_read_only_filesystem(image:
     assert "33" in validated.stdout + validated.stderr
 
 
+def body_imports(step: str) -> list[str]:
+    """Every tiergate module a component wrapper imports, including inside its function bodies
+    (KFP ships only the function's source, so those imports run in the image)."""
+    tree = ast.parse((PROJECT_ROOT / "components" / step / "component.py").read_text(encoding="utf-8"))
+    found = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return sorted(name for name in found if name.startswith("tiergate"))
+
+
 @pytest.mark.parametrize("image", list(STEPS))
 def test_component_entry_points_import(image: str) -> None:
-    """The KFP executor, each wrapper, and the step modules the wrappers' bodies import."""
+    """The KFP executor, each wrapper, and the modules the wrappers' bodies import."""
     modules = ["kfp.dsl.executor_main"]
     for step in STEPS[image]:
-        modules += [f"tiergate.components.{step}.component", f"tiergate.components.{step}.step"]
+        modules += [f"tiergate.components.{step}.component", *body_imports(step)]
+    modules = list(dict.fromkeys(modules))
     script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('ok', len(sys.argv) - 1)"
     result = docker_run(image, ["python", "-c", script, *modules])
     assert result.returncode == 0, result.stderr[-2000:]
