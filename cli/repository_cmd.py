@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,17 +13,30 @@ from tiergate.cli.options import ProfileOption
 
 app = typer.Typer(help="Verify a model repository, or fetch and verify one before serving it.", no_args_is_help=True)
 DigestOption = Annotated[
-    str | None, typer.Option("--digest", help="The repository digest it must have (e.g. Helm values' model.digest).")
+    str | None,
+    typer.Option(
+        "--digest",
+        envvar="TIERGATE_EXPECTED_DIGEST",
+        help="The repository digest it must have (the chart sets it from model.digest).",
+    ),
 ]
 
 
 @app.command("verify")
 def verify(
     location: Annotated[str, typer.Argument(help="A local folder, or a store URI (pvc://, s3://, file://).")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="After `--`: a command to exec once verified (e.g. tritonserver ...).")
+    ] = None,
     digest: DigestOption = None,
     profile: ProfileOption = "local",
 ) -> None:
-    """Check files, manifest, gate record and judged bytes; exit 2 with one line naming the first mismatch."""
+    """Check files, manifest, gate record and judged bytes; exit 2 with one line naming the first mismatch.
+
+    As a container entrypoint, `tiergate repository verify /mnt/models -- tritonserver ...` replaces
+    itself with the server only when the repository verifies: a mismatch never serves, and the pod
+    never becomes ready (the chart's ServingRuntime runs Triton this way).
+    """
     from tiergate.profiles import load_profile
     from tiergate.store import locate
     from tiergate.trust import verify_repository
@@ -33,6 +48,9 @@ def verify(
         f"verified: {manifest.model_name} {manifest.model_version} digest {manifest.digest[:12]}, "
         f"{len(manifest.files)} files, gate {verified.gate.decision} ({verified.gate.digest()[:12]})"
     )
+    if command:
+        sys.stdout.flush()
+        os.execvp(command[0], command)
 
 
 @app.command("fetch")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,29 @@ def test_chart_renders_valid_kserve_manifests() -> None:
     assert lint(str(CHART), VALUES)["errors"] == []
 
 
+def test_the_rendered_runtime_starts_triton_only_on_a_repository_that_verifies(tmp_path: Path) -> None:
+    """The ServingRuntime's entrypoint, run as rendered (with /mnt/models pointed at a local copy)."""
+    repo = make_repository(tmp_path / "models", "v1")
+    digest = read_json(repo / "repository.json")["digest"]
+    values = {"model": {**VALUES["model"], "digest": digest}}
+    rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
+    runtime = yaml.safe_load(rendered["tiergate-serving/templates/servingruntime.yaml"])["spec"]["containers"][0]
+    isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    env = {item["name"]: item["value"] for item in isvc["spec"]["predictor"]["model"]["env"]}
+    assert env["TIERGATE_EXPECTED_DIGEST"] == digest and runtime["args"][0] == "tritonserver"
+    command = [str(repo) if part == "/mnt/models" else part for part in runtime["command"]]
+    command = [sys.executable, "-m", "tiergate.cli.main", *command[1:], sys.executable, "-c", "print('triton started')"]
+
+    def start(expected: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TIERGATE_EXPECTED_DIGEST": expected})
+
+    started = start(env["TIERGATE_EXPECTED_DIGEST"])
+    assert started.returncode == 0 and "triton started" in started.stdout, started.stderr
+    refused = start("b" * 64)  # Argo synced values for another version than the bytes in /mnt/models
+    assert refused.returncode == 2 and "triton started" not in refused.stdout
+    assert refused.stderr.count("\n") == 1 and "is not the expected" in refused.stderr
+
+
 def test_chart_options_render() -> None:
     values = {
         **VALUES,
@@ -120,7 +145,8 @@ def test_chart_options_render() -> None:
     predictor = isvc["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 10 and predictor["minReplicas"] == 2
     assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
-    assert predictor["model"]["env"][0]["value"] == '["anti_trans"]'
+    env = {item["name"]: item["value"] for item in predictor["model"]["env"]}
+    assert env["TIERGATE_OPTIONAL_DISABLED"] == '["anti_trans"]'
     assert not rendered.get("tiergate-serving/templates/servingruntime.yaml", "").strip()
     validate_text(rendered["tiergate-serving/templates/inferenceservice.yaml"])
 
