@@ -136,6 +136,8 @@ def _read(filesystem: Any, path: str, where: str) -> bytes:
             return bytes(handle.read())
     except FileNotFoundError:
         raise PromotionRefused(f"{where}: {path.rsplit('/', 1)[-1]} is missing") from None
+    except OSError as error:
+        raise PromotionRefused(f"{where}: cannot read {path.rsplit('/', 1)[-1]}: {error}") from None
 
 
 def _listing(filesystem: Any, root: str, where: str) -> set[str]:
@@ -159,8 +161,11 @@ def verify_files(filesystem: Any, root: str, manifest: RepositoryManifest, where
     if extra:
         raise PromotionRefused(f"{where}: {len(extra)} file(s) not in the manifest, first {extra[0]}")
     for name, expected in sorted(manifest.files.items()):
-        with filesystem.open(f"{root.rstrip('/')}/{name}", "rb") as handle:
-            actual = sha256_stream(handle)
+        try:
+            with filesystem.open(f"{root.rstrip('/')}/{name}", "rb") as handle:
+                actual = sha256_stream(handle)
+        except OSError as error:
+            raise PromotionRefused(f"{where}: cannot read {name}: {error}") from None
         if actual != expected:
             raise PromotionRefused(f"{where}: {name} has sha256 {actual[:12]}, the manifest says {expected[:12]}")
 
@@ -185,6 +190,7 @@ def verify_repository(
     """Refuse (PromotionRefused, one line) unless `root` holds exactly a gated, unaltered model repository."""
     root = str(root).rstrip("/")
     where = where or root
+    filesystem.invalidate_cache()  # object stores cache listings and ETags: verify what is there now
     if not filesystem.isdir(root):
         raise PromotionRefused(f"{where}: no model repository there (the folder does not exist)")
     manifest = parse_manifest(_read(filesystem, f"{root}/{REPOSITORY_MANIFEST}", where), where)

@@ -25,6 +25,7 @@ from tiergate.hashing import read_json, write_json
 from tiergate.k8s_validation import validate_text
 from tiergate.paths import PROJECT_ROOT
 from tiergate.profiles import PromoteSettings, PublishSettings, load_profile
+from tiergate.store import fetch_repository
 
 CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
 
@@ -88,6 +89,17 @@ def test_publish_to_s3_on_loopback(tmp_path: Path, s3_endpoint: str, monkeypatch
     keys = {item["Key"] for item in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="models")["Contents"]}
     assert {f"tiergate/tiergate/v3/{result['digest']}/{name}" for name in ("repository.json", "classifier/1/model.onnx")} <= keys
     assert publish_repository(repo, settings)["already_published"]
+    assert not any(".staging-" in key for key in keys) and "tiergate/tiergate/v3/published.json" in keys
+    fetched = fetch_repository(result["uri"], tmp_path / "mnt", settings)  # the load-side check reads S3 too
+    assert fetched.manifest.digest == result["digest"]
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    key = f"tiergate/tiergate/v3/{result['digest']}/classifier/1/model.onnx"
+    client.put_object(Bucket="models", Key=key, Body=b"0" * 16)  # the stored copy corrupted behind our back
+    with pytest.raises(PublishError, match=r"no longer verifies .*model\.onnx has sha256"):
+        publish_repository(repo, settings)
+    with pytest.raises(PromotionRefused, match=r"model\.onnx has sha256"):
+        fetch_repository(result["uri"], tmp_path / "mnt2", settings)
+    assert not (tmp_path / "mnt2").exists() or not any((tmp_path / "mnt2").iterdir())
 
 
 VALUES = {"model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64}}
