@@ -119,6 +119,12 @@ def test_hash_depends_on_order(taxonomy: Taxonomy) -> None:
         (lambda d: d["categories"][0].update(threshold_max=0.95), "threshold_max: 0.95 is outside tier 2 range"),
         (lambda d: d["categories"][0].update(tier="two"), "categories.0.tier"),
         (lambda d: d["tiers"][1].update(threshold_range=[0.6, 0.2]), "lower bound 0.6 must be below"),
+        (lambda d: d["tiers"][1].update(f1_gate=1.5), "tiers.1.f1_gate: Input should be less than or equal to 1"),
+        (lambda d: d["tiers"][1].update(recall_floor=-0.1), "tiers.1.recall_floor"),
+        (
+            lambda d: d["categories"][0].update(threshold_min=0.5, threshold_max=0.3),
+            "threshold_min: 0.5 is above threshold_max 0.3",
+        ),
         (lambda d: d["categories"][0]["seeds"]["positive"].append("hi {nobody}"), "unknown slots ['nobody']"),
         (lambda d: d["categories"][2]["overlap_seeds"].update(spam=["x"]), "overlap_seeds.spam"),
         (lambda d: d["categories"][0].update(allowed_in=["kids"]), "unknown audience 'kids'"),

@@ -352,6 +352,19 @@ def test_duplicate_yaml_keys_are_refused_with_their_line() -> None:
         parse_yaml("tiers:\n  1:\n    f1_gate: 0.95\n    f1_gate: 0.10\n", "taxonomy.yaml")
 
 
+def test_a_taxonomy_with_a_duplicated_gate_key_or_inverted_range_is_refused_by_the_cli(tmp_path: Path) -> None:
+    from tiergate.taxonomy import default_taxonomy_path
+
+    text = default_taxonomy_path().read_text(encoding="utf-8")
+    first_gate = text.index("f1_gate:")
+    line_end = text.index("\n", first_gate)
+    indent = text[text.rindex("\n", 0, first_gate) + 1 : first_gate]
+    duplicated = tmp_path / "taxonomy.yaml"
+    duplicated.write_text(text[:line_end] + f"\n{indent}f1_gate: 0.10" + text[line_end:], encoding="utf-8")
+    result = cli("taxonomy", "validate", str(duplicated))
+    assert_one_line_refusal(result, "duplicate key 'f1_gate'")
+
+
 def test_outputs_are_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     out = tmp_path / "evaluation"
     with atomic_output(out) as staging:
