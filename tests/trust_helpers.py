@@ -85,6 +85,7 @@ def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
         (layout.thresholds, '{"thresholds": "' + payload + '"}'),
         (layout.tokenizer_dir / TOKENIZER_FILE, '{"tokenizer": 1}'),
         (layout.config("classifier"), 'name: "classifier"\n'),
+        (layout.labels, "\n".join(load_taxonomy().labels) + "\n"),
     ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -181,11 +181,9 @@ class Taxonomy(StrictModel):
                 if profile not in self.generation.counts:
                     raise ValueError(f"{where}.generation.{profile}: unknown profile (known: {sorted(self.generation.counts)})")
             low, high = self.tiers[category.tier].threshold_range
-            if category.threshold_min is not None and category.threshold_max is not None:
-                if category.threshold_min > category.threshold_max:
-                    raise ValueError(
-                        f"{where}.threshold_min: {category.threshold_min} is above threshold_max {category.threshold_max}"
-                    )
+            lowest, highest = category.threshold_min, category.threshold_max
+            if lowest is not None and highest is not None and lowest > highest:
+                raise ValueError(f"{where}.threshold_min: {lowest} is above threshold_max {highest}")
             for key in ("threshold_min", "threshold_max"):
                 bound = getattr(category, key)
                 if bound is not None and not low <= bound <= high:

@@ -28,6 +28,7 @@ from tiergate.errors import PromotionRefused
 from tiergate.gate import GatePolicy, GateRecord, parse_gate, require_trusted
 from tiergate.hashing import sha256_json, sha256_stream
 from tiergate.strict import format_validation_error
+from tiergate.taxonomy import taxonomy_sha256
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -206,7 +207,18 @@ def verify_repository(
         raise PromotionRefused(f"{where}: {GATE_FILE} is not the gate record the manifest names")
     require_trusted(gate, "refusing this repository", policy)
     verify_judged(gate, manifest, where)
+    verify_labels(filesystem, root, gate, manifest, where)
     return VerifiedRepository(where, manifest, gate)
+
+
+def verify_labels(filesystem: Any, root: str, gate: GateRecord, manifest: RepositoryManifest, where: str) -> None:
+    """The label file that names the served scores is the judged label list, in order (a swap would relabel them)."""
+    name = str(RepositoryLayout(Path("")).labels)
+    if name not in manifest.files:
+        raise PromotionRefused(f"{where}: {name} is not in the repository")
+    served = _read(filesystem, f"{root}/{name}", where).decode("utf-8").splitlines()
+    if taxonomy_sha256(served) != gate.judged.taxonomy_sha256 or manifest.labels != served:
+        raise PromotionRefused(f"{where}: {name} does not list the labels the gate judged, in order; refusing")
 
 
 def verify_local_repository(

@@ -148,6 +148,17 @@ def test_thresholds_edited_and_manifest_remade_is_refused(tmp_path: Path) -> Non
         verify_local_repository(repo)
 
 
+def test_a_swapped_label_file_is_refused(tmp_path: Path) -> None:
+    repo = make_repository(tmp_path / "r", "v1")
+    labels = repo / "postprocess" / "labels.txt"
+    names = labels.read_text().splitlines()
+    names[0], names[1] = names[1], names[0]  # the scores would be reported under each other's names
+    labels.write_text("\n".join(names) + "\n")
+    write_manifest(repo, "v1", read_json(repo / "repository.json")["gate_digest"])
+    with pytest.raises(PromotionRefused, match=r"labels\.txt does not list the labels the gate judged"):
+        verify_local_repository(repo)
+
+
 def test_changed_extra_and_missing_files_are_refused(tmp_path: Path) -> None:
     repo = make_repository(tmp_path / "r", "v1")
     (repo / "classifier" / "1" / "model.onnx").write_text("weights, retrained on the quiet")
