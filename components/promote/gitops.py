@@ -100,7 +100,7 @@ def render_and_validate(work: Path, settings: PromoteSettings, values: dict[str,
     """Render the chart with real Helm (values.schema.json applies) and validate what comes out."""
     from helm_python import Chart, HelmError
 
-    from tiergate.k8s_validation import CRD_DIR, validate_text
+    from tiergate.k8s_validation import validate_text
 
     chart_dir = work / settings.chart_path
     if not (chart_dir / "Chart.yaml").is_file():
@@ -109,12 +109,9 @@ def render_and_validate(work: Path, settings: PromoteSettings, values: dict[str,
         rendered = Chart.load(str(chart_dir)).render(values, name="tiergate", namespace="tiergate")
     except HelmError as error:
         raise GitOpsError(f"the chart refuses these values: {error}") from None
-    if CRD_DIR.is_dir():
-        for name, text in rendered.items():
-            if name.endswith((".yaml", ".yml")) and text.strip():
-                validate_text(text)
-    else:
-        log.warning("KServe CRDs not found at %s; rendered manifests checked by Helm's schema only", CRD_DIR)
+    for name, text in rendered.items():  # vendored CRDs: a missing schema is a ManifestError, never a skip
+        if name.endswith((".yaml", ".yml")) and text.strip():
+            validate_text(text)
     return rendered
 
 
