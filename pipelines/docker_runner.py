@@ -93,10 +93,16 @@ def require_images(client: Any, images: LocalImages) -> None:
         )
 
 
-def container_uid() -> int:
-    """The caller's uid when it is not root (files stay theirs); the images' own user when it is."""
+def container_user() -> str:
+    """The caller's uid:gid when it is not root (files stay theirs); else the images' user with group 0.
+
+    Group 0 is the OpenShift convention for an arbitrary non-root uid: the folders a task writes
+    are made group-writable (`share_with_tasks`) instead of changing their owner, so nothing on
+    the host changes hands — a root `make run` beside it, or a run killed half-way, finds its
+    GitOps repository and store exactly as it left them.
+    """
     uid = os.getuid()
-    return uid if uid != 0 else IMAGE_UID
+    return f"{uid}:{os.getgid()}" if uid != 0 else f"{IMAGE_UID}:0"
 
 
 def container_profile(profile: str, root: Path, images: LocalImages) -> tuple[Path, Profile]:
@@ -127,15 +133,17 @@ def writable_folders(profile: Profile) -> list[Path]:
     return folders
 
 
-def hand_over(folders: list[Path], uid: int) -> None:
-    """Let the container's user write where it must; a no-op unless we are root handing over to another uid."""
-    if os.getuid() != 0 or uid == 0:
+def share_with_tasks(folders: list[Path]) -> None:
+    """Make the folders tasks write to group-writable (the tasks run with group 0); only when we are root."""
+    if os.getuid() != 0:
         return
     for folder in folders:
-        for current, dirs, files in os.walk(folder):
-            os.chown(current, uid, uid)
-            for name in dirs + files:
-                os.chown(os.path.join(current, name), uid, uid, follow_symlinks=False)
+        for current, _dirs, files in os.walk(folder):
+            os.chmod(current, os.stat(current).st_mode | 0o070)
+            for name in files:
+                path = os.path.join(current, name)
+                if not os.path.islink(path):
+                    os.chmod(path, os.stat(path).st_mode | 0o060)
 
 
 def task_environment() -> dict[str, str]:
@@ -154,9 +162,9 @@ def base_model_folder(profile: Profile, base_model: str) -> Path | None:
     return model
 
 
-def let_read(folder: Path, uid: int) -> None:
-    """Root's read-only inputs must be readable by the container's user (transformers writes weights 0600)."""
-    if os.getuid() != 0 or uid == 0:
+def let_read(folder: Path) -> None:
+    """Root's read-only inputs must be readable by the tasks' user (transformers writes weights 0600)."""
+    if os.getuid() != 0:
         return
     for current, _dirs, files in os.walk(folder):
         os.chmod(current, os.stat(current).st_mode | 0o555)
@@ -193,13 +201,12 @@ def prepare(profile_name: str, root: Path, base_model: str, images: LocalImages)
             folder.mkdir(parents=True, exist_ok=True)
     if is_local(profile.promote.repo_url):
         ensure_local_repository(profile.promote)
-    uid = container_uid()
-    hand_over([root, *writable_folders(profile)], uid)
+    share_with_tasks([root, *writable_folders(profile)])
     model = base_model_folder(profile, base_model)
     if model is not None:
-        let_read(model, uid)
+        let_read(model)
     runner = local.DockerRunner(
-        user=f"{uid}:{uid}",
+        user=container_user(),
         read_only=True,  # what a restricted pod gives a step: only /tmp and the mounts are writable
         tmpfs={"/tmp": "rw,exec"},
         mounts=mounts(profile, base_model),
@@ -275,17 +282,3 @@ def trustworthy_exit_codes(root: Path) -> Iterator[None]:
         yield
     finally:
         docker_task_handler.run_docker_container = original
-
-
-def hand_back(folders: list[Path]) -> None:
-    """Give root's folders back to root after the run, so the host's own git and tools own them again."""
-    if os.getuid() != 0 or container_uid() == 0:
-        return
-    for folder in folders:
-        if not folder.exists():
-            continue
-        for current, dirs, files in os.walk(folder):
-            os.chown(current, 0, 0)
-            for name in dirs + files:
-                os.chown(os.path.join(current, name), 0, 0, follow_symlinks=False)
-    log.debug("ownership of %s handed back to root", ", ".join(map(str, folders)))

@@ -71,19 +71,15 @@ def run_local(
     pipeline = build_pipeline(resolved, default_profile=profile_arg)
     started = time.monotonic()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        with trust:
-            pipeline(
-                profile=profile_arg,
-                categories=categories,
-                counts=counts,
-                base_model=base_model,
-                cache_dir="",
-                model_version=model_version or run_dir.name,
-            )
-    finally:
-        if runner == "docker":
-            docker_runner.hand_back([root, *docker_runner.writable_folders(resolved)])
+    with trust:
+        pipeline(
+            profile=profile_arg,
+            categories=categories,
+            counts=counts,
+            base_model=base_model,
+            cache_dir="",
+            model_version=model_version or run_dir.name,
+        )
     elapsed = time.monotonic() - started
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}
 
