@@ -54,6 +54,25 @@ def test_final_stage_runs_as_a_numeric_non_root_user_with_writable_paths_in_tmp(
     assert not any(item["instruction"] == "COPY" and item["value"].split()[0] in {".", "tiergate", "config"} for item in final)
 
 
+# What scripts/image_context.py puts in the build context; a COPY of anything else fails the build.
+CONTEXT_ENTRIES = {"torch/", "wheels/", "requirements/cpu.txt", "requirements/gpu.txt", "requirements/serving.txt"}
+
+
+@pytest.mark.parametrize("name", list(DOCKERFILES))
+def test_copies_name_only_what_the_build_context_holds(name: str) -> None:
+    copies = [item["value"].split() for item in instructions(name) if item["instruction"] == "COPY"]
+    assert copies
+    for parts in copies:
+        if any(part.startswith("--from") for part in parts):
+            continue
+        assert set(parts[:-1]) <= CONTEXT_ENTRIES, (name, parts)
+    if name != "triton":
+        runs = " ".join(item["value"] for item in instructions(name) if item["instruction"] == "RUN")
+        assert 'torch==${TORCH_VERSION}' in runs and any(
+            item["value"] == "TORCH_VERSION=2.13.0" for item in instructions(name) if item["instruction"] == "ARG"
+        )
+
+
 def test_gpu_weights_are_baked_at_build_time() -> None:
     text = DOCKERFILES["gpu"].read_text()
     assert 'ARG BASE_MODELS="sentence-transformers/all-mpnet-base-v2"' in text and "snapshot_download" in text

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
 import yaml
-from dockerfile_parse import DockerfileParser
 
-from tiergate.paths import PROJECT_ROOT
 from tiergate.pipelines.runner import COMPILED, compile_pipeline
 
 
@@ -79,23 +76,6 @@ def test_run_form_parameters(spec: dict[str, Any]) -> None:
     assert set(parameters) == {"profile", "categories", "counts", "base_model", "cache_dir", "model_version"}
     assert parameters["profile"]["defaultValue"] == "production"
     assert parameters["categories"]["defaultValue"] == ""
-
-
-@pytest.mark.parametrize(
-    "path", ["components/images/Dockerfile.cpu", "components/images/Dockerfile.gpu", "serving/images/Dockerfile.triton"]
-)
-def test_dockerfiles_parse_and_copy_existing_files(path: str) -> None:
-    parser = DockerfileParser(fileobj=io.BytesIO((PROJECT_ROOT / path).read_bytes()))
-    instructions = [item for item in parser.structure if item["instruction"] != "COMMENT"]
-    assert instructions[0]["instruction"] == "FROM" and parser.baseimage
-    copies = [item["value"].split() for item in instructions if item["instruction"] == "COPY"]
-    assert copies
-    for parts in copies:
-        if any(part.startswith("--from") for part in parts):
-            continue
-        for source in parts[:-1]:
-            assert (PROJECT_ROOT / source).exists(), f"{path}: COPY source {source} does not exist"
-    assert any("torch==2.13.0" in item["value"] for item in instructions if item["instruction"] == "RUN") or "triton" in path
 
 
 # --- the run form and what the cluster needs (compiled with the production profile) ---------------------------
