@@ -25,6 +25,7 @@ def generate(
 ) -> None:
     """Generate positives, hard negatives, innocuous and perturbation examples per category."""
     from tiergate.components.generate.step import categories_to_generate, generate_category, make_generator, parse_counts
+    from tiergate.errors import OutputError
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
@@ -32,6 +33,9 @@ def generate(
     resolved = load_profile(profile)
     names = categories_to_generate(loaded, resolved, category or [])
     overrides = parse_counts(counts)
+    existing = [name for name in names if (out / name).is_dir() and any((out / name).iterdir())]
+    if existing and not overwrite:  # refuse before anything is generated (an LLM generator costs money)
+        raise OutputError(f"{out}: {', '.join(existing)} already generated; pass --overwrite to replace")
     generator = make_generator(loaded, resolved, cache_dir or out / ".cache")
     for name in names:
         manifest = generate_category(

@@ -85,5 +85,5 @@ def evaluate(
         f"{len(gate.failures)} failing rule(s), regression {gate.summary.regression}"
     )
     for rule in gate.failures[:10]:
-        typer.echo(f"  fail: {rule.rule} (value {rule.value})")
+        typer.echo(f"  fail: {rule.rule} (value {'n/a' if rule.value is None else format(rule.value, '.4g')})")
     typer.echo(f"report: {out / 'report.html'}")

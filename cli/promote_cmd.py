@@ -53,7 +53,9 @@ def apply(
     from tiergate.components.promote.step import check_local, promote
     from tiergate.components.publish.step import publish_repository
     from tiergate.gate import load_gate
+    from tiergate.trust import check_name
 
+    check_name("model version", run_id)  # it goes into the audited commit message: one line, no injection
     resolved, policy = _profile_and_policy(profile)
     check_local(load_gate(evaluation), repository, policy)
     published = publish_repository(repository, resolved.publish, policy)

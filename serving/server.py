@@ -29,7 +29,6 @@ from tiergate.trust import verify_local_repository
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class TritonInstall:
     binary: Path
@@ -75,6 +74,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+SERVED_COPY = "served-model-repository"  # inside the work folder, never the user's repository
 
 
 class TritonServer:
@@ -134,11 +136,17 @@ class TritonServer:
         ignores PYTHONDONTWRITEBYTECODE), so serving the original would leave it holding files its manifest
         does not list. Verifying the copy, not the original, also leaves no gap between check and load.
         """
-        copy = self.work_dir / "model_repository"
+        copy = (self.work_dir / SERVED_COPY).resolve()
+        source = self.model_repository
+        if copy == source or copy in source.parents or source in copy.parents:
+            raise ServerError(f"--work-dir {self.work_dir} overlaps the model repository {source}; choose another work folder")
         shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(self.model_repository, copy)
+        try:
+            shutil.copytree(source, copy)
+        except (OSError, shutil.Error) as error:
+            raise ServerError(f"cannot copy {source} to serve it: {str(error)[:200]}") from None
         if self.verify:
-            verified = verify_local_repository(copy)
+            verified = verify_local_repository(copy, where=str(source))
             log.info("serving %s (%s): verified", verified.manifest.model_version, verified.manifest.digest[:12])
         return copy
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.artifacts import REPOSITORY_MANIFEST, TOKENIZER_FILE, RepositoryLayout
-from tiergate.gate import GateRecord, Judged, configured_policy, decide
+from tiergate.gate import GateRecord, Judged, configured_policy, decide, sign
 from tiergate.hashing import sha256_file, sha256_json, write_json
 from tiergate.profiles import load_profile
 from tiergate.taxonomy import load_taxonomy
+from tiergate.trust import sign_manifest
 
 
 def passing_gate(judged: Judged) -> GateRecord:
@@ -73,6 +74,7 @@ def write_manifest(root: Path, version: str, gate_digest: str, model_name: str =
         "files": files,
         "digest": sha256_json(files),
     }
+    manifest = sign_manifest(manifest)
     write_json(root / REPOSITORY_MANIFEST, manifest)
     return manifest
 
@@ -89,7 +91,7 @@ def make_repository(root: Path, version: str, payload: str = "weights") -> Path:
     ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    gate = passing_gate(judged_for(layout))
+    gate = sign(passing_gate(judged_for(layout)))
     write_json(layout.gate, gate.as_json())
     write_manifest(root, version, gate.digest())
     return root

@@ -25,7 +25,6 @@ Protocol = Literal["http", "grpc"]
 OUTPUTS = ("SCORES", "FLAGS", "MAX_TIER", "TRUNCATED")
 
 
-
 @dataclass(frozen=True)
 class Classification:
     text: str

@@ -202,7 +202,7 @@ def category_rules(policy: GatePolicy, metrics: dict[str, Any]) -> list[Rule]:
                 category=name,
                 tier=policy.categories[name],
                 metric=metric,
-                value=round(value, 4),
+                value=float(value),  # unrounded: the status is decided on the number itself, reports round
                 floor=floor,
                 support=entry["support"],
                 status="pass",
@@ -289,10 +289,12 @@ def verify_decision(gate: GateRecord, configured: GatePolicy | None = None) -> N
             raise PromotionRefused(
                 f"rule {rule.rule} is recorded as {rule.status} but its numbers say {rule_status(rule, gate.policy)}"
             )
-    failures = [rule.rule for rule in gate.rules if rule.status in gate.policy.blocking()]
+    failures = [rule for rule in gate.rules if rule.status in gate.policy.blocking()]
+    warnings = [rule for rule in gate.rules if rule.status == "not_measurable" and rule not in failures]
     passed = not failures
     if (
-        [rule.rule for rule in gate.failures] != failures
+        gate.failures != failures
+        or gate.warnings != warnings
         or gate.passed != passed
         or gate.decision != ("promote" if passed else "reject")
     ):
@@ -300,6 +302,9 @@ def verify_decision(gate: GateRecord, configured: GatePolicy | None = None) -> N
             f"the gate record says passed={gate.passed}, decision={gate.decision!r}, but its rules say "
             f"{'promote' if passed else 'reject'} ({len(failures)} failing); the record was edited"
         )
+    failing_categories = sorted({rule.category for rule in failures if rule.category is not None})
+    if gate.summary.categories_failing != failing_categories:
+        raise PromotionRefused("the gate record's summary does not match its rules; the record was edited")
     verify_signature(gate)
 
 
@@ -308,8 +313,13 @@ def signing_key() -> bytes | None:
     return key.encode("utf-8") if key else None
 
 
+def hmac_hex(key: bytes, document: Any) -> str:
+    """HMAC-SHA256 of a JSON document in canonical form."""
+    return hmac.new(key, canonical_json(document).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def signature_of(gate: GateRecord, key: bytes) -> str:
-    return hmac.new(key, canonical_json(gate.unsigned_json()).encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac_hex(key, gate.unsigned_json())
 
 
 def sign(gate: GateRecord) -> GateRecord:

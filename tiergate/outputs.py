@@ -13,7 +13,7 @@ import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,9 +41,21 @@ def _lock(out_dir: Path) -> Iterator[None]:
         handle.close()  # closing releases the lock; the empty lock file stays (removing it would race)
 
 
+def check_apart(out_dir: Path, inputs: Sequence[Path | None]) -> None:
+    """Refuse an output that is, contains or lies inside one of the step's inputs (replacing it would delete it)."""
+    out = Path(out_dir).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if out == source or out in source.parents or source in out.parents:
+            raise OutputError(f"--out {out_dir} overlaps the input {item}; writing there would replace or alter it")
+
+
 @contextmanager
-def atomic_output(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(out_dir: Path, overwrite: bool = False, inputs: Sequence[Path | None] = ()) -> Iterator[Path]:
     """Yield a staging folder; on success it replaces `out_dir`, on any failure it is removed."""
+    check_apart(out_dir, inputs)
     out_dir = Path(out_dir).absolute()
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

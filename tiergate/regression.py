@@ -86,6 +86,8 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
             suite = Suite.model_validate(load_yaml(path))
         except ValidationError as error:
             raise ConfigError(f"{path}: {format_validation_error(error)}") from None
+        if suite.suite in {existing.suite for existing in suites}:
+            raise ConfigError(f"{path}: duplicate suite name {suite.suite!r}; each suite's requirement is one gate rule")
         for vector in suite.vectors:
             if vector.id in seen:
                 raise ConfigError(f"{path}: duplicate vector id {vector.id!r}")

@@ -24,7 +24,6 @@ from tiergate.gate import GatePolicy
 from tiergate.paths import project_path
 from tiergate.profiles import PublishSettings
 from tiergate.trust import (
-    DIGEST_PATTERN,
     VerifiedRepository,
     check_digest,
     check_name,
@@ -90,13 +89,21 @@ def read_marker(filesystem: Any, version_root: str) -> dict[str, Any] | None:
         with filesystem.open(path, "rb") as handle:
             marker = json.loads(handle.read())
         check_digest(marker["digest"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OSError, RecursionError):
         raise PromotionRefused(f"{path} is not a valid publication marker") from None
     return dict(marker)
 
 
+def require_in_store(uri: str, settings: PublishSettings) -> None:
+    """A URI this deployment trusts lies under the profile's store (a hand-made commit could point anywhere)."""
+    store = settings.store.rstrip("/") + "/"
+    if not uri.startswith(store):
+        raise PromotionRefused(f"{uri} is not in the configured model store {settings.store}")
+
+
 def verify_published(uri: str, settings: PublishSettings, policy: GatePolicy | None = None) -> VerifiedRepository:
-    """Refuse unless `uri` is a published version whose stored bytes still verify."""
+    """Refuse unless `uri` is a published version in the configured store whose stored bytes still verify."""
+    require_in_store(uri, settings)
     stored = parse_uri(uri)
     filesystem, path = locate(uri, settings)
     version_root = path.rsplit("/", 1)[0]
@@ -114,19 +121,26 @@ def verify_published(uri: str, settings: PublishSettings, policy: GatePolicy | N
 def fetch_repository(
     uri: str, destination: Path, settings: PublishSettings, expected_digest: str | None = None
 ) -> VerifiedRepository:
-    """Download a repository into `destination` and verify it before anything can load it.
+    """Download a published version into `destination` and verify it before anything can load it.
 
     This is the load-side check, compatible with KServe's storage initializer contract
-    (`<command> <storageUri> <dest>`): the files land in a staging folder inside `destination`
-    (which may be a mount point, so it is never renamed), are verified against the manifest, the
-    gate and the expected digest (by default the URI's own last segment when it is a content
-    address), and only then are moved into place. A mismatch leaves `destination` empty and raises.
+    (`<command> <storageUri> <dest>`): the version must be published (its marker names this digest),
+    `destination` must be empty (it may be a mount point, so it is never renamed), the files land in
+    a staging folder inside it, are verified against the manifest, the gate and the expected digest
+    (by default the URI's own, content-addressed last segment), and only then are moved into place.
+    Any failure leaves `destination` as it was and raises.
     """
     destination = Path(destination)
+    stored = parse_uri(uri)
+    expected_digest = expected_digest or stored.digest
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise PromotionRefused(f"{destination} must be an empty folder: anything already there would be served unverified")
     filesystem, path = locate(uri, settings)
-    if expected_digest is None and DIGEST_PATTERN.fullmatch(path.rsplit("/", 1)[-1]):
-        expected_digest = path.rsplit("/", 1)[-1]
+    marker = read_marker(filesystem, path.rsplit("/", 1)[0])
+    if marker is None or marker["digest"] != stored.digest:
+        raise PromotionRefused(f"{uri}: version {stored.version} is not published with this digest (see its {PUBLISHED_MARKER})")
     staging = destination / f".tiergate-staging-{uuid.uuid4().hex[:8]}"
+    moved: list[Path] = []
     try:
         manifest = parse_manifest(_read_bytes(filesystem, f"{path}/{REPOSITORY_MANIFEST}", uri), uri)
         staging.mkdir(parents=True)
@@ -135,10 +149,16 @@ def fetch_repository(
             local.parent.mkdir(parents=True, exist_ok=True)
             filesystem.get_file(f"{path}/{name}", str(local))
         verified = verify_repository(fsspec.filesystem("file"), str(staging), expected_digest, where=uri)
-        for entry in staging.iterdir():
+        for entry in sorted(staging.iterdir()):
             entry.rename(destination / entry.name)
+            moved.append(destination / entry.name)
         return verified
     except OSError as error:
+        for entry in moved:  # a half-moved repository must not be left for Triton to load
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         raise PromotionRefused(f"{uri}: download failed: {error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

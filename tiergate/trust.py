@@ -15,6 +15,7 @@ names; and the model, thresholds and tokenizer the gate judged are the files bei
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -25,20 +26,25 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tiergate.artifacts import GATE_FILE, REPOSITORY_MANIFEST, TOKENIZER_FILE, RepositoryLayout
 from tiergate.errors import PromotionRefused
-from tiergate.gate import GatePolicy, GateRecord, parse_gate, require_trusted
+from tiergate.gate import SIGNING_KEY_ENV, GatePolicy, GateRecord, hmac_hex, parse_gate, require_trusted, signing_key
 from tiergate.hashing import sha256_json, sha256_stream
 from tiergate.strict import format_validation_error
 from tiergate.taxonomy import taxonomy_sha256
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+# Aligned with charts/tiergate-serving/values.schema.json, so a name the store accepts is one the chart accepts.
+NAME_PATTERNS = {
+    "model name": re.compile(r"[a-z][a-z0-9-]{0,62}"),
+    "model version": re.compile(r"[a-z0-9][a-z0-9._-]{0,62}"),
+}
 DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 MAX_PATH_LENGTH = 512
 
 
 def check_name(kind: str, value: str) -> str:
-    """A model name or version that becomes one path segment: `[a-z0-9][a-z0-9._-]*`, never `.`/`..`-like."""
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
-        raise PromotionRefused(f"{kind} {value!r} is not a valid name: use [a-z0-9][a-z0-9._-]* (no '/', no '..')")
+    """A model name or version that becomes one path segment (and a Helm value): never `/`, `..` or a space."""
+    pattern = NAME_PATTERNS[kind]
+    if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
+        raise PromotionRefused(f"{kind} {str(value)[:80]!r} is not valid: use {pattern.pattern} (no '/', no '..')")
     return value
 
 
@@ -55,7 +61,7 @@ def check_relative_path(name: str) -> str:
         not name
         or len(name) > MAX_PATH_LENGTH
         or "\\" in name
-        or "\x00" in name
+        or any(ord(char) < 32 for char in name)  # NUL, newlines and other control characters
         or not path.parts
         or path.is_absolute()
         or name != str(path)  # `a//b`, `./a`, trailing slash
@@ -81,10 +87,20 @@ class RepositoryManifest(BaseModel):
     files: dict[str, str]
     digest: str
 
-    @field_validator("model_name", "model_version")
+    signature: str | None = None  # HMAC over the manifest when TIERGATE_GATE_KEY is set: binds every served file
+
+    @field_validator("model_name")
     @classmethod
-    def _safe_name(cls, value: str) -> str:
-        return check_name("name", value)
+    def _safe_model_name(cls, value: str) -> str:
+        return check_name("model name", value)
+
+    @field_validator("model_version")
+    @classmethod
+    def _safe_version(cls, value: str) -> str:
+        return check_name("model version", value)
+
+    def unsigned_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"signature"})
 
     @field_validator("digest", "gate_digest")
     @classmethod
@@ -102,14 +118,44 @@ class RepositoryManifest(BaseModel):
         return files
 
 
-def parse_manifest(text: str | bytes, where: str) -> RepositoryManifest:
-    """A repository manifest from its bytes; anything malformed or unsafe is a one-line refusal."""
+def _load_json(data: bytes, where: str) -> Any:
+    """JSON from untrusted bytes: bad encodings, syntax and absurd nesting are refusals, not tracebacks."""
     try:
-        return RepositoryManifest.model_validate(json.loads(text))
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise PromotionRefused(f"{where} is not valid JSON: {str(error)[:120]}") from None
+
+
+def parse_manifest(text: bytes, where: str) -> RepositoryManifest:
+    """A repository manifest from its bytes; anything malformed or unsafe is a one-line refusal."""
+    data = _load_json(text, f"{where}/{REPOSITORY_MANIFEST}")
+    try:
+        return RepositoryManifest.model_validate(data)
     except ValidationError as error:
         raise PromotionRefused(f"{where}: not a valid {REPOSITORY_MANIFEST}: {format_validation_error(error)}") from None
-    except ValueError as error:
-        raise PromotionRefused(f"{where}: {REPOSITORY_MANIFEST} is not JSON: {error}") from None
+
+
+def sign_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its HMAC signature when a signing key is configured (unchanged otherwise)."""
+    key = signing_key()
+    if key is None:
+        return manifest
+    unsigned = {name: value for name, value in manifest.items() if name != "signature"}
+    return {**unsigned, "signature": hmac_hex(key, unsigned)}
+
+
+def verify_manifest_signature(manifest: RepositoryManifest, where: str) -> None:
+    """With a key configured, the manifest must carry this key's signature: then no served file, config or
+    python model can change without the key, not only the files the gate judged."""
+    key = signing_key()
+    if key is None:
+        return
+    if manifest.signature is None:
+        raise PromotionRefused(f"{where}: {REPOSITORY_MANIFEST} is not signed, and {SIGNING_KEY_ENV} is set; refusing")
+    if not hmac.compare_digest(manifest.signature, hmac_hex(key, manifest.unsigned_json())):
+        raise PromotionRefused(
+            f"{where}: {REPOSITORY_MANIFEST} signature does not match: it was edited or signed with another key"
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +165,11 @@ class VerifiedRepository:
     location: str
     manifest: RepositoryManifest
     gate: GateRecord
+
+
+def is_local(filesystem: Any) -> bool:
+    protocol = getattr(filesystem, "protocol", None)
+    return protocol == "file" or (isinstance(protocol, tuple) and "file" in protocol)
 
 
 def judged_files() -> dict[str, str]:
@@ -161,7 +212,11 @@ def verify_files(filesystem: Any, root: str, manifest: RepositoryManifest, where
         raise PromotionRefused(f"{where}: {len(missing)} listed file(s) missing, first {missing[0]}")
     if extra:
         raise PromotionRefused(f"{where}: {len(extra)} file(s) not in the manifest, first {extra[0]}")
+    local = is_local(filesystem)
     for name, expected in sorted(manifest.files.items()):
+        path = f"{root.rstrip('/')}/{name}"
+        if local and not Path(path).is_file():  # a FIFO or a link to /dev/zero would hang the digest
+            raise PromotionRefused(f"{where}: {name} is not a regular file")
         try:
             with filesystem.open(f"{root.rstrip('/')}/{name}", "rb") as handle:
                 actual = sha256_stream(handle)
@@ -201,8 +256,9 @@ def verify_repository(
         raise PromotionRefused(f"{where}: digest {manifest.digest[:12]} is not the expected {expected_digest[:12]}")
     if GATE_FILE not in manifest.files:
         raise PromotionRefused(f"{where}: the repository carries no {GATE_FILE}; it cannot be trusted")
+    verify_manifest_signature(manifest, where)
     verify_files(filesystem, root, manifest, where)
-    gate = parse_gate(json.loads(_read(filesystem, f"{root}/{GATE_FILE}", where)), f"{where}/{GATE_FILE}")
+    gate = parse_gate(_load_json(_read(filesystem, f"{root}/{GATE_FILE}", where), f"{where}/{GATE_FILE}"), f"{where}/{GATE_FILE}")
     if gate.digest() != manifest.gate_digest:
         raise PromotionRefused(f"{where}: {GATE_FILE} is not the gate record the manifest names")
     require_trusted(gate, "refusing this repository", policy)
@@ -216,15 +272,19 @@ def verify_labels(filesystem: Any, root: str, gate: GateRecord, manifest: Reposi
     name = str(RepositoryLayout(Path("")).labels)
     if name not in manifest.files:
         raise PromotionRefused(f"{where}: {name} is not in the repository")
-    served = _read(filesystem, f"{root}/{name}", where).decode("utf-8").splitlines()
+    try:
+        served = _read(filesystem, f"{root}/{name}", where).decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise PromotionRefused(f"{where}: {name} is not UTF-8 text") from None
     if taxonomy_sha256(served) != gate.judged.taxonomy_sha256 or manifest.labels != served:
         raise PromotionRefused(f"{where}: {name} does not list the labels the gate judged, in order; refusing")
 
 
 def verify_local_repository(
-    directory: Path, expected_digest: str | None = None, policy: GatePolicy | None = None
+    directory: Path, expected_digest: str | None = None, policy: GatePolicy | None = None, where: str | None = None
 ) -> VerifiedRepository:
-    """`verify_repository` on a folder of this machine."""
+    """`verify_repository` on a folder of this machine (`where`: the name to use in messages)."""
     import fsspec
 
-    return verify_repository(fsspec.filesystem("file"), str(Path(directory).resolve()), expected_digest, policy, str(directory))
+    resolved = str(Path(directory).resolve())
+    return verify_repository(fsspec.filesystem("file"), resolved, expected_digest, policy, where or str(directory))

@@ -19,14 +19,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a mapping with the same key twice, naming the line of the second."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
+        seen: dict[str, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
+            # `2:` and `"2":` are different YAML keys but the same tier once validated: compare as text.
+            text = str(key)
+            if text in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                    None, None, f"duplicate key {key!r} (first on line {seen[text] + 1})", key_node.start_mark
                 )
-            seen[key] = key_node.start_mark.line
+            seen[text] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 

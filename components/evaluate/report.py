@@ -168,7 +168,10 @@ def vector_table(regression: dict[str, Any]) -> Table:
 
 def rule_table(gate: dict[str, Any]) -> Table:
     """The rules that block promotion, then those only warned about (not measurable under `warn`)."""
-    rows = [[r["rule"], r["value"], r["floor"], r.get("support", ""), r["status"]] for r in gate["failures"] + gate["warnings"]]
+    rows = [
+        [r["rule"], _rounded(r["value"]), r["floor"], r.get("support", ""), r["status"]]
+        for r in gate["failures"] + gate["warnings"]
+    ]
     return Table(["rule", "value", "floor", "support", "status"], rows, status_column=4)
 
 
@@ -258,7 +261,7 @@ def markdown_view(
         "records": metrics["records"],
         "tiers": tiers,
         "regression_summary": _pairs(regression["summary"], separator=" "),
-        "failures": [{"rule": r["rule"], "value": r["value"], "status": r["status"]} for r in gate["failures"]],
+        "failures": [{"rule": r["rule"], "value": _rounded(r["value"]), "status": r["status"]} for r in gate["failures"]],
         "warnings": [{"rule": r["rule"], "support": r.get("support")} for r in gate["warnings"]],
     }
 
@@ -268,3 +271,8 @@ def render_markdown(
 ) -> str:
     """The short Markdown summary (the component's KFP `summary` artifact); `dataset_report` is unused."""
     return templates().get_template("report.md.j2").render(markdown_view(taxonomy, gate, metrics, regression))
+
+
+def _rounded(value: float | int | None) -> float | int | None:
+    """Rule values are recorded unrounded (the gate decides on them); reports show four decimals."""
+    return round(value, 4) if isinstance(value, float) else value

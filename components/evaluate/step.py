@@ -98,7 +98,7 @@ def evaluate_model(
     """
     export_dir, data_dir = Path(export_dir), Path(data_dir)
     inputs = load_inputs(taxonomy, profile.evaluate, export_dir, data_dir, regression_dir)
-    with atomic_output(Path(out_dir), overwrite) as staging:
+    with atomic_output(Path(out_dir), overwrite, inputs=[export_dir, data_dir, regression_dir]) as staging:
         record = evaluate_into(taxonomy, profile, inputs, data_dir, export_dir, staging)
     return record
 

@@ -88,7 +88,7 @@ def export_model(
     dataset = load_manifest(Path(data_dir), taxonomy)
     trained = load_trained_model(Path(checkpoint_dir), taxonomy)
     require_same_dataset(trained.info.dataset_sha256.get("merged", "none"), dataset.dataset_sha256, Path(data_dir), "checkpoint")
-    with atomic_output(Path(out_dir), overwrite) as staging:
+    with atomic_output(Path(out_dir), overwrite, inputs=[Path(checkpoint_dir), Path(data_dir)]) as staging:
         report, parity = export_into(taxonomy, profile, trained, Path(data_dir), staging)
         write_export_manifest(
             staging, describe_export(taxonomy, trained, Path(checkpoint_dir), dataset.dataset_sha256, parity, staging)

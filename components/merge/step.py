@@ -70,6 +70,10 @@ def _load_inputs(taxonomy: Taxonomy, inputs: Sequence[Path]) -> tuple[list[Recor
     manifests = []
     for directory in inputs:
         manifest = load_manifest(Path(directory), taxonomy)
+        if RECORDS not in manifest.files:
+            raise InputDataError(
+                f"{directory} is a {manifest.dataset} dataset without {RECORDS}; merge reads generated or imported ones"
+            )
         manifests.append(manifest)
         for record in iter_jsonl(Path(directory) / RECORDS):
             unknown = set(record.labels) - set(taxonomy.labels)
@@ -121,10 +125,7 @@ def merge_datasets(
     stats = merge_stats(taxonomy, manifests, len(records), cleaned, quarantined)
     report = build_report(taxonomy, splits, phases, stats, settings.min_test_support)
     warn_low_support(report)
-    out_dir = Path(out_dir).absolute()
-    if any(out_dir == Path(folder).absolute() or out_dir in Path(folder).absolute().parents for folder in inputs):
-        raise InputDataError(f"--out {out_dir} contains an input dataset; replacing it would delete the input")
-    with atomic_output(out_dir, overwrite) as staging:
+    with atomic_output(Path(out_dir), overwrite, inputs=list(inputs)) as staging:
         files = write_outputs(staging, splits, phases, quarantined, report)
         manifest = merged_manifest(taxonomy, profile, manifests, files, report, stats)
         write_manifest(staging, manifest)

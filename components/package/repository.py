@@ -41,7 +41,7 @@ from tiergate.inference import ThresholdSet
 from tiergate.outputs import atomic_output
 from tiergate.profiles import ServingSettings
 from tiergate.taxonomy import Taxonomy
-from tiergate.trust import check_name, verify_local_repository
+from tiergate.trust import check_name, sign_manifest, verify_local_repository
 
 MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
 PYTHON_SOURCES = {TOKENIZER_MODEL: "tokenizer.py", CLASSIFIER_MODEL: "classifier.py", POSTPROCESS_MODEL: "postprocess.py"}
@@ -319,6 +319,7 @@ def write_manifest(layout: RepositoryLayout, spec: RepositorySpec, gate: GateRec
         "files": files,
         "digest": sha256_json(files),
     }
+    manifest = sign_manifest(manifest)  # with TIERGATE_GATE_KEY set, every served file is bound, not only the judged ones
     write_json(layout.manifest, manifest)
     return manifest
 
@@ -342,7 +343,7 @@ def write_repository(
     spec = repository_spec(taxonomy, settings, export_dir, evaluation_dir, model_version, gate)
     check_name("model name", spec.name)
     check_name("model version", model_version)
-    with atomic_output(Path(out_dir), overwrite=True) as staging:
+    with atomic_output(Path(out_dir), overwrite=True, inputs=[export_dir, evaluation_dir]) as staging:
         layout = RepositoryLayout(staging)
         write_models(layout, spec)
         copy_payloads(layout, spec, export_dir, evaluation_dir, gate)

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 CHART_SOURCE = PROJECT_ROOT / "charts" / "tiergate-serving"
 
 
-
 def git(args: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env)

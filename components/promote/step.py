@@ -74,7 +74,8 @@ def policy_line(policy: GatePolicy) -> str:
         f"T{tier} f1>={floor.f1_gate}" + (f" recall>={floor.recall_floor}" if floor.recall_floor is not None else "")
         for tier, floor in sorted(policy.tiers.items())
     )
-    return f"{tiers}; not_measurable={policy.not_measurable}; min_support={policy.min_support}"
+    suites = ", ".join(f"{name}>={required}" for name, required in sorted(policy.regression.items()))
+    return f"{tiers}; not_measurable={policy.not_measurable}; min_support={policy.min_support}; regression {suites}"
 
 
 def _set_model(published: dict[str, Any]) -> Any:
@@ -105,6 +106,8 @@ def promote(
     policy: GatePolicy | None = None,
 ) -> dict[str, Any]:
     """Verify everything (see the module docstring), then commit the new version to the values file."""
+    if not run_id or len(run_id) > 200 or any(ord(char) < 32 for char in run_id):
+        raise PromotionRefused(f"run id {run_id[:40]!r} must be one printable line (it is written into the commit message)")
     gate = load_gate(Path(evaluation_dir))
     check_promotable(gate, Path(repository_dir), published, store, policy)
     ensure_local_repository(settings)

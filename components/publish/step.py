@@ -15,9 +15,12 @@ published version is refused. Any failure removes the staging prefix and leaves 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,10 @@ from tiergate.errors import PromotionRefused, PublishError
 from tiergate.gate import GatePolicy
 from tiergate.profiles import PublishSettings
 from tiergate.store import StoredVersion, read_marker, resolve_store, uri_of
-from tiergate.trust import VerifiedRepository, verify_local_repository, verify_repository
+from tiergate.trust import DIGEST_PATTERN, VerifiedRepository, is_local, verify_local_repository, verify_repository
 
 log = logging.getLogger(__name__)
+LOCK_FILE = ".publish.lock"
 
 
 def publish_repository(repository: Path, settings: PublishSettings, policy: GatePolicy | None = None) -> dict[str, Any]:
@@ -48,18 +52,52 @@ def publish_repository(repository: Path, settings: PublishSettings, policy: Gate
     }
     version_root = f"{root}/{stored.version_relative}"
     target = f"{root}/{stored.relative}"
-    marker = read_marker(filesystem, version_root)
-    if marker is not None:
-        if marker["digest"] != stored.digest:
-            raise PublishError(
-                f"version {stored.version} is already published with digest {marker['digest'][:12]}; "
-                "published versions are never overwritten: choose a new version"
-            )
-        reverify(filesystem, target, stored, policy, uri)
-        log.info("publish: %s already published with the same digest, and its stored copy verifies", uri)
-        return {**result, "already_published": True}
-    upload_and_mark(filesystem, repository, local, version_root, target, stored, policy, uri)
+    with version_lock(filesystem, version_root, stored.version):
+        marker = read_marker(filesystem, version_root)
+        if marker is not None:
+            if marker["digest"] != stored.digest:
+                raise PublishError(
+                    f"version {stored.version} is already published with digest {marker['digest'][:12]}; "
+                    "published versions are never overwritten: choose a new version"
+                )
+            reverify(filesystem, target, stored, policy, uri)
+            log.info("publish: %s already published with the same digest, and its stored copy verifies", uri)
+            return {**result, "already_published": True}
+        remove_leftovers(filesystem, version_root)
+        upload_and_mark(filesystem, repository, local, version_root, target, stored, policy, uri)
     return result
+
+
+@contextmanager
+def version_lock(filesystem: Any, version_root: str, version: str) -> Iterator[None]:
+    """On a local store (a PVC), one publisher per version at a time; object stores have no lock (README)."""
+    if not is_local(filesystem):
+        yield
+        return
+    try:
+        Path(version_root).mkdir(parents=True, exist_ok=True)
+        handle = (Path(version_root) / LOCK_FILE).open("a+")
+    except OSError as error:
+        raise PublishError(f"cannot write to the store at {version_root}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishError(f"version {version} is being published by another process right now; try again") from None
+        yield
+    finally:
+        handle.close()
+
+
+def remove_leftovers(filesystem: Any, version_root: str) -> None:
+    """Staging prefixes and unmarked uploads of earlier, crashed attempts (only ever called under the lock)."""
+    if not filesystem.exists(version_root):
+        return
+    for path in filesystem.ls(version_root, detail=False):
+        name = str(path).rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(".staging-") or DIGEST_PATTERN.fullmatch(name):
+            log.warning("publish: removing an unpublished earlier upload at %s", path)
+            remove_quietly(filesystem, str(path))
 
 
 def reverify(filesystem: Any, target: str, stored: StoredVersion, policy: GatePolicy | None, uri: str) -> None:
@@ -84,16 +122,15 @@ def upload_and_mark(
     try:
         upload(filesystem, repository, sorted(local.manifest.files), staging)
         verify_repository(filesystem, staging, stored.digest, policy, where=f"{uri} (staged)")
-        if filesystem.exists(target):  # an earlier attempt that never got its marker
-            log.warning("publish: removing an unpublished earlier upload at %s", target)
-            filesystem.rm(target, recursive=True)
         move_tree(filesystem, staging, target)
         verify_repository(filesystem, target, stored.digest, policy, where=uri)
         write_marker(filesystem, version_root, stored, uri)
-    except (OSError, PromotionRefused) as error:
+    except (OSError, PromotionRefused, PublishError) as error:
         remove_quietly(filesystem, staging)
         if read_marker(filesystem, version_root) is None:
             remove_quietly(filesystem, target)
+        if isinstance(error, PublishError):
+            raise
         raise PublishError(f"publishing {uri} failed, nothing was published: {error}") from None
     log.info("publish: %s verified (%d files) and marked published", uri, len(local.manifest.files))
 
@@ -104,11 +141,6 @@ def upload(filesystem: Any, repository: Path, files: list[str], destination: str
         filesystem.put_file(str(repository / name), f"{destination}/{name}")
         log.info("publish: %d/%d %s", index, len(files), name)
     filesystem.put_file(str(repository / REPOSITORY_MANIFEST), f"{destination}/{REPOSITORY_MANIFEST}")
-
-
-def is_local(filesystem: Any) -> bool:
-    protocol = getattr(filesystem, "protocol", None)
-    return protocol == "file" or (isinstance(protocol, tuple) and "file" in protocol)
 
 
 def move_tree(filesystem: Any, source: str, destination: str) -> None:

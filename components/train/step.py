@@ -113,7 +113,7 @@ def train_phase(
     log.info(
         "%s: %d train / %d val records from %s, %d epochs", phase, len(train_records), len(val_records), start.source, epochs
     )
-    with atomic_output(out_dir, overwrite) as staging:
+    with atomic_output(out_dir, overwrite, inputs=[data_dir, init_from]) as staging:
         work_dir = staging / TRAINER_WORK_DIR
         trainer = build_trainer(model, encoder, taxonomy, profile, phase, (train_records, val_records), pos_weight, work_dir)
         fit_and_save(trainer, tokenizer, staging, work_dir)

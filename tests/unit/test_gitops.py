@@ -59,7 +59,7 @@ def test_publish_redoes_an_incomplete_upload(tmp_path: Path) -> None:
     assert not result["already_published"]
     assert (partial / "config.pbtxt").read_text() == 'name: "classifier"\n'
     version_dir = partial.parent.parent
-    assert sorted(p.name for p in version_dir.iterdir()) == [digest, "published.json"]  # no staging left behind
+    assert sorted(p.name for p in version_dir.iterdir()) == [".publish.lock", digest, "published.json"]  # no staging left
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_chart_options_render() -> None:
     values = {
         **VALUES,
         "predictor": {"minReplicas": 2, "maxReplicas": 6, "canaryTrafficPercent": 10, "gpu": 0},
-        "serving": {"optionalDisabled": ["anti_trans"]},
+        "serving": {"optionalDisabled": ["anti_trans"], "gateKeySecret": "tiergate-gate-key"},
         "runtime": {"create": False, "name": "x", "image": "y"},
     }
     rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
@@ -157,8 +157,10 @@ def test_chart_options_render() -> None:
     predictor = isvc["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 10 and predictor["minReplicas"] == 2
     assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
-    env = {item["name"]: item["value"] for item in predictor["model"]["env"]}
+    env = {item["name"]: item.get("value") for item in predictor["model"]["env"]}
     assert env["TIERGATE_OPTIONAL_DISABLED"] == '["anti_trans"]'
+    key = next(item for item in predictor["model"]["env"] if item["name"] == "TIERGATE_GATE_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "tiergate-gate-key", "key": "key"}
     assert not rendered.get("tiergate-serving/templates/servingruntime.yaml", "").strip()
     validate_text(rendered["tiergate-serving/templates/inferenceservice.yaml"])
 

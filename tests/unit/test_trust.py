@@ -186,7 +186,7 @@ def test_traversal_in_manifest_names_cannot_escape_the_store(tmp_path: Path, fie
     manifest = read_json(repo / "repository.json")
     write_json(repo / "repository.json", {**manifest, field: value})
     before = snapshot(tmp_path)
-    with pytest.raises(PromotionRefused, match="is not a valid name"):
+    with pytest.raises(PromotionRefused, match="is not valid: use"):
         publish_repository(repo, store_settings(tmp_path))
     assert snapshot(tmp_path) == before
 
@@ -244,7 +244,7 @@ def test_a_failed_upload_leaves_no_half_version(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(publish_step, "upload", upload_then_disk_full)
     with pytest.raises(PublishError, match=r"nothing was published: .*No space left"):
         publish_repository(repo, settings)
-    assert [p for p in store_root(tmp_path).rglob("*") if p.is_file()] == []
+    assert [p.name for p in store_root(tmp_path).rglob("*") if p.is_file()] == [".publish.lock"]  # the lock stays, empty
     monkeypatch.setattr(publish_step, "upload", real_upload)
     assert not publish_repository(repo, settings)["already_published"]  # the version was not used up
 
@@ -416,3 +416,139 @@ def test_a_read_only_or_full_target_is_one_line_and_keeps_the_previous_output(
             (staging / "x").write_text("new")
         assert (out / "x").read_text() == "previous"
         assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+# ---- second round: what a hostile probe got past the first cut -------------------------------
+
+
+def test_with_a_key_every_served_file_is_bound_not_only_the_judged_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIGNING_KEY_ENV, "k3y")
+    repo = make_repository(tmp_path / "r", "v1")  # gate and manifest signed with the key
+    verify_local_repository(repo)
+    (repo / "classifier" / "config.pbtxt").write_text(
+        'name: "classifier"\nparameters { key: "max_length" value { string_value: "4" } }\n'
+    )
+    (repo / "postprocess" / "1").mkdir(parents=True, exist_ok=True)
+    (repo / "postprocess" / "1" / "model.py").write_text("def execute(requests):\n    return []\n")
+    monkeypatch.delenv(SIGNING_KEY_ENV)
+    write_manifest(repo, "v1", read_json(repo / "repository.json")["gate_digest"])  # re-made without the key
+    monkeypatch.setenv(SIGNING_KEY_ENV, "k3y")
+    with pytest.raises(PromotionRefused, match=r"repository\.json is not signed"):
+        verify_local_repository(repo)
+    manifest = read_json(repo / "repository.json")
+    write_json(repo / "repository.json", {**manifest, "signature": "0" * 64})
+    with pytest.raises(PromotionRefused, match="signature does not match"):
+        verify_local_repository(repo)
+
+
+def test_a_quoted_duplicate_tier_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"duplicate key '2' \(first on line 2\)"):
+        parse_yaml('tiers:\n  2: {f1_gate: 0.9}\n  "2": {f1_gate: 0.01}\n', "taxonomy.yaml")
+
+
+def test_two_suites_with_one_name_are_refused(tmp_path: Path) -> None:
+    from tiergate.paths import project_path
+    from tiergate.regression import load_suites
+
+    suites = tmp_path / "regression"
+    shutil.copytree(project_path("config/regression"), suites)
+    (suites / "positives_extra.yaml").write_text(
+        "suite: positives\ndescription: d\npolicy: all\nvectors:\n"
+        "  - {id: extra-1, text: hi there, context: general/message, not_flag: [spam]}\n"
+    )
+    with pytest.raises(ConfigError, match="duplicate suite name 'positives'"):
+        load_suites(suites, load_taxonomy())
+
+
+def test_a_metric_just_below_its_floor_fails_however_it_rounds() -> None:
+    from tiergate.gate import Rule, rule_status
+
+    policy = configured_policy(load_taxonomy(), load_profile("local"))
+    rule = Rule(rule="csam.f1 >= 0.93", category="csam", metric="f1", value=0.92996, floor=0.93, status="pass", support=50)
+    assert rule_status(rule, policy) == "fail"
+
+
+def test_one_publisher_per_version_on_a_local_store(tmp_path: Path) -> None:
+    import fcntl
+
+    settings = store_settings(tmp_path)
+    repo = make_repository(tmp_path / "r", "v1")
+    version_root = store_root(tmp_path) / "tiergate" / "v1"
+    version_root.mkdir(parents=True)
+    with (version_root / ".publish.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(PublishError, match="being published by another process"):
+            publish_repository(repo, settings)
+    stale = version_root / ".staging-abc-123" / "classifier"
+    stale.mkdir(parents=True)  # a publisher killed mid-upload
+    publish_repository(repo, settings)
+    assert not (version_root / ".staging-abc-123").exists()
+
+
+def test_fetch_needs_a_published_version_and_an_empty_destination(tmp_path: Path) -> None:
+    settings = store_settings(tmp_path)
+    result = publish_repository(make_repository(tmp_path / "r", "v1"), settings)
+    busy = tmp_path / "busy"
+    (busy / "evil").mkdir(parents=True)
+    with pytest.raises(PromotionRefused, match="must be an empty folder"):
+        fetch_repository(result["uri"], busy, settings)
+    (store_root(tmp_path) / "tiergate" / "v1" / "published.json").unlink()
+    with pytest.raises(PromotionRefused, match="is not published with this digest"):
+        fetch_repository(result["uri"], tmp_path / "empty", settings)
+
+
+def test_rollback_refuses_a_target_outside_the_configured_store(tmp_path: Path, gitops: PromoteSettings) -> None:
+    from tiergate.store import verify_published
+
+    settings = store_settings(tmp_path)
+    result = publish_repository(make_repository(tmp_path / "r", "v1"), settings)
+    elsewhere = result["uri"].replace("pvc://tiergate-models/store/", "pvc://other-claim/x/")
+    with pytest.raises(PromotionRefused, match="is not in the configured model store"):
+        verify_published(elsewhere, settings)
+
+
+def test_unreadable_gate_and_special_files_are_one_line_refusals(tmp_path: Path) -> None:
+    repo = make_repository(tmp_path / "r", "v1")
+    (repo / GATE).write_bytes(b"[" * 100000)
+    write_manifest(repo, "v1", read_json(repo / "repository.json")["gate_digest"])
+    with pytest.raises(PromotionRefused, match=r"gate\.json is not valid JSON"):
+        verify_local_repository(repo)
+    repo = make_repository(tmp_path / "r2", "v1")
+    fifo = repo / "classifier" / "1" / "pipe"
+    os.mkfifo(fifo)
+    manifest = read_json(repo / "repository.json")
+    files = {**manifest["files"], "classifier/1/pipe": "0" * 64}
+    from tiergate.hashing import sha256_json
+
+    write_json(repo / "repository.json", {**manifest, "files": files, "digest": sha256_json(files)})
+    with pytest.raises(PromotionRefused, match="pipe is not a regular file"):  # never a hang reading it
+        verify_local_repository(repo)
+
+
+def test_outputs_never_overlap_their_inputs(tmp_path: Path) -> None:
+    from tiergate.outputs import check_apart
+
+    source = tmp_path / "export"
+    source.mkdir()
+    for out in (source, source / "inner", tmp_path / "export" / ".." / "export", tmp_path):
+        with pytest.raises(OutputError, match="overlaps the input"):
+            check_apart(out, [source])
+    check_apart(tmp_path / "evaluation", [source, None])
+
+
+def test_serve_never_deletes_the_repository_it_serves(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    repo = make_repository(run / "model_repository", "v1")
+    before = snapshot(repo)
+    result = cli("serve", "--model-repo", str(repo), "--work-dir", str(repo))
+    assert_one_line_refusal(result, "overlaps the model repository")
+    assert snapshot(repo) == before
+
+
+def test_a_run_id_cannot_inject_lines_into_the_promotion_commit(tmp_path: Path, gitops: PromoteSettings) -> None:
+    settings = store_settings(tmp_path)
+    repo = make_repository(tmp_path / "r", "v1")
+    published = publish_repository(repo, settings)
+    with pytest.raises(PromotionRefused, match="must be one printable line"):
+        promote(gitops, settings, _evaluation_of(repo, tmp_path), repo, published, "r1\ngate: PROMOTE, macro F1 0.999")
+    assert not Path(gitops.repo_url).exists()
