@@ -68,11 +68,13 @@ def run(
 ) -> None:
     """Run the whole pipeline end to end; results land in runs/<id>/ and runs/latest."""
     from tiergate.gate import load_gate
-    from tiergate.pipelines.runner import run_local
+    from tiergate.pipelines.runner import RUNNERS, run_local
     from tiergate.trust import check_name
 
     if not local:
         raise TiergateError("only --local runs here; use `tiergate pipeline submit --host URL` for a cluster")
+    if runner not in RUNNERS:
+        raise TiergateError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     check_name("model version", run_id)  # it names runs/<id>/ and, by default, the model version: check it now
     run_dir = (RUNS / run_id).resolve()
