@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tiergate.errors import OutputError
+from tiergate.errors import OutputError, TiergateError
 
 
 def _describe(error: OSError) -> str:
@@ -25,17 +25,17 @@ def _describe(error: OSError) -> str:
 
 
 @contextmanager
-def _lock(out_dir: Path) -> Iterator[None]:
-    lock_path = out_dir.parent / f".{out_dir.name}.lock"
+def exclusive_lock(lock_path: Path, busy: TiergateError, cannot_open: type[TiergateError]) -> Iterator[None]:
+    """Hold an flock on `lock_path` or raise `busy` at once (never wait): two writers never interleave."""
     try:
-        handle = lock_path.open("a+")
+        handle = Path(lock_path).open("a+")  # noqa: SIM115 - held open for the lock's lifetime
     except OSError as error:
-        raise OutputError(f"cannot write to {out_dir.parent}: {_describe(error)}") from None
+        raise cannot_open(f"cannot write to {Path(lock_path).parent}: {_describe(error)}") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(f"another process is writing {out_dir} right now; wait for it or choose another --out") from None
+            raise busy from None
         yield
     finally:
         handle.close()  # closing releases the lock; the empty lock file stays (removing it would race)
@@ -61,7 +61,8 @@ def atomic_output(out_dir: Path, overwrite: bool = False, inputs: Sequence[Path 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create {out_dir.parent}: {_describe(error)}") from None
-    with _lock(out_dir):
+    busy = OutputError(f"another process is writing {out_dir} right now; wait for it or choose another --out")
+    with exclusive_lock(out_dir.parent / f".{out_dir.name}.lock", busy, OutputError):
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError(f"{out_dir} exists and is not a folder")
         if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:

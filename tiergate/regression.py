@@ -80,7 +80,8 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
     paths = sorted(directory.glob("*.yaml"))
     if not paths:
         raise ConfigError(f"no regression suites (*.yaml) in {directory}")
-    suites, seen = [], set()
+    suites: list[Suite] = []
+    seen: set[str] = set()
     for path in paths:
         try:
             suite = Suite.model_validate(load_yaml(path))

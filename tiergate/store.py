@@ -28,6 +28,7 @@ from tiergate.trust import (
     check_digest,
     check_name,
     parse_manifest,
+    read_bytes,
     verify_repository,
 )
 
@@ -142,7 +143,7 @@ def fetch_repository(
     staging = destination / f".tiergate-staging-{uuid.uuid4().hex[:8]}"
     moved: list[Path] = []
     try:
-        manifest = parse_manifest(_read_bytes(filesystem, f"{path}/{REPOSITORY_MANIFEST}", uri), uri)
+        manifest = parse_manifest(read_bytes(filesystem, f"{path}/{REPOSITORY_MANIFEST}", uri), uri)
         staging.mkdir(parents=True)
         for name in [*manifest.files, REPOSITORY_MANIFEST]:
             local = staging / name
@@ -162,11 +163,3 @@ def fetch_repository(
         raise PromotionRefused(f"{uri}: download failed: {error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _read_bytes(filesystem: Any, path: str, where: str) -> bytes:
-    try:
-        with filesystem.open(path, "rb") as handle:
-            return bytes(handle.read())
-    except FileNotFoundError:
-        raise PromotionRefused(f"{where}: no {REPOSITORY_MANIFEST} there") from None

@@ -182,7 +182,8 @@ def judged_files() -> dict[str, str]:
     }
 
 
-def _read(filesystem: Any, path: str, where: str) -> bytes:
+def read_bytes(filesystem: Any, path: str, where: str) -> bytes:
+    """A small file's bytes from any filesystem; missing or unreadable is a one-line refusal."""
     try:
         with filesystem.open(path, "rb") as handle:
             return bytes(handle.read())
@@ -249,7 +250,7 @@ def verify_repository(
     filesystem.invalidate_cache()  # object stores cache listings and ETags: verify what is there now
     if not filesystem.isdir(root):
         raise PromotionRefused(f"{where}: no model repository there (the folder does not exist)")
-    manifest = parse_manifest(_read(filesystem, f"{root}/{REPOSITORY_MANIFEST}", where), where)
+    manifest = parse_manifest(read_bytes(filesystem, f"{root}/{REPOSITORY_MANIFEST}", where), where)
     if manifest.digest != sha256_json(manifest.files):
         raise PromotionRefused(f"{where}: the manifest's digest is not the digest of its file list; it was edited")
     if expected_digest is not None and manifest.digest != expected_digest:
@@ -258,7 +259,9 @@ def verify_repository(
         raise PromotionRefused(f"{where}: the repository carries no {GATE_FILE}; it cannot be trusted")
     verify_manifest_signature(manifest, where)
     verify_files(filesystem, root, manifest, where)
-    gate = parse_gate(_load_json(_read(filesystem, f"{root}/{GATE_FILE}", where), f"{where}/{GATE_FILE}"), f"{where}/{GATE_FILE}")
+    gate = parse_gate(
+        _load_json(read_bytes(filesystem, f"{root}/{GATE_FILE}", where), f"{where}/{GATE_FILE}"), f"{where}/{GATE_FILE}"
+    )
     if gate.digest() != manifest.gate_digest:
         raise PromotionRefused(f"{where}: {GATE_FILE} is not the gate record the manifest names")
     require_trusted(gate, "refusing this repository", policy)
@@ -273,7 +276,7 @@ def verify_labels(filesystem: Any, root: str, gate: GateRecord, manifest: Reposi
     if name not in manifest.files:
         raise PromotionRefused(f"{where}: {name} is not in the repository")
     try:
-        served = _read(filesystem, f"{root}/{name}", where).decode("utf-8").splitlines()
+        served = read_bytes(filesystem, f"{root}/{name}", where).decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise PromotionRefused(f"{where}: {name} is not UTF-8 text") from None
     if taxonomy_sha256(served) != gate.judged.taxonomy_sha256 or manifest.labels != served:

@@ -15,7 +15,6 @@ published version is refused. Any failure removes the staging prefix and leaves 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import uuid
@@ -28,6 +27,7 @@ from typing import Any
 from tiergate.artifacts import PUBLISHED_MARKER, REPOSITORY_MANIFEST
 from tiergate.errors import PromotionRefused, PublishError
 from tiergate.gate import GatePolicy
+from tiergate.outputs import exclusive_lock
 from tiergate.profiles import PublishSettings
 from tiergate.store import StoredVersion, read_marker, resolve_store, uri_of
 from tiergate.trust import DIGEST_PATTERN, VerifiedRepository, is_local, verify_local_repository, verify_repository
@@ -76,17 +76,11 @@ def version_lock(filesystem: Any, version_root: str, version: str) -> Iterator[N
         return
     try:
         Path(version_root).mkdir(parents=True, exist_ok=True)
-        handle = (Path(version_root) / LOCK_FILE).open("a+")
     except OSError as error:
         raise PublishError(f"cannot write to the store at {version_root}: {error.strerror or error}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PublishError(f"version {version} is being published by another process right now; try again") from None
+    busy = PublishError(f"version {version} is being published by another process right now; try again")
+    with exclusive_lock(Path(version_root) / LOCK_FILE, busy, PublishError):
         yield
-    finally:
-        handle.close()
 
 
 def remove_leftovers(filesystem: Any, version_root: str) -> None:
