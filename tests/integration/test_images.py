@@ -72,9 +72,11 @@ def test_component_entry_points_import(image: str) -> None:
     assert result.stdout.strip() == f"ok {len(modules)}"
 
 
-def test_cpu_image_has_git_for_promotion() -> None:
+def test_cpu_image_has_git_for_promotion_trusting_repositories_of_other_owners() -> None:
     result = docker_run(IMAGES.cpu, ["git", "--version"])
     assert result.returncode == 0 and result.stdout.startswith("git version"), result.stderr
+    trusted = docker_run(IMAGES.cpu, ["git", "config", "--system", "--get-all", "safe.directory"])
+    assert trusted.stdout.split() == ["*"], trusted.stderr  # a GitOps repository on a volume is owned by another uid
 
 
 def test_gpu_image_trains_offline_from_its_own_files() -> None:
