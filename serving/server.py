@@ -76,6 +76,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the launching process dies, even by SIGKILL (Linux prctl).
+
+    Triton runs in its own session, so without this a killed launcher left tritonserver and its
+    python stubs running, holding ports and CPU (seen: orphans from killed test runs).
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 SERVED_COPY = "served-model-repository"  # inside the work folder, never the user's repository
 
 
@@ -175,7 +187,12 @@ class TritonServer:
         )
         handle = self.log_file.open("wb")
         self.process = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=self._environment(install), start_new_session=True
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=self._environment(install),
+            start_new_session=True,  # Ctrl-C reaches us, and we stop Triton in order
+            preexec_fn=die_with_parent,
         )
         handle.close()
         self.wait_ready()
@@ -208,7 +225,9 @@ class TritonServer:
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        # SIGTERM to tritonserver alone: it unloads its models and stops its python-backend stubs itself.
+        # Signalling the whole group killed the stubs under it, and Triton then waited out its exit timeout.
+        os.kill(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
