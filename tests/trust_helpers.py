@@ -12,7 +12,7 @@ from typing import Any
 
 from tiergate.artifacts import REPOSITORY_MANIFEST, TOKENIZER_FILE, RepositoryLayout
 from tiergate.gate import GateRecord, Judged, configured_policy, decide, sign
-from tiergate.hashing import sha256_file, sha256_json, write_json
+from tiergate.hashing import folder_digests, sha256_file, sha256_json, write_json
 from tiergate.profiles import load_profile
 from tiergate.taxonomy import load_taxonomy
 from tiergate.trust import sign_manifest
@@ -58,11 +58,7 @@ def judged_for(layout: RepositoryLayout) -> Judged:
 
 def write_manifest(root: Path, version: str, gate_digest: str, model_name: str = "tiergate") -> dict[str, Any]:
     """`repository.json` over every file under `root`, as the package step writes it."""
-    files = {
-        path.relative_to(root).as_posix(): sha256_file(path)
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and path.name != REPOSITORY_MANIFEST
-    }
+    files = folder_digests(root, exclude=frozenset({REPOSITORY_MANIFEST}))
     manifest = {
         "model_name": model_name,
         "model_version": version,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from tiergate.artifacts import EXPORT_MANIFEST
 from tiergate.errors import InputDataError, LabelMismatchError
-from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
+from tiergate.hashing import folder_digests, read_json, sha256_json, write_json
 from tiergate.strict import StrictModel, format_validation_error
 from tiergate.taxonomy import Taxonomy
 
@@ -30,16 +30,6 @@ class ExportManifest(StrictModel):
 
     def digest(self) -> str:
         return sha256_json(self.model_dump(mode="json"))
-
-
-def folder_digests(directory: Path, exclude: frozenset[str] = frozenset()) -> dict[str, str]:
-    """sha256 of every file below `directory`, by POSIX relative path."""
-    directory = Path(directory)
-    return {
-        path.relative_to(directory).as_posix(): sha256_file(path)
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.relative_to(directory).as_posix() not in exclude
-    }
 
 
 def checkpoint_sha256(checkpoint_dir: Path) -> str:

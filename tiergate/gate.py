@@ -318,25 +318,28 @@ def hmac_hex(key: bytes, document: Any) -> str:
     return hmac.new(key, canonical_json(document).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def signature_of(gate: GateRecord, key: bytes) -> str:
-    return hmac_hex(key, gate.unsigned_json())
-
-
 def sign(gate: GateRecord) -> GateRecord:
     """The record with its HMAC signature when a signing key is configured; unchanged otherwise."""
     key = signing_key()
-    return gate if key is None else gate.model_copy(update={"signature": signature_of(gate, key)})
+    return gate if key is None else gate.model_copy(update={"signature": hmac_hex(key, gate.unsigned_json())})
 
 
-def verify_signature(gate: GateRecord) -> None:
-    """With a key configured, the record must carry this key's signature; without one, signatures are not checked."""
+def check_signature(unsigned: Any, signature: str | None, what: str) -> None:
+    """With a key configured, `signature` must be this key's HMAC of `unsigned`; without one nothing is checked.
+
+    One check for every signed document (the gate record, the repository manifest).
+    """
     key = signing_key()
     if key is None:
         return
-    if gate.signature is None:
-        raise PromotionRefused(f"the gate record is not signed, and {SIGNING_KEY_ENV} is set: refusing an unsigned gate")
-    if not hmac.compare_digest(gate.signature, signature_of(gate, key)):
-        raise PromotionRefused("the gate record's signature does not match: it was edited or signed with another key")
+    if signature is None:
+        raise PromotionRefused(f"{what} is not signed, and {SIGNING_KEY_ENV} is set; refusing")
+    if not hmac.compare_digest(signature, hmac_hex(key, unsigned)):
+        raise PromotionRefused(f"{what}: signature does not match: it was edited or signed with another key")
+
+
+def verify_signature(gate: GateRecord) -> None:
+    check_signature(gate.unsigned_json(), gate.signature, "the gate record")
 
 
 def require_trusted(gate: GateRecord, consequence: str, configured: GatePolicy | None = None) -> None:

@@ -34,6 +34,16 @@ def sha256_file(path: Path) -> str:
         return sha256_stream(handle)
 
 
+def folder_digests(directory: Path, exclude: frozenset[str] = frozenset()) -> dict[str, str]:
+    """sha256 of every file below `directory`, by POSIX relative path (model repositories, exports, checkpoints)."""
+    directory = Path(directory)
+    return {
+        path.relative_to(directory).as_posix(): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.relative_to(directory).as_posix() not in exclude
+    }
+
+
 def write_json(path: Path, value: Any) -> None:
     """Pretty, sorted, newline-terminated JSON: diffable and byte-identical across runs."""
     path = Path(path)

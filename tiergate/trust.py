@@ -15,7 +15,6 @@ names; and the model, thresholds and tokenizer the gate judged are the files bei
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tiergate.artifacts import GATE_FILE, REPOSITORY_MANIFEST, TOKENIZER_FILE, RepositoryLayout
 from tiergate.errors import PromotionRefused
-from tiergate.gate import SIGNING_KEY_ENV, GatePolicy, GateRecord, hmac_hex, parse_gate, require_trusted, signing_key
+from tiergate.gate import GatePolicy, GateRecord, check_signature, hmac_hex, parse_gate, require_trusted, signing_key
 from tiergate.hashing import sha256_json, sha256_stream
 from tiergate.strict import format_validation_error
 from tiergate.taxonomy import taxonomy_sha256
@@ -147,15 +146,7 @@ def sign_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 def verify_manifest_signature(manifest: RepositoryManifest, where: str) -> None:
     """With a key configured, the manifest must carry this key's signature: then no served file, config or
     python model can change without the key, not only the files the gate judged."""
-    key = signing_key()
-    if key is None:
-        return
-    if manifest.signature is None:
-        raise PromotionRefused(f"{where}: {REPOSITORY_MANIFEST} is not signed, and {SIGNING_KEY_ENV} is set; refusing")
-    if not hmac.compare_digest(manifest.signature, hmac_hex(key, manifest.unsigned_json())):
-        raise PromotionRefused(
-            f"{where}: {REPOSITORY_MANIFEST} signature does not match: it was edited or signed with another key"
-        )
+    check_signature(manifest.unsigned_json(), manifest.signature, f"{where}: {REPOSITORY_MANIFEST}")
 
 
 @dataclass(frozen=True)

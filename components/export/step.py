@@ -22,8 +22,8 @@ from tiergate.components.export.parity import ParityResult, batched, compare_log
 from tiergate.components.train.checkpoint import CheckpointInfo, load_checkpoint_info
 from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError, LabelMismatchError, ParityError
-from tiergate.exports import ExportManifest, checkpoint_sha256, folder_digests, require_same_dataset, write_export_manifest
-from tiergate.hashing import sha256_file, write_json
+from tiergate.exports import ExportManifest, checkpoint_sha256, require_same_dataset, write_export_manifest
+from tiergate.hashing import folder_digests, sha256_file, write_json
 from tiergate.onnx_model import check_onnx_labels, open_session, run_logits
 from tiergate.outputs import atomic_output
 from tiergate.preprocessing import InputEncoder, Padding

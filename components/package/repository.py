@@ -36,7 +36,7 @@ from tiergate.artifacts import (
 from tiergate.errors import PromotionRefused
 from tiergate.exports import load_export_manifest
 from tiergate.gate import GatePolicy, GateRecord, load_gate, require_trusted
-from tiergate.hashing import read_json, sha256_file, sha256_json, write_json
+from tiergate.hashing import folder_digests, read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import ThresholdSet
 from tiergate.outputs import atomic_output
 from tiergate.profiles import ServingSettings
@@ -307,7 +307,7 @@ def copy_payloads(
 def write_manifest(layout: RepositoryLayout, spec: RepositorySpec, gate: GateRecord) -> dict[str, Any]:
     """Digest every file in the repository and write `repository.json`."""
     root = layout.root
-    files = {str(path.relative_to(root)): sha256_file(path) for path in sorted(root.rglob("*")) if path.is_file()}
+    files = folder_digests(root)
     manifest = {
         "model_name": spec.name,
         "model_version": spec.model_version,
