@@ -50,6 +50,7 @@ def export(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Export fp32 and fp16 ONNX, gate on parity with the trained model, measure CPU latency side by side."""
+    from tiergate.artifacts import EXPORT_REPORT_MD
     from tiergate.components.export.step import export_model
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
@@ -62,7 +63,7 @@ def export(
             f"{name}: {entry['file']} {entry['size_bytes'] / 1e6:.1f} MB, max |diff| {parity['max_abs_diff']:.2e}, "
             f"agreement {parity['decision_agreement']:.4f}, {'pass' if parity['passed'] else 'FAIL'}"
         )
-    typer.echo(f"report: {out / 'export_report.md'}")
+    typer.echo(f"report: {out / EXPORT_REPORT_MD}")
 
 
 def evaluate(

@@ -36,6 +36,7 @@ EXPORT_INFO: Final = "model.json"
 TOKENIZER_DIR: Final = "tokenizer"
 TOKENIZER_FILE: Final = "tokenizer.json"
 EXPORT_REPORT: Final = "export_report.json"
+EXPORT_REPORT_MD: Final = "export_report.md"
 EXPORT_MANIFEST: Final = "export_manifest.json"  # written last: its presence means the export finished
 
 # Evaluation

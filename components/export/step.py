@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tiergate.artifacts import EXPORT_INFO, ONNX_FILES, TOKENIZER_DIR, VAL_SPLIT
+from tiergate.artifacts import EXPORT_INFO, EXPORT_REPORT, EXPORT_REPORT_MD, ONNX_FILES, TOKENIZER_DIR, VAL_SPLIT
 from tiergate.components.export.onnx_io import convert_fp16, export_fp32, write_metadata
 from tiergate.components.export.parity import ParityResult, batched, compare_logits, describe_failure
 from tiergate.components.train.checkpoint import CheckpointInfo, load_checkpoint_info
@@ -40,8 +40,6 @@ INT8_WARNING = (
 )
 SERVED_VARIANT = "fp16"
 GATED_VARIANTS = ("fp32", "fp16")  # a parity failure of either fails the step; INT8 is only dropped
-EXPORT_REPORT_JSON = "export_report.json"
-EXPORT_REPORT_MD = "export_report.md"
 # Parity and latency batches are padded to their longest text: padding is masked, so parity is a
 # property of the graph, not of the padding. Serving pads to max_length (tiergate.inference.Preprocessor).
 EXPORT_PADDING: Padding = "longest"
@@ -330,7 +328,7 @@ def drop_failed_int8(path: Path, report: dict[str, Any]) -> None:
 
 def write_reports(out_dir: Path, report: dict[str, Any], metadata: dict[str, Any], parity: dict[str, ParityResult]) -> None:
     """`export_report.json` / `.md` for people, `model.json` for the steps that load the export."""
-    write_json(out_dir / EXPORT_REPORT_JSON, report)
+    write_json(out_dir / EXPORT_REPORT, report)
     (out_dir / EXPORT_REPORT_MD).write_text(_render_markdown(report), encoding="utf-8")
     variants = report["variants"].items()
     files = {name: {"file": entry["file"], "sha256": entry["sha256"]} for name, entry in variants if entry["file"]}
