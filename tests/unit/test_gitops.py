@@ -111,7 +111,7 @@ def test_chart_renders_valid_kserve_manifests() -> None:
     for name, text in rendered.items():
         if name.endswith(".yaml") and text.strip():
             documents += validate_text(text)
-    assert documents == 3  # ServingRuntime, InferenceService, regression Job
+    assert documents == 4  # ServingRuntime, InferenceService, NetworkPolicy, regression Job
     isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == VALUES["model"]["storageUri"]
     assert isvc["metadata"]["annotations"]["tiergate.io/repository-digest"] == "sha256:" + "a" * 64
@@ -131,7 +131,7 @@ def test_the_rendered_runtime_starts_triton_only_on_a_repository_that_verifies(t
     runtime = yaml.safe_load(rendered["tiergate-serving/templates/servingruntime.yaml"])["spec"]["containers"][0]
     isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
     env = {item["name"]: item["value"] for item in isvc["spec"]["predictor"]["model"]["env"]}
-    assert env["TIERGATE_EXPECTED_DIGEST"] == digest and runtime["args"][0] == "tritonserver"
+    assert env["TIERGATE_EXPECTED_DIGEST"] == digest and runtime["args"][:2] == ["tiergate", "gateway"]
     command = [str(repo) if part == "/mnt/models" else part for part in runtime["command"]]
     command = [sys.executable, "-m", "tiergate.cli.main", *command[1:], sys.executable, "-c", "print('triton started')"]
 
