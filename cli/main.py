@@ -1,8 +1,11 @@
-"""Entry point: `tiergate --help`. User mistakes print one line and exit 2, never a traceback."""
+"""Entry point: `tiergate --help`. User mistakes print one line and exit 2; nothing prints a traceback
+unless TIERGATE_DEBUG=1 (an unexpected error is one line too, exit 1)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -47,15 +50,37 @@ def root(
     setup_logging(verbose)
 
 
+DEBUG_ENV = "TIERGATE_DEBUG"
+
+
+def _one_line(error: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def main() -> None:
+    """Run the CLI: a user error is one `error:` line and exit 2; anything unexpected one line and exit 1.
+
+    A traceback is shown only with TIERGATE_DEBUG=1.
+    """
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         app()
     except TiergateError as error:
+        if debug:
+            traceback.print_exc()
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as error:  # a defect, or a failure nothing turned into a TiergateError yet
+        if debug:
+            traceback.print_exc()
+        typer.echo(
+            f"error: unexpected {type(error).__name__}: {_one_line(error)} (set {DEBUG_ENV}=1 for the traceback)", err=True
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tiergate.artifacts import GATE_FILE, REPOSITORY_MANIFEST
+from tiergate.cli.options import CaFileOption, HeaderOption, InsecureOption
 from tiergate.errors import TiergateError
 
 DEMO_TEXTS = [
@@ -62,27 +63,49 @@ def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
         top = sorted(result.scores.items(), key=lambda item: -item[1])[:3]
         flags = ", ".join(result.flags) or "nothing flagged"
         tier = f"route T{result.max_tier}" if result.max_tier else "no route"
+        windows = f" [{result.windows} windows]" if result.windows > 1 else ""
         typer.echo(
             f"[{result.context}] {result.text!r}\n    flags: {flags} ({tier})"
-            f"{' [truncated]' if result.truncated else ''}\n    top scores: "
+            f"{' [truncated]' if result.truncated else ''}{windows}\n    top scores: "
             + ", ".join(f"{name} {score:.3f}" for name, score in top)
         )
+
+
+def _connection(header: list[str] | None, ca_file: Path | None, insecure: bool) -> dict[str, Any]:
+    """--header/--ca-file/--insecure as ModerationClient keyword arguments."""
+    from tiergate.client import parse_header
+
+    headers: dict[str, str] = {}
+    for item in header or []:
+        name, value = parse_header(item)
+        if any(name.lower() == known.lower() for known in headers):
+            raise TiergateError(f"--header {name} is given twice")
+        headers[name] = value
+    return {"headers": headers, "ca_file": ca_file, "insecure": insecure}
 
 
 def classify(
     text: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
     context: Annotated[str, typer.Option(help="AUDIENCE/SURFACE, e.g. adult/message.")] = "general/message",
-    url: Annotated[str, typer.Option(help="Triton endpoint host:port.")] = "127.0.0.1:8000",
+    url: Annotated[
+        str, typer.Option(help="Endpoint: host:port, http://host[:port] or https://host[:port] (TLS).")
+    ] = "127.0.0.1:8000",
     protocol: Annotated[str, typer.Option(help="http or grpc.")] = "http",
     model: Annotated[str, typer.Option(help="Ensemble name.")] = "tiergate",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
+    header: HeaderOption = None,
+    ca_file: CaFileOption = None,
+    insecure: InsecureOption = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)] = 30.0,
 ) -> None:
     """Classify text against a running Triton endpoint: per-category scores, flags and routing tier."""
     from tiergate.client import ModerationClient
     from tiergate.taxonomy import load_taxonomy
 
-    client = ModerationClient(url, protocol, model, expected_labels=load_taxonomy().labels)  # type: ignore[arg-type]
-    _print(client.classify(text, context), as_json)
+    options = _connection(header, ca_file, insecure)
+    labels = load_taxonomy().labels
+    with ModerationClient(url, protocol, model, timeout_s=timeout, expected_labels=labels, **options) as client:  # type: ignore[arg-type]
+        _print(client.classify(text, context), as_json)
 
 
 def demo(
@@ -107,26 +130,34 @@ def demo(
 
 
 def regression(
-    url: Annotated[str, typer.Option(help="Triton endpoint host:port.")] = "127.0.0.1:8000",
+    url: Annotated[
+        str, typer.Option(help="Endpoint: host:port, http://host[:port] or https://host[:port] (TLS).")
+    ] = "127.0.0.1:8000",
     model: Annotated[str, typer.Option(help="Ensemble name.")] = "tiergate",
     protocol: Annotated[str, typer.Option(help="http or grpc.")] = "http",
     expect_version: Annotated[str | None, typer.Option(help="Fail unless the endpoint serves this model version.")] = None,
     suites: Annotated[Path | None, typer.Option(help="Regression suites folder (default: config/regression).")] = None,
     wait_s: Annotated[float, typer.Option(help="Wait this long for the endpoint to become ready.")] = 300.0,
+    header: HeaderOption = None,
+    ca_file: CaFileOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
-    from tiergate.client import ModerationClient
+    from tiergate.client import ModerationClient, parse_url
     from tiergate.components.evaluate.regression import load_suites, run_suites
     from tiergate.paths import project_path
     from tiergate.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
+    options = _connection(header, ca_file, insecure)
+    parse_url(url)  # a malformed --url fails now, not after --wait-s of retries
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            client = ModerationClient(url, protocol, model, expected_labels=taxonomy.labels)  # type: ignore[arg-type]
+            client = ModerationClient(url, protocol, model, expected_labels=taxonomy.labels, **options)  # type: ignore[arg-type]
             if client.ready():
                 break
+            client.close()
         except TiergateError:
             if time.monotonic() > deadline:
                 raise

@@ -46,7 +46,10 @@ class Submission:
 
 def check_host(host: str) -> str:
     """The API base URL without a trailing slash; a bad one is refused before any connection."""
-    parts = urlsplit(host.strip())
+    try:
+        parts = urlsplit(host.strip())
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise PipelineError(f"--host {host!r} is not a valid URL ({error})") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise PipelineError(f"--host {host!r} is not an http(s) URL (e.g. https://kfp.example.com/pipeline)")
     try:

@@ -1,8 +1,11 @@
 """Every error a user can cause and fix. The CLI prints them as one line and exits 2.
 
-Anything that is not a `TiergateError` is a bug: it keeps its traceback and exit code 1,
-so a defect is never disguised as a user mistake.
+Anything that is not a `TiergateError` is a bug: the CLI still prints one line (the error's type
+and message; `TIERGATE_DEBUG=1` shows the traceback) but exits 1, so a defect is never disguised
+as a user mistake.
 """
+
+from typing import Any
 
 
 class TiergateError(Exception):
@@ -54,7 +57,15 @@ class ServerError(TiergateError):
 
 
 class ClassificationError(TiergateError):
-    """The inference endpoint refused a request or answered with something unexpected."""
+    """The inference endpoint refused a request or answered with something unexpected.
+
+    `partial` holds the results computed before the failure (earlier chunks of a large call), in
+    the caller's order: nothing the server already answered is lost.
+    """
+
+    def __init__(self, message: str, partial: list[Any] | None = None):
+        super().__init__(message)
+        self.partial: list[Any] = list(partial or [])
 
 
 class OutputError(TiergateError):
