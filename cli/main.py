@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tiergate import __version__
-from tiergate.cli import data_cmd, model_cmd, pipeline_cmd, promote_cmd, repository_cmd, serve_cmd, taxonomy_cmd
+from tiergate.cli import data_cmd, gateway_cmd, model_cmd, pipeline_cmd, promote_cmd, repository_cmd, serve_cmd, taxonomy_cmd
 from tiergate.errors import TiergateError
 from tiergate.progress import setup_logging
 
@@ -28,6 +28,7 @@ app.command("export")(model_cmd.export)
 app.command("evaluate")(model_cmd.evaluate)
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command("serve")(serve_cmd.serve)
+app.command("gateway")(gateway_cmd.gateway)
 app.command("classify")(serve_cmd.classify)
 app.command("demo")(serve_cmd.demo)
 app.command("regression")(serve_cmd.regression)

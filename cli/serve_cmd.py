@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,33 +27,79 @@ def serve(
     model_repo: Annotated[
         Path, typer.Option("--model-repo", help="Triton model repository (e.g. runs/latest/model_repository).")
     ],
-    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Address the gateway, gRPC and metrics bind to (0.0.0.0: all interfaces).")
+    ] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port (the gateway; Triton's own HTTP stays on loopback).")] = 8000,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
-    work_dir: Annotated[Path, typer.Option(help="Scratch folder for backends and the server log.")] = Path(".cache/triton"),
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder: backends, server log, admin key.")] = Path(".cache/triton"),
     unverified: Annotated[
         bool, typer.Option("--unverified", help="Serve without the gate/digest check (development repositories only).")
     ] = False,
+    max_request_bytes: Annotated[int, typer.Option(help="HTTP request bodies over this get 413.", min=1)] = 4 * 1024 * 1024,
+    health_period_s: Annotated[float, typer.Option(help="Seconds between canary classifications.", min=0.1)] = 5.0,
+    health_failures: Annotated[int, typer.Option(help="Failed health checks in a row that stop the server.", min=1)] = 3,
 ) -> None:
-    """Verify a model repository (files, manifest, gate), then start a real Triton server on it; Ctrl-C stops it."""
-    from tiergate.serving.server import TritonServer
+    """Verify a model repository (files, manifest, gate), then serve it on a real Triton behind the gateway.
+
+    Ctrl-C, SIGTERM or SIGINT stop it (exit 0). A canary classification every --health-period-s; after
+    --health-failures failures in a row Triton is stopped and the command exits 1. Admin APIs (inner models,
+    repository control, logging, trace, statistics, shared memory) need the header `tiergate-admin: <key>`,
+    the key being a fresh random one per launch in <work-dir>/admin-key (mode 0600).
+    """
+    from tiergate.hashing import read_json
+    from tiergate.serving.gateway import GatewayConfig, GatewayServer
+    from tiergate.serving.health import HealthMonitor
+    from tiergate.serving.server import ADMIN_KEY_FILE, TritonServer, write_admin_key
+    from tiergate.serving.supervise import Outcome, Watch, interrupt_on_stop_signals, shielded_from_stop_signals
 
     if not (model_repo / REPOSITORY_MANIFEST).is_file():
         raise TiergateError(f"{model_repo} is not a tiergate model repository (no repository.json)")
+    model = str(read_json(model_repo / REPOSITORY_MANIFEST).get("model_name", "tiergate"))
     if unverified:
         typer.echo(f"warning: serving {model_repo} UNVERIFIED: no gate or digest check", err=True)
-    server = TritonServer(model_repo, work_dir, http_port, grpc_port, metrics_port, verify=not unverified)
-    with server:
-        typer.echo(
-            f"Triton ready: http://{server.http_url}  grpc {server.grpc_url}  metrics :{server.metrics_port}  (Ctrl-C to stop)"
-        )
+    admin_key = write_admin_key(work_dir)
+    server = TritonServer(
+        model_repo, work_dir, None, grpc_port, metrics_port, verify=not unverified, host=host, admin_key=admin_key
+    )
+    watch = Watch("Triton")
+    monitor = HealthMonitor(
+        server.http_url,
+        model,
+        period_s=health_period_s,
+        timeout_s=min(5.0, health_period_s),
+        failure_threshold=health_failures,
+        on_not_live=watch.on_not_live,
+    )
+    gateway = GatewayServer(GatewayConfig(server.http_url, model, max_request_bytes, admin_key), host, http_port, monitor)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per health check
+    outcome: Outcome | None = None
+    with interrupt_on_stop_signals():
         try:
-            while server.alive():
-                time.sleep(1)
-        except KeyboardInterrupt:
-            typer.echo("stopping Triton ...")
-    if not server.alive() and server.process is not None and server.process.returncode not in (0, -15, None):
-        raise TiergateError(f"Triton exited with {server.process.returncode}; see {server.log_file}")
+            server.start()
+            gateway.start()
+            monitor.start()
+            typer.echo(
+                f"Triton ready: http://{host}:{http_port} (gateway, model {model})  grpc {host}:{grpc_port}  "
+                f"metrics :{metrics_port}  admin key in {work_dir / ADMIN_KEY_FILE}  (Ctrl-C to stop)"
+            )
+            assert server.process is not None
+            outcome = watch.wait(server.process)
+        except KeyboardInterrupt as interrupt:
+            outcome = Outcome.stopped(interrupt, "Triton")
+        finally:
+            with shielded_from_stop_signals():
+                if outcome is not None and outcome.kind != "exited":
+                    typer.echo(outcome.message, err=outcome.kind == "unhealthy")
+                monitor.stop()
+                gateway.stop()
+                server.stop()
+    assert outcome is not None
+    if outcome.kind == "unhealthy":
+        raise typer.Exit(1)
+    if outcome.kind == "exited":
+        raise TiergateError(f"{outcome.message}; see {server.log_file}")
 
 
 def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]

@@ -7,8 +7,10 @@ Python 3.11 and links the system libpython3.11; our own packages reach it throug
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -88,11 +90,58 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM to the process alone, then SIGKILL to its whole group after `timeout_s` (a bounded stop).
+
+    SIGTERM goes to the server alone: Triton unloads its models and stops its python-backend stubs itself
+    (signalling the whole group killed the stubs under it, and Triton then waited out its exit timeout).
+    The group gets SIGKILL only when the graceful stop overruns (seen: a killed stub made shutdown hang).
+    """
+    if process.poll() is not None:
+        return
+    try:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("pid %d did not stop within %.0fs; killing its process group", process.pid, timeout_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        process.wait()
+
+
+ADMIN_KEY_FILE = "admin-key"
+ADMIN_HEADER = "tiergate-admin"
+# Triton's own HTTP/gRPC categories that need the admin header; metadata, config, inference and health stay open
+# (per-model restriction -- the ensemble only -- is the gateway's job; Triton cannot restrict one model).
+RESTRICTED_APIS = ("model-repository", "statistics", "trace", "logging", "shared-memory")
+
+
+def write_admin_key(work_dir: Path) -> str:
+    """A fresh random admin key for this launch, written to `<work_dir>/admin-key` (mode 0600), never printed."""
+    path = Path(work_dir) / ADMIN_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_TRUNC
+        os.write(descriptor, key.encode("ascii"))
+    finally:
+        os.close(descriptor)
+    return key
+
+
 SERVED_COPY = "served-model-repository"  # inside the work folder, never the user's repository
 
 
 class TritonServer:
-    """`with TritonServer(repo) as server:` starts Triton, waits for readiness, stops it cleanly."""
+    """`with TritonServer(repo) as server:` starts Triton, waits for readiness, stops it cleanly.
+
+    Triton's HTTP always binds loopback (`tiergate serve` puts the gateway in front of it); gRPC and
+    metrics bind `host`. With `admin_key`, Triton's own HTTP and gRPC need the `tiergate-admin` header
+    for the RESTRICTED_APIS categories.
+    """
 
     def __init__(
         self,
@@ -104,6 +153,9 @@ class TritonServer:
         log_file: Path | None = None,
         startup_timeout_s: float = 180.0,
         verify: bool = True,
+        host: str = "127.0.0.1",
+        admin_key: str | None = None,
+        stop_timeout_s: float = 20.0,
     ):
         self.model_repository = Path(model_repository).resolve()
         self.work_dir = Path(work_dir)
@@ -113,6 +165,9 @@ class TritonServer:
         self.log_file = Path(log_file) if log_file else self.work_dir / "tritonserver.log"
         self.startup_timeout_s = startup_timeout_s
         self.verify = verify
+        self.host = host
+        self.admin_key = admin_key
+        self.stop_timeout_s = stop_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -121,7 +176,7 @@ class TritonServer:
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.grpc_port}"
 
     def _environment(self, install: TritonInstall) -> dict[str, str]:
         env = dict(os.environ)
@@ -170,14 +225,21 @@ class TritonServer:
             str(install.binary),
             f"--model-repository={repository}",
             f"--backend-directory={install.backend_directory(self.work_dir)}",
+            "--http-address=127.0.0.1",
             f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--exit-on-error=true",
+            "--exit-timeout-secs=10",  # in-flight requests get 10 s at shutdown, then Triton exits
             "--strict-readiness=true",
             "--allow-gpu-metrics=false",
             "--log-verbose=0",
         ]
+        if self.admin_key:
+            restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
+            command += [f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"]
         log.info(
             "starting tritonserver (http %s, grpc %s, metrics %s), log: %s",
             self.http_port,
@@ -195,7 +257,11 @@ class TritonServer:
             preexec_fn=die_with_parent,
         )
         handle.close()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # a signal or a failed start: never leave Triton running behind
+            self.stop()
+            raise
         return self
 
     def wait_ready(self) -> None:
@@ -222,17 +288,9 @@ class TritonServer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # SIGTERM to tritonserver alone: it unloads its models and stops its python-backend stubs itself.
-        # Signalling the whole group killed the stubs under it, and Triton then waited out its exit timeout.
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    def stop(self, timeout_s: float | None = None) -> None:
+        if self.process is not None:
+            stop_process(self.process, self.stop_timeout_s if timeout_s is None else timeout_s)
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -1,0 +1,312 @@
+"""The gateway's rules and the health check, against fake upstreams (no Triton; seconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from tiergate.errors import ServerError
+from tiergate.serving.gateway import ADMIN_HEADER, Gateway, GatewayConfig, GatewayServer, access
+from tiergate.serving.health import HealthMonitor, HealthReport, canary_request, check_health
+from tiergate.serving.server import free_port
+
+KEY = "s3cret-admin-key"
+
+
+@dataclass
+class FakeHealth:
+    ready: bool = True
+    live: bool = True
+    detail: str = "fine"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/v2", "public"),
+        ("GET", "/v2/health/live", "public"),
+        ("GET", "/v2/health/ready", "public"),
+        ("GET", "/v2/models/tiergate", "public"),
+        ("GET", "/v2/models/tiergate/ready", "public"),
+        ("GET", "/v2/models/tiergate/config", "public"),
+        ("POST", "/v2/models/tiergate/infer", "public"),
+        ("POST", "/v2/models/tiergate/versions/1/infer", "public"),
+        ("GET", "/v2/models/tiergate/versions/1/ready", "public"),
+        ("POST", "/v2/health/ready", "admin"),
+        ("GET", "/v2/models/tiergate/infer", "admin"),
+        ("POST", "/v2/models/tiergate/generate", "admin"),
+        ("GET", "/v2/models/tiergate/stats", "admin"),
+        ("POST", "/v2/models/classifier/infer", "admin"),
+        ("POST", "/v2/models/tokenizer/infer", "admin"),
+        ("GET", "/v2/models/postprocess/config", "admin"),
+        ("POST", "/v2/repository/index", "admin"),
+        ("POST", "/v2/repository/models/tiergate/unload", "admin"),
+        ("GET", "/v2/logging", "admin"),
+        ("GET", "/v2/trace/setting", "admin"),
+        ("GET", "/v2/systemsharedmemory/status", "admin"),
+        ("GET", "/v2/models/stats", "admin"),
+        ("GET", "/metrics", "admin"),
+    ],
+)
+def test_access_rules(method: str, path: str, expected: str) -> None:
+    assert access(method, tuple(path.split("/")[1:]), "tiergate") == expected
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    if request.path.endswith("/bad/infer"):
+        return web.json_response({"error": "upstream says no"}, status=400)
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.raw_path,
+            "bytes": len(body),
+            "admin": request.headers.get(ADMIN_HEADER),
+            "host": request.headers.get("Host"),
+        },
+        headers={"X-Upstream": "yes"},
+    )
+
+
+Scenario = Callable[[aiohttp.ClientSession, URL, list[Any]], Awaitable[None]]
+
+
+def run_gateway(scenario: Scenario, *, admin_key: str | None = KEY, cap: int = 1024, upstream_up: bool = True) -> None:
+    async def main() -> None:
+        upstream_app = web.Application()
+        upstream_app.router.add_route("*", "/{tail:.*}", _echo)
+        async with TestServer(upstream_app) as upstream:
+            target = f"127.0.0.1:{upstream.port if upstream_up else free_port()}"
+            gateway = Gateway(GatewayConfig(target, "tiergate", cap, admin_key), FakeHealth(ready=False))
+            async with TestServer(gateway.app()) as front, aiohttp.ClientSession() as client:
+                await scenario(client, URL(f"http://127.0.0.1:{front.port}"), [gateway])
+
+    asyncio.run(main())
+
+
+def test_ensemble_is_proxied_and_inner_models_need_the_key() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        async with client.post(base / "v2/models/tiergate/infer", data=b"x" * 100) as response:
+            assert response.status == 200 and response.headers["X-Upstream"] == "yes"
+            echoed = await response.json()
+            assert echoed["path"] == "/v2/models/tiergate/infer" and echoed["bytes"] == 100 and echoed["admin"] is None
+        for method, path in (("POST", "v2/models/classifier/infer"), ("POST", "v2/repository/index"), ("GET", "v2/logging")):
+            for headers in ({}, {ADMIN_HEADER: "wrong"}, {ADMIN_HEADER: ""}):
+                async with client.request(method, base / path, headers=headers) as response:
+                    assert response.status == 403, (path, headers)
+                    text = await response.text()
+                    assert "\n" not in text.strip() and "needs the tiergate-admin header" in text and KEY not in text
+            async with client.request(method, base / path, headers={ADMIN_HEADER: KEY}) as response:
+                assert response.status == 200
+                assert (await response.json())["admin"] == KEY  # forwarded: Triton's restricted APIs check it too
+        async with client.post(base / "v2/models/tiergate/infer", headers={ADMIN_HEADER: "wrong"}) as response:
+            assert response.status == 200 and (await response.json())["admin"] is None  # a wrong key never travels on
+
+    run_gateway(scenario)
+
+
+def test_without_an_admin_key_admin_routes_are_closed() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        for given in ("", "None", KEY):
+            async with client.get(base / "v2/logging", headers={ADMIN_HEADER: given}) as response:
+                assert response.status == 403
+
+    run_gateway(scenario, admin_key=None)
+
+
+def test_body_cap_by_length_and_by_chunks() -> None:
+    async def chunks(count: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"y" * 256
+
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        infer = base / "v2/models/tiergate/infer"
+        async with client.post(infer, data=b"x" * 1024) as response:
+            assert response.status == 200  # exactly the cap
+        async with client.post(infer, data=b"x" * 1025) as response:
+            assert response.status == 413 and "over the limit of 1024" in (await response.json())["error"]
+        async with client.post(infer, data=chunks(3)) as response:  # chunked, under the cap
+            assert response.status == 200 and (await response.json())["bytes"] == 768
+        async with client.post(infer, data=chunks(40)) as response:  # chunked, no Content-Length
+            assert response.status == 413
+        async with client.post(infer, data=b"{}", headers={"Content-Encoding": "gzip"}) as response:
+            assert response.status == 415
+        async with client.get(base / "v2/health/ready") as response:
+            assert response.status == 200  # still answering
+
+    run_gateway(scenario)
+
+
+def test_odd_paths_and_model_names_are_refused_before_use() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        for raw in (
+            "/v2/models/..%2Frepository/index",
+            "/v2/models/tiergate%2F..%2Fclassifier/infer",
+            "/v2/models/../models/classifier/infer",
+            "/v2//models/tiergate/infer",
+            "/v2/models/tier%00gate/infer",
+            "/v2/models/tiergate/infer/",
+            "/",
+        ):
+            async with client.post(URL(f"{base}{raw}", encoded=True)) as response:
+                assert response.status == 400, raw
+                assert "invalid path" in (await response.json())["error"]
+
+    run_gateway(scenario)
+
+
+def test_upstream_errors_pass_through_and_unreachable_is_502() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        async with client.post(base / "v2/models/bad/infer", headers={ADMIN_HEADER: KEY}) as response:
+            assert response.status == 400 and (await response.json()) == {"error": "upstream says no"}
+
+    run_gateway(scenario)
+
+    async def unreachable(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        async with client.post(base / "v2/models/tiergate/infer", data=b"{}") as response:
+            assert response.status == 502
+            assert "unreachable" in (await response.json())["error"]
+
+    run_gateway(unreachable, upstream_up=False)
+
+
+def test_probe_endpoints_follow_the_health_state() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, gateways: list[Any]) -> None:
+        health: FakeHealth = gateways[0].health
+        async with client.get(base / "tiergate/health/ready") as response:
+            assert response.status == 503
+        async with client.get(base / "tiergate/health/live") as response:
+            assert response.status == 200
+        health.ready, health.live = True, False
+        async with client.get(base / "tiergate/health/ready") as response:
+            assert response.status == 200
+        async with client.get(base / "tiergate/health/live") as response:
+            assert response.status == 503 and (await response.json())["detail"] == "fine"
+
+    run_gateway(scenario)
+
+
+def test_gateway_server_refuses_a_port_in_use() -> None:
+    config = GatewayConfig("127.0.0.1:9", "tiergate")
+    with GatewayServer(config, "127.0.0.1", 0) as first, pytest.raises(ServerError, match=r"cannot listen on 127\.0\.0\.1"):
+        GatewayServer(config, "127.0.0.1", first.port).start()
+    with pytest.raises(ServerError, match="invalid model name"):
+        GatewayConfig("127.0.0.1:9", "../classifier")
+
+
+# --- the health check against a fake KServe v2 endpoint -------------------------------------------------
+
+
+class FakeTriton(BaseHTTPRequestHandler):
+    answer: ClassVar[tuple[int, bytes]] = (200, b"")
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        FakeTriton.seen.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+        status, body = FakeTriton.answer
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_triton() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTriton)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _scores(values: str) -> bytes:
+    return f'{{"outputs": [{{"name": "SCORES", "datatype": "FP32", "shape": [1, 3], "data": [{values}]}}]}}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ok", "detail"),
+    [
+        (200, _scores("0.1, 0.2, 0.9"), True, "canary classified (3 finite scores)"),
+        (200, _scores("0.1, NaN, 0.9"), False, "non-finite"),
+        (200, _scores("0.1, Infinity, 0.9"), False, "non-finite"),
+        (200, _scores(""), False, "SCORES is empty"),
+        (200, b'{"outputs": []}', False, "without a SCORES output"),
+        (200, b"not json", False, "without a SCORES output"),
+        (500, b'{"error": "Stub process \'classifier_0_0\' is not healthy."}', False, "HTTP 500: Stub process"),
+        (400, b"x" * 5000, False, "HTTP 400: xxx"),
+    ],
+)
+def test_check_health_judges_the_answer(fake_triton: str, status: int, body: bytes, ok: bool, detail: str) -> None:
+    FakeTriton.answer, FakeTriton.seen = (status, body), []
+    report = check_health(fake_triton, "tiergate", timeout_s=5)
+    assert report.ok is ok and detail in report.detail and "\n" not in report.detail and len(report.detail) <= 200
+    assert FakeTriton.seen == [{"path": "/v2/models/tiergate/infer", "body": canary_request()}]
+
+
+def test_check_health_never_raises() -> None:
+    report = check_health(f"127.0.0.1:{free_port()}", "tiergate", timeout_s=2)
+    assert not report.ok and "ConnectError" in report.detail
+    assert not check_health("127.0.0.1:1", "../x", timeout_s=1).ok
+    assert not check_health("http://[::bad", "tiergate", timeout_s=1).ok
+
+
+def test_monitor_counts_failures_and_calls_back_once() -> None:
+    answers = iter([True, False, False, True, False, False, False, False, True])
+    called: list[int] = []
+    monitor = HealthMonitor(
+        "unused",
+        "tiergate",
+        period_s=1,
+        timeout_s=1,
+        failure_threshold=3,
+        on_not_live=lambda report, failures: called.append(failures),
+        check=lambda: HealthReport(next(answers), "x", 0.0),
+    )
+    assert monitor.live and not monitor.ready  # starting: live, not yet ready
+    states = []
+    for _ in range(9):
+        monitor.check_once()
+        states.append((monitor.ready, monitor.live))
+    assert states == [
+        (True, True),
+        (False, True),
+        (False, True),
+        (True, True),
+        (False, True),
+        (False, True),
+        (False, False),
+        (False, False),
+        (True, True),
+    ]
+    assert called == [3]
+
+
+def test_monitor_thread_runs_every_period() -> None:
+    monitor = HealthMonitor(
+        "unused", "tiergate", period_s=0.05, timeout_s=1, failure_threshold=2, check=lambda: HealthReport(False, "down", 0.0)
+    )
+    died = threading.Event()
+    monitor.on_not_live = lambda report, failures: died.set()
+    monitor.start()
+    try:
+        assert died.wait(5)
+        assert not monitor.live and " failed in a row: down" in monitor.detail and monitor.checks >= 2
+    finally:
+        monitor.stop()
