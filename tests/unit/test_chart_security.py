@@ -1,0 +1,412 @@
+"""The serving chart's security properties, rendered with real Helm (helm-python-sdk).
+
+Every rendered object validates against the vendored KServe CRDs and the Kubernetes core types
+(tiergate.k8s_validation); then the properties a template edit could silently lose are asserted
+one by one: the gateway as the pod's only front door, Triton on loopback, the admin key from a
+Secret, non-root read-only containers, the canary-health probes with the values' thresholds, the
+NetworkPolicy's peers and ports, the regression Job's limits. Knative's own admission rules for
+a revision's container (one port named http1/h2c, reserved mount paths, the securityContext
+fields it accepts) are checked here too: the KServe CRD schema accepts what Knative then rejects.
+
+`python -m tests.unit.test_chart_security --write` regenerates manifests/kserve/ from the chart.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helm_python import Chart, HelmError
+from helm_python.chart import lint
+
+from tiergate.k8s_validation import validate_text
+from tiergate.paths import PROJECT_ROOT
+
+CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
+VALUES: dict[str, Any] = {"model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64}}
+NAMESPACE = "moderation"
+
+# Knative Serving's admission webhook (pkg/apis/serving/k8s_validation.go): what a KServe
+# Serverless predictor's container may carry.
+KNATIVE_PORT_NAMES = {"", "http1", "h2c"}
+KNATIVE_RESERVED_PATHS = {"/", "/dev", "/dev/log", "/tmp", "/var", "/var/log"}
+KNATIVE_CONTAINER_SECURITY_FIELDS = {
+    "allowPrivilegeEscalation",
+    "capabilities",
+    "readOnlyRootFilesystem",
+    "runAsGroup",
+    "runAsNonRoot",
+    "runAsUser",
+    "seccompProfile",
+}
+KNATIVE_QUEUE_PROXY_PORTS = {8012, 8013, 8022, 9090, 9091}
+
+HARDENED = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def render(extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The chart's objects by kind (each kind appears once), every one validated on the way."""
+    rendered = Chart.load(str(CHART)).render(merged(VALUES, extra or {}), name="tiergate", namespace=NAMESPACE)
+    objects: dict[str, dict[str, Any]] = {}
+    for name, text in rendered.items():
+        if name.endswith(".yaml") and text.strip():
+            validate_text(text)
+            for document in yaml.safe_load_all(text):
+                if document:
+                    assert document["kind"] not in objects, f"two {document['kind']}s"
+                    objects[document["kind"]] = document
+    return objects
+
+
+def container(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    containers = objects["ServingRuntime"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def chain(runtime: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(verify, gateway, tritonserver) parts of the container's process chain."""
+    argv = [*runtime["command"], *runtime["args"]]
+    first = argv.index("--")
+    second = argv.index("--", first + 1)
+    return argv[:first], argv[first + 1 : second], argv[second + 1 :]
+
+
+def option(argv: list[str], name: str) -> str:
+    """The value of `--name value` or `--name=value` (exactly one occurrence)."""
+    found = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
+    found += [arg.split("=", 1)[1] for arg in argv if arg.startswith(name + "=")]
+    assert len(found) == 1, f"{name}: {found}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def objects() -> dict[str, dict[str, Any]]:
+    return render()
+
+
+def test_default_render_is_four_valid_objects_and_lints(objects: dict[str, dict[str, Any]]) -> None:
+    assert sorted(objects) == ["InferenceService", "Job", "NetworkPolicy", "ServingRuntime"]
+    assert lint(str(CHART), VALUES)["errors"] == []
+
+
+def test_process_chain_is_verify_then_gateway_then_triton_on_loopback(objects: dict[str, dict[str, Any]]) -> None:
+    verify, gateway, triton = chain(container(objects))
+    assert verify == ["tiergate", "repository", "verify", "/mnt/models"]
+    assert gateway[:2] == ["tiergate", "gateway"] and triton[0] == "tritonserver"
+    assert option(gateway, "--listen") == "0.0.0.0:8080"
+    assert option(gateway, "--model") == objects["InferenceService"]["metadata"]["name"]
+    assert option(gateway, "--max-request-bytes") == "4194304"
+    assert option(gateway, "--admin-key-env") == "TIERGATE_ADMIN_KEY"
+    # The gateway's upstream is Triton's HTTP, and only the gateway (and metrics) leave the pod.
+    assert option(gateway, "--upstream") == f"{option(triton, '--http-address')}:{option(triton, '--http-port')}"
+    assert option(triton, "--http-address") == "127.0.0.1" and option(triton, "--grpc-address") == "127.0.0.1"
+    assert option(triton, "--metrics-address") == "0.0.0.0" and option(triton, "--metrics-port") == "8002"
+    assert option(triton, "--model-store") == "/mnt/models" and option(triton, "--strict-readiness") == "true"
+
+
+def test_rendered_gateway_arguments_parse_with_the_real_command(objects: dict[str, dict[str, Any]]) -> None:
+    """Every option the chart passes exists in `tiergate gateway` and its value is accepted (parsed, not run)."""
+    import typer
+
+    from tiergate.cli import gateway_cmd
+
+    app = typer.Typer()
+    app.command()(gateway_cmd.gateway)
+    command = typer.main.get_command(app)
+    _, gateway, triton = chain(container(objects))
+    context = command.make_context("gateway", [*gateway[2:], "--", *triton])
+    assert context.params["command"] == triton
+    assert context.params["max_request_bytes"] == 4194304 and context.params["health_failures"] == 3
+    assert context.params["admin_key_env"] == "TIERGATE_ADMIN_KEY"
+
+
+def test_triton_restricted_apis_need_the_admin_header_the_gateway_sends(objects: dict[str, dict[str, Any]]) -> None:
+    from tiergate.serving.gateway import ADMIN_HEADER
+
+    runtime = container(objects)
+    _, _, triton = chain(runtime)
+    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
+        apis, _, setting = option(triton, flag).partition(":")
+        assert set(apis.split(",")) == {"model-repository", "statistics", "trace", "logging", "shared-memory"}
+        assert setting == f"{ADMIN_HEADER}=$(TIERGATE_ADMIN_KEY)"
+    env = {item["name"]: item for item in runtime["env"]}
+    assert env["TIERGATE_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "tiergate-admin-key", "key": "key"}
+    # Kubernetes leaves an undefined $(VAR) as the literal text: Triton would then accept a guessable key.
+    referenced = {name for arg in runtime["args"] for name in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg)}
+    assert referenced and referenced <= set(env)
+    rendered = render({"serving": {"adminKeySecret": "prod-admin"}})
+    secret = {item["name"]: item for item in container(rendered)["env"]}["TIERGATE_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "prod-admin", "key": "key"}
+
+
+def test_one_http1_port_and_prometheus_annotations(objects: dict[str, dict[str, Any]]) -> None:
+    """Knative allows a single container port; it is the gateway (HTTP/1.1), never Triton's gRPC."""
+    runtime = container(objects)
+    assert runtime["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert objects["ServingRuntime"]["spec"]["annotations"] == {
+        "prometheus.kserve.io/port": "8002",
+        "prometheus.kserve.io/path": "/metrics",
+    }
+    assert objects["ServingRuntime"]["spec"]["protocolVersions"] == ["v2"]
+    isvc = objects["InferenceService"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
+    off = render({"serving": {"prometheusScraping": False}})["InferenceService"]
+    assert "serving.kserve.io/enable-prometheus-scraping" not in off["metadata"]["annotations"]
+
+
+def test_serving_container_is_non_root_read_only_and_knative_admissible(objects: dict[str, dict[str, Any]]) -> None:
+    runtime = container(objects)
+    assert runtime["securityContext"] == HARDENED
+    assert set(runtime["securityContext"]) <= KNATIVE_CONTAINER_SECURITY_FIELDS
+    assert len(runtime["ports"]) == 1 and runtime["ports"][0].get("name", "") in KNATIVE_PORT_NAMES
+    assert runtime["ports"][0]["containerPort"] not in KNATIVE_QUEUE_PROXY_PORTS
+    mounts = {mount["mountPath"]: mount["name"] for mount in runtime["volumeMounts"]}
+    assert not set(mounts) & KNATIVE_RESERVED_PATHS
+    volumes = {volume["name"]: volume for volume in objects["ServingRuntime"]["spec"]["volumes"]}
+    assert set(mounts.values()) == set(volumes)  # Knative: every volume mounted, every mount a volume
+    assert all(set(volume) == {"name", "emptyDir"} for volume in volumes.values())
+    assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "256Mi"}
+    # Everything the image writes (HOME, TMPDIR, caches) lands on a writable volume.
+    env = {item["name"]: item.get("value") for item in runtime["env"]}
+    for variable in ("HOME", "TMPDIR", "XDG_CACHE_HOME", "HF_HOME"):
+        assert any(env[variable] == path or env[variable].startswith(path + "/") for path in mounts), variable
+    assert runtime["workingDir"] in mounts
+    assert runtime["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}}
+
+
+def test_probes_are_the_canary_health_check_with_the_values_thresholds() -> None:
+    health = {"periodSeconds": 7, "timeoutSeconds": 4, "failureThreshold": 5, "initialDelaySeconds": 2, "startupSeconds": 300}
+    objects = render({"serving": {"health": health}})
+    runtime = container(objects)
+    for probe, path, threshold in (
+        ("readinessProbe", "/tiergate/health/ready", 5),
+        ("livenessProbe", "/tiergate/health/live", 5),
+        ("startupProbe", "/tiergate/health/ready", 43),  # ceil(300 / 7): the model-load budget
+    ):
+        assert runtime[probe] == {
+            "httpGet": {"path": path, "port": 8080},
+            "initialDelaySeconds": 2,
+            "periodSeconds": 7,
+            "timeoutSeconds": 4,
+            "failureThreshold": threshold,
+        }, probe
+        assert runtime[probe]["httpGet"]["port"] == runtime["ports"][0]["containerPort"]  # Knative: the user port
+    _, gateway, _ = chain(runtime)
+    assert [option(gateway, name) for name in ("--health-period-s", "--health-timeout-s", "--health-failures")] == [
+        "7",
+        "4",
+        "5",
+    ]
+    assert option(gateway, "--startup-timeout-s") == "300"
+    # The InferenceService sets no probe of its own: one would replace the runtime's canary probes.
+    model = objects["InferenceService"]["spec"]["predictor"]["model"]
+    assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(model)
+
+
+def test_regression_job_is_hardened_bounded_and_admitted(objects: dict[str, dict[str, Any]]) -> None:
+    job = objects["Job"]
+    assert job["spec"]["activeDeadlineSeconds"] == 900 and job["spec"]["ttlSecondsAfterFinished"] == 86400
+    assert job["spec"]["backoffLimit"] == 0
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    (regression,) = pod["containers"]
+    assert regression["securityContext"] == HARDENED
+    assert regression["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert [mount["mountPath"] for mount in regression["volumeMounts"]] == ["/tmp"]
+    url = regression["command"][regression["command"].index("--url") + 1]
+    assert url == f"tiergate-predictor.{NAMESPACE}.svc.cluster.local:80"
+    bounded = render({"regressionTest": {"activeDeadlineSeconds": 120, "ttlSecondsAfterFinished": 0}})["Job"]["spec"]
+    assert (bounded["activeDeadlineSeconds"], bounded["ttlSecondsAfterFinished"]) == (120, 0)
+
+
+def _rules(policy: dict[str, Any]) -> list[tuple[list[dict[str, Any]], set[int]]]:
+    return [(rule["from"], {port["port"] for port in rule["ports"]}) for rule in policy["spec"]["ingress"]]
+
+
+def _admits(policy: dict[str, Any], namespace_labels: dict[str, str], pod_labels: dict[str, str], port: int) -> bool:
+    """NetworkPolicy semantics for the peers used here (namespaceSelector alone, or podSelector alone = same namespace)."""
+
+    def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+            return False
+        for expression in selector.get("matchExpressions", []):
+            present = labels.get(expression["key"])
+            if expression["operator"] == "In" and present not in expression["values"]:
+                return False
+            if expression["operator"] == "NotIn" and present in expression["values"]:
+                return False
+            if expression["operator"] == "Exists" and present is None:
+                return False
+            if expression["operator"] == "DoesNotExist" and present is not None:
+                return False
+        return True
+
+    same_namespace = namespace_labels.get("kubernetes.io/metadata.name") == policy["metadata"].get("namespace", NAMESPACE)
+    for peers, ports in _rules(policy):
+        if port not in ports:
+            continue
+        for peer in peers:
+            assert set(peer) <= {"namespaceSelector", "podSelector"}
+            if "namespaceSelector" in peer and "podSelector" in peer:
+                raise AssertionError("combined peers are not modelled here")
+            if "namespaceSelector" in peer and matches(peer["namespaceSelector"], namespace_labels):
+                return True
+            if "podSelector" in peer and same_namespace and matches(peer["podSelector"], pod_labels):
+                return True
+    return False
+
+
+def test_network_policy_admits_only_ingress_regression_job_and_monitoring(objects: dict[str, dict[str, Any]]) -> None:
+    policy = objects["NetworkPolicy"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "tiergate"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+
+    def ns(name: str) -> dict[str, str]:
+        return {"kubernetes.io/metadata.name": name}
+
+    job_labels = objects["Job"]["spec"]["template"]["metadata"]["labels"]
+    for namespace, labels in ((ns("istio-system"), {}), (ns("knative-serving"), {}), (ns(NAMESPACE), job_labels)):
+        for port in (8080, 8012, 8013):  # the gateway (RawDeployment), the queue-proxy (Serverless)
+            assert _admits(policy, namespace, labels, port), (namespace, port)
+    assert _admits(policy, ns("knative-serving"), {}, 9090)  # the Knative autoscaler
+    for port in (8002, 9088, 9091):
+        assert _admits(policy, ns("monitoring"), {}, port)
+        assert not _admits(policy, ns("istio-system"), {}, port)
+    # Nobody reaches Triton's own ports, and nothing else in the cluster reaches the pod at all.
+    for name in ("istio-system", "knative-serving", "monitoring", NAMESPACE):
+        for port in (8000, 9000):
+            assert not _admits(policy, ns(name), job_labels, port)
+    other_pod = {**job_labels, "tiergate.io/role": "something-else"}
+    assert not _admits(policy, ns(NAMESPACE), other_pod, 8080)
+    assert not _admits(policy, ns("default"), job_labels, 8080)
+    assert not _admits(policy, ns("monitoring"), {}, 8080)
+    all_ports = set().union(*(ports for _, ports in _rules(policy)))
+    assert all_ports == {8080, 8012, 8013, 9090, 8002, 9088, 9091}
+
+
+def test_network_policy_selectors_come_from_values() -> None:
+    # Helm merges maps into the defaults: replacing the default matchExpressions means nulling it.
+    ingress = {"matchExpressions": None, "matchLabels": {"team": "edge"}}
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": None, "team": "obs"}}
+    policy = render({"networkPolicy": {"ingressNamespaceSelector": ingress, "monitoringNamespaceSelector": monitoring}})[
+        "NetworkPolicy"
+    ]
+    assert policy["spec"]["ingress"][0]["from"][0] == {"namespaceSelector": {"matchLabels": {"team": "edge"}}}
+    assert _admits(policy, {"team": "edge"}, {}, 8080)
+    assert not _admits(policy, {"kubernetes.io/metadata.name": "istio-system"}, {}, 8080)
+    assert _admits(policy, {"team": "obs"}, {}, 8002)
+    assert "NetworkPolicy" not in render({"networkPolicy": {"enabled": False}})
+
+
+def test_notes_route_through_the_ingress_with_the_host_header() -> None:
+    notes = Chart.load(str(CHART)).render(VALUES, name="tiergate", namespace=NAMESPACE)["tiergate-serving/templates/NOTES.txt"]
+    assert '--header "Host: $SERVICE_HOSTNAME"' in notes and "inferenceservice tiergate -o jsonpath='{.status.url}'" in notes
+    assert f"kubectl -n {NAMESPACE} create secret generic tiergate-admin-key --from-literal=key=" in notes
+    assert "<ingress-host>:80" not in notes
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"serving": {"health": {"periodSeconds": -1}}}, "periodSeconds"),
+        ({"serving": {"health": {"failureThreshold": 0}}}, "failureThreshold"),
+        ({"serving": {"health": {"timeoutSeconds": "5"}}}, "timeoutSeconds"),
+        ({"serving": {"health": {"initialDelaySeconds": -5}}}, "initialDelaySeconds"),
+        ({"serving": {"health": {"startupSeconds": 1.5}}}, "startupSeconds"),
+        ({"serving": {"health": {"period": 10}}}, "period"),
+        ({"serving": {"maxRequestBytes": -1}}, "maxRequestBytes"),
+        ({"serving": {"maxRequestBytes": "4MB"}}, "maxRequestBytes"),
+        ({"serving": {"adminKeySecret": ""}}, "adminKeySecret"),
+        ({"serving": {"adminKeySecret": "Not A Name"}}, "adminKeySecret"),
+        ({"networkPolicy": {"enabled": "yes"}}, "enabled"),
+        ({"networkPolicy": {"ingressNamespaceSelector": None}}, "ingressNamespaceSelector"),
+        ({"networkPolicy": {"ingressNamespaceSelector": {"matchExpressions": None}}}, "ingressNamespaceSelector"),  # {}: all
+        ({"networkPolicy": {"ingressNamespaceSelector": {"matchLabels": {"a": 1}}}}, "matchLabels"),
+        ({"networkPolicy": {"monitoringNamespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}}, "operator"),
+        ({"regressionTest": {"activeDeadlineSeconds": -1}}, "activeDeadlineSeconds"),
+        ({"regressionTest": {"ttlSecondsAfterFinished": "1d"}}, "ttlSecondsAfterFinished"),
+        ({"runtime": {"shmSizeLimit": "lots"}}, "shmSizeLimit"),
+    ],
+)
+def test_schema_rejects_bad_values(extra: dict[str, Any], key: str) -> None:
+    with pytest.raises(HelmError) as caught:
+        Chart.load(str(CHART)).render(merged(VALUES, extra), name="tiergate", namespace=NAMESPACE)
+    assert key in str(caught.value)
+
+
+# manifests/kserve/ holds the chart's ServingRuntime and InferenceService for these example values.
+EXAMPLE_VALUES: dict[str, Any] = {
+    "model": {
+        "version": "example",
+        "storageUri": "s3://tiergate-models/tiergate/example/" + "0" * 64,
+        "digest": "0" * 64,
+    }
+}
+EXAMPLES = {
+    "ServingRuntime": PROJECT_ROOT / "manifests" / "kserve" / "servingruntime-triton.yaml",
+    "InferenceService": PROJECT_ROOT / "manifests" / "kserve" / "inferenceservice.yaml",
+}
+EXAMPLE_HEADER = (
+    "# Generated from charts/tiergate-serving with example values (model.version 'example', a zero digest):\n"
+    "# python -m tests.unit.test_chart_security --write. The chart is the source; a test keeps this equal to it.\n"
+)
+
+
+def example_documents() -> dict[str, dict[str, Any]]:
+    rendered = Chart.load(str(CHART)).render(EXAMPLE_VALUES, name="tiergate", namespace="tiergate")
+    documents = {}
+    for name, text in rendered.items():
+        for document in yaml.safe_load_all(text) if name.endswith(".yaml") else []:
+            if document and document["kind"] in EXAMPLES:
+                labels = document["metadata"].get("labels", {})
+                labels.pop("helm.sh/chart", None)  # a chart-version bump alone is no behaviour change
+                documents[document["kind"]] = document
+    return documents
+
+
+def write_examples() -> None:
+    for kind, document in example_documents().items():
+        EXAMPLES[kind].write_text(EXAMPLE_HEADER + yaml.safe_dump(document, sort_keys=False, width=200))
+
+
+def test_static_kserve_manifests_are_the_chart_rendering() -> None:
+    for kind, document in example_documents().items():
+        path = EXAMPLES[kind]
+        assert yaml.safe_load(path.read_text()) == document, (
+            f"{path.relative_to(PROJECT_ROOT)} differs from the chart: python -m tests.unit.test_chart_security --write"
+        )
+        assert path.read_text().startswith(EXAMPLE_HEADER)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.unit.test_chart_security --write")
+    write_examples()
+    print(f"wrote {', '.join(str(Path(path).relative_to(PROJECT_ROOT)) for path in EXAMPLES.values())}")
