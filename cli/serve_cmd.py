@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,6 +122,8 @@ def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
 def _connection(header: list[str] | None, ca_file: Path | None, insecure: bool) -> dict[str, Any]:
     """--header/--ca-file/--insecure as ModerationClient keyword arguments."""
     from tiergate.client import parse_header
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core would log TLS failures beside our one line
 
     headers: dict[str, str] = {}
     for item in header or []:

@@ -75,7 +75,7 @@ class Classification:
 
 TRANSIENT_STATUS = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "502", "503", "504"}
 TRANSIENT_TEXT = ("failed to connect", "connection refused", "unavailable", "timed out", "connection reset")
-TLS_TEXT = ("ssl", "tls", "handshake", "certificate")
+TLS_TEXT = ("ssl", "tls", "handshake", "certificate", "verification")
 
 
 def is_transient(error: Any) -> bool:
@@ -206,16 +206,17 @@ class _ServerNamedContext(ssl.SSLContext):
 
 
 def _tls_cause(error: BaseException) -> ssl.SSLError | None:
-    """The SSL error behind a client error (aiohttp and tritonclient wrap it), if there is one."""
+    """The SSL error behind a client error (aiohttp and tritonclient wrap it), the most specific one found."""
     seen: set[int] = set()
     stack: list[Any] = [error]
+    found: list[ssl.SSLError] = []
     while stack:
         current = stack.pop()
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
         if isinstance(current, ssl.SSLError):
-            return current
+            found.append(current)
         stack.extend(
             [
                 current.__cause__,
@@ -224,7 +225,9 @@ def _tls_cause(error: BaseException) -> ssl.SSLError | None:
                 getattr(current, "certificate_error", None),
             ]
         )
-    return None
+    verified = [item for item in found if getattr(item, "verify_message", None)]
+    chosen = verified or found
+    return chosen[-1] if chosen else None
 
 
 def _first_line(error: BaseException) -> str:
@@ -539,7 +542,7 @@ class _ClientCore:
             message = str(error.message() or "")
             if self.protocol == "grpc" and self.endpoint.tls and any(text in message.lower() for text in TLS_TEXT):
                 return ClassificationError(
-                    f"{what}: TLS with {self.url} failed ({message.strip().splitlines()[0][:200]}); "
+                    f"{what}: TLS with {self.url} failed ({message.strip().splitlines()[0][:300]}); "
                     "is it an https endpoint, and its CA given with ca_file (--ca-file)?"
                 )
             if is_transient(error):
