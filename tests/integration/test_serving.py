@@ -199,6 +199,39 @@ def test_client_errors(server: TritonServer, taxonomy: Taxonomy) -> None:
     assert len(big) == 150
 
 
+def test_client_pointed_at_the_other_port_is_one_line(server: TritonServer) -> None:
+    """Issue 15: an HTTP client at Triton's gRPC port was a 33-line HTTPParseError traceback with exit 1."""
+    with pytest.raises(ClassificationError, match=r"does not answer HTTP/1\.1 .*is this the gRPC port") as caught:
+        ModerationClient(server.grpc_url, retries=2, retry_delay_s=5)  # refused at once: retrying cannot help
+    assert "\n" not in str(caught.value)
+    script = Path(sys.executable).parent / "tiergate"
+    for args in (("classify", "--url", server.grpc_url, "hello"), ("regression", "--url", server.grpc_url, "--wait-s", "0")):
+        result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and "gRPC port" in result.stderr
+    # the other way round (a gRPC client at the HTTP port) runs in its own process: kserve and tritonclient.grpc
+    result = subprocess.run(
+        [str(script), "classify", "--protocol", "grpc", "--url", server.http_url, "hello"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "not reachable" in result.stderr
+
+
+def test_cli_classify_with_headers_and_windows(server: TritonServer) -> None:
+    """--header reaches a live Triton without harm; --json carries the windows count (1 for an ensemble without WINDOWS)."""
+    headers = ("--header", "X-Request-Id: 42", "--header", "Authorization: Bearer t")
+    command = ["classify", "--json", "--url", f"http://{server.http_url}", *headers, "a short text", "x " * 1000]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "tiergate"), *command], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 2 and all(row["windows"] >= 1 for row in rows)
+
+
 def test_cli_classify_over_http_and_grpc(server: TritonServer) -> None:
     """Both CLI paths work; gRPC runs in its own process (tritonclient.grpc and kserve cannot share one)."""
     for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
