@@ -146,6 +146,42 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def container_process(
+    runtime: dict[str, Any], http_port: int, upstream_port: int, grpc_port: int, metrics_port: int
+) -> tuple[list[str], dict[str, str]]:
+    """The ServingRuntime container's args and environment as the kubelet would run them, on free ports.
+
+    Host networking (this engine has no bridge): the chart's fixed ports become free ones. The
+    admin key Secret becomes a generated key, and `$(VAR)` references are expanded from the
+    container's environment as Kubernetes does (docker does not).
+    """
+    import re
+    import secrets
+
+    environment: dict[str, str] = {}
+    for variable in runtime.get("env", []):
+        if "secretKeyRef" in variable.get("valueFrom", {}):
+            environment[variable["name"]] = secrets.token_hex(16)
+        else:
+            environment[variable["name"]] = variable["value"]
+    replacements = {
+        "--listen": f"0.0.0.0:{http_port}",
+        "--upstream": f"127.0.0.1:{upstream_port}",
+        "--http-port": str(upstream_port),
+        "--grpc-port": str(grpc_port),
+        "--metrics-port": str(metrics_port),
+    }
+    args: list[str] = []
+    for arg in runtime["args"]:
+        name, equals, _ = arg.partition("=")
+        if equals and name in replacements:
+            arg = f"{name}={replacements[name]}"
+        elif args and args[-1] in replacements and not arg.startswith("-"):
+            arg = replacements[args[-1]]
+        args.append(re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda match: environment.get(match[1], match[0]), arg))
+    return args, environment
+
+
 @pytest.fixture(scope="module")
 def serving_container(containerised_run: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The serving image on the published repository, started with the ServingRuntime's arguments."""
@@ -159,15 +195,14 @@ def serving_container(containerised_run: dict[str, Any]) -> Iterator[dict[str, A
     manifests = render_chart(entry["version"], entry["storageUri"], entry.get("digest") or "sha256:" + "0" * 64)
     runtime = manifests["ServingRuntime"]["spec"]["containers"][0]
     assert runtime["image"] == IMAGES.triton
-    http_port, grpc_port, metrics_port = free_ports(3)
-    # Host networking (this engine has no bridge): the chart's fixed ports become free ones.
-    args = [arg for arg in runtime["args"] if not arg.startswith(("--http-port", "--grpc-port"))]
-    args += [f"--http-port={http_port}", f"--grpc-port={grpc_port}", f"--metrics-port={metrics_port}"]
-    args = [arg.replace("/mnt/models", "/mnt/models") for arg in args]
-    env = [item for variable in runtime.get("env", []) for item in ("--env", f"{variable['name']}={variable['value']}")]
+    http_port, upstream_port, grpc_port, metrics_port = free_ports(4)
+    args, environment = container_process(runtime, http_port, upstream_port, grpc_port, metrics_port)
+    env = [item for key, value in environment.items() for item in ("--env", f"{key}={value}")]
     name = f"tiergate-serving-test-{http_port}"
     started = subprocess.run(
         ["docker", "run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp:rw,exec",
+         *(item for mount in runtime["volumeMounts"] if mount["mountPath"] != "/dev/shm"
+           for item in ("--tmpfs", f"{mount['mountPath']}:rw,exec")),
          "--shm-size", "256m", "-v", f"{repository}:/mnt/models:ro", *env, runtime["image"], *args],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -186,7 +221,7 @@ def wait_ready(url: str, container: str, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://{url}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"http://{url}/tiergate/health/ready", timeout=2).status_code == 200:  # the canary
                 return
         except httpx.HTTPError:
             pass
