@@ -193,14 +193,14 @@ def regression(
     insecure: InsecureOption = False,
 ) -> None:
     """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
-    from tiergate.client import ModerationClient, parse_url
+    from tiergate.client import EndpointMismatch, ModerationClient, check_settings
     from tiergate.components.evaluate.regression import load_suites, run_suites
     from tiergate.paths import project_path
     from tiergate.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
     options = _connection(header, ca_file, insecure)
-    parse_url(url)  # a malformed --url fails now, not after --wait-s of retries
+    check_settings(url, protocol, **options)  # type: ignore[arg-type]  # bad settings fail now, not after --wait-s
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -208,6 +208,8 @@ def regression(
             if client.ready():
                 break
             client.close()
+        except EndpointMismatch:
+            raise  # untrusted TLS, or another protocol on that port: waiting cannot fix it
         except TiergateError:
             if time.monotonic() > deadline:
                 raise

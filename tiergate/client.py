@@ -97,6 +97,10 @@ def _shown(value: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class EndpointMismatch(ClassificationError):
+    """The endpoint is not what the settings say (TLS not trusted or not spoken, another protocol): waiting cannot fix it."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where the server is: scheme, host (IPv6 without brackets) and port."""
@@ -299,15 +303,10 @@ class _ClientCore:
                 raise ClassificationError(
                     f"CA file {self.ca_file} is not a PEM certificate bundle ({_first_line(error)})"
                 ) from None
-        if self.insecure:
-            if self.protocol == "grpc":
-                raise ClassificationError(
-                    "insecure (--insecure) is not available over gRPC, which cannot skip certificate checks; "
-                    "pass the server's CA with ca_file (--ca-file)"
-                )
-            log.warning(
-                "TLS certificate verification is OFF for %s (insecure): anyone on the path can read and change the traffic",
-                self.url,
+        if self.insecure and self.protocol == "grpc":
+            raise ClassificationError(
+                "insecure (--insecure) is not available over gRPC, which cannot skip certificate checks; "
+                "pass the server's CA with ca_file (--ca-file)"
             )
 
     @property
@@ -376,6 +375,11 @@ class _ClientCore:
     def _make_client(self, aio: bool) -> Any:
         """The tritonclient object for this protocol; nothing is sent yet."""
         address, tls = self.endpoint.address, self.endpoint.tls
+        if self.insecure:
+            log.warning(
+                "TLS certificate verification is OFF for %s (insecure): anyone on the path can read and change the traffic",
+                self.url,
+            )
         if self.protocol == "http":
             if aio:
                 import tritonclient.http.aio as http_aio
@@ -541,7 +545,7 @@ class _ClientCore:
         if hasattr(error, "status") and hasattr(error, "message") and callable(error.message):  # InferenceServerException
             message = str(error.message() or "")
             if self.protocol == "grpc" and self.endpoint.tls and any(text in message.lower() for text in TLS_TEXT):
-                return ClassificationError(
+                return EndpointMismatch(
                     f"{what}: TLS with {self.url} failed ({message.strip().splitlines()[0][:300]}); "
                     "is it an https endpoint, and its CA given with ca_file (--ca-file)?"
                 )
@@ -553,7 +557,7 @@ class _ClientCore:
             return None
         name = type(error).__name__
         if "ParseError" in name or "BadStatusLine" in name or "Expected HTTP" in str(error):
-            return ClassificationError(
+            return EndpointMismatch(
                 f"{what}: {self.url} does not answer HTTP/1.1 ({name}: {_first_line(error)[:120]}); "
                 "is this the gRPC port? use the HTTP port, or protocol grpc (--protocol grpc)"
             )
@@ -564,11 +568,11 @@ class _ClientCore:
     def _tls_failure(self, what: str, error: ssl.SSLError) -> ClassificationError:
         reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or _first_line(error)
         if isinstance(error, ssl.SSLCertVerificationError):
-            return ClassificationError(
+            return EndpointMismatch(
                 f"{what}: the TLS certificate of {self.url} (as {self.server_name}) is not trusted ({reason}); "
                 "pass its CA with ca_file (--ca-file), or insecure=True (--insecure) to skip the check"
             )
-        return ClassificationError(f"{what}: TLS with {self.url} failed ({reason}); is it an https endpoint?")
+        return EndpointMismatch(f"{what}: TLS with {self.url} failed ({reason}); is it an https endpoint?")
 
     def _unreachable(self, what: str, last: BaseException | None) -> ClassificationError:
         detail = _first_line(last) if last is not None else "no answer"
@@ -579,6 +583,17 @@ class _ClientCore:
 
     def _delay(self, attempt: int) -> float:
         return float(self.retry_delay_s * (2**attempt))
+
+
+def check_settings(
+    url: str,
+    protocol: Protocol = "http",
+    headers: Mapping[str, str] | None = None,
+    ca_file: str | Path | None = None,
+    insecure: bool = False,
+) -> None:
+    """Refuse bad connection settings (URL, protocol, headers, CA file, insecure) without connecting."""
+    _ClientCore(url, protocol, headers=headers, ca_file=ca_file, insecure=insecure)
 
 
 class ModerationClient(_ClientCore):
@@ -644,7 +659,7 @@ class ModerationClient(_ClientCore):
                 answer = self._call(self._items(start, stop), self._infer_request(batch, start, stop), offset=start)
                 results.extend(self._assemble(batch, start, stop, answer))
             except ClassificationError as error:
-                raise ClassificationError(str(error), partial=results) from None
+                raise type(error)(str(error), partial=results) from None
         return results
 
     def arrays(self, texts: Sequence[str | bytes], contexts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -713,7 +728,7 @@ class AsyncModerationClient(_ClientCore):
                 answer = await self._call(self._items(start, stop), self._infer_request(batch, start, stop), offset=start)
                 results.extend(self._assemble(batch, start, stop, answer))
             except ClassificationError as error:
-                raise ClassificationError(str(error), partial=results) from None
+                raise type(error)(str(error), partial=results) from None
         return results
 
     async def arrays(self, texts: Sequence[str | bytes], contexts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

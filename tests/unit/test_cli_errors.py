@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,6 +164,10 @@ def test_connection_options_refused_in_one_line(served: FakeTriton, certificates
     assert_one_line(tiergate("classify", "--url", "https://127.0.0.1:9", "--protocol", "grpc", "--insecure", "x"), "gRPC")
     with FakeTriton(["threats"], certificates=certificates) as tls:
         assert_one_line(tiergate("classify", "--url", tls.url, "x"), "is not trusted", "--ca-file")
+        started = time.monotonic()
+        assert_one_line(tiergate("regression", "--url", tls.url, "--wait-s", "120"), "is not trusted")
+        assert time.monotonic() - started < 60  # waiting cannot fix an untrusted certificate: refused at once
+        assert_one_line(tiergate("regression", "--url", tls.url, "--wait-s", "120", "--header", "Bad Name: x"), "header name")
         # trusted with the CA file: the wrong labels are what is refused now (the fake serves one label)
         assert_one_line(tiergate("classify", "--url", tls.url, "--ca-file", str(certificates.ca), "x"), "label")
 

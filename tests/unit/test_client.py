@@ -18,7 +18,16 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.fake_triton import INGRESS_NAME, Certificates, FakeTriton, Http2Listener, make_certificates
-from tiergate.client import AsyncModerationClient, Endpoint, ModerationClient, check_headers, parse_header, parse_url
+from tiergate.client import (
+    AsyncModerationClient,
+    Endpoint,
+    EndpointMismatch,
+    ModerationClient,
+    check_headers,
+    check_settings,
+    parse_header,
+    parse_url,
+)
 from tiergate.errors import ClassificationError
 
 LABELS = ["threats", "spam", "profanity"]
@@ -126,11 +135,14 @@ def test_settings_refused_before_any_connection(certificates: Certificates, tmp_
         AsyncModerationClient("https://127.0.0.1:9", "grpc", insecure=True)
     with pytest.raises(ClassificationError, match="unknown protocol"):
         ModerationClient("127.0.0.1:9", "smtp")  # type: ignore[arg-type]
+    check_settings("https://127.0.0.1:9", "grpc", {"Host": INGRESS_NAME}, certificates.ca)  # fine, and nothing connects
+    with pytest.raises(ClassificationError, match="not a valid HTTP header name"):
+        check_settings("127.0.0.1:9", headers={"Bad Name": "x"})
 
 
 # -- TLS -----------------------------------------------------------------------------------------------------
 def test_tls_verifies_by_default(tls_fake: FakeTriton) -> None:
-    with pytest.raises(ClassificationError, match=r"TLS certificate of .* is not trusted .*--ca-file") as caught:
+    with pytest.raises(EndpointMismatch, match=r"TLS certificate of .* is not trusted .*--ca-file") as caught:
         ModerationClient(tls_fake.url, retries=3, retry_delay_s=5)  # refused at once: no retry, no 35 s of backoff
     one_line(caught.value)
     assert not [request for request in tls_fake.requests]  # nothing was sent in clear or otherwise
@@ -139,7 +151,7 @@ def test_tls_verifies_by_default(tls_fake: FakeTriton) -> None:
         async with AsyncModerationClient(tls_fake.url, retries=3, retry_delay_s=5):
             pass
 
-    with pytest.raises(ClassificationError, match="not trusted") as caught:
+    with pytest.raises(EndpointMismatch, match="not trusted") as caught:
         asyncio.run(connect())
     assert "unable to get local issuer certificate" in one_line(caught.value)
 
@@ -286,7 +298,7 @@ def test_headers_on_every_http_call_and_context_manager_closes(fake: FakeTriton)
 def test_http_client_at_a_grpc_port_is_one_line() -> None:
     """Triton's gRPC port answers an HTTP/1.1 request with HTTP/2 frames; the listener replays those bytes."""
     with Http2Listener() as listener:
-        with pytest.raises(ClassificationError, match=r"does not answer HTTP/1.1 .* is this the gRPC port") as caught:
+        with pytest.raises(EndpointMismatch, match=r"does not answer HTTP/1.1 .* is this the gRPC port") as caught:
             ModerationClient(f"127.0.0.1:{listener.port}", retries=2, retry_delay_s=5)
         one_line(caught.value)
 
@@ -294,7 +306,7 @@ def test_http_client_at_a_grpc_port_is_one_line() -> None:
             async with AsyncModerationClient(f"127.0.0.1:{listener.port}", retries=2, retry_delay_s=5):
                 pass
 
-        with pytest.raises(ClassificationError, match="is this the gRPC port") as caught:
+        with pytest.raises(EndpointMismatch, match="is this the gRPC port") as caught:
             asyncio.run(connect())
         one_line(caught.value)
 
