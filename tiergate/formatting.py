@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tiergate.normalization import leet_variant, normalize_for_model
 from tiergate.records import Context
 
 
@@ -11,5 +12,15 @@ def context_prefix(context: Context) -> str:
 
 
 def format_input(text: str, context: Context) -> str:
-    """Model input for `text` seen in `context`, e.g. `[ADULT][BIO] text`."""
-    return f"{context_prefix(context)} {text.strip()}"
+    """Model input for `text` seen in `context`, e.g. `[ADULT][BIO] text` (the text normalised, tags escaped)."""
+    return f"{context_prefix(context)} {normalize_for_model(text)}"
+
+
+def model_readings(text: str) -> list[str]:
+    """What the model classifies of `text`: its normalised form, plus the leetspeak reading when it differs.
+
+    A text is flagged when any reading is; training sees the first reading only.
+    """
+    normalized = normalize_for_model(text)
+    variant = leet_variant(normalized)
+    return [normalized] if variant is None else [normalized, variant]

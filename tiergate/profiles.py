@@ -116,11 +116,19 @@ class LatencySettings(StrictModel):
     repeats: int = Field(ge=1)
 
 
+class WindowSettings(StrictModel):
+    """How evaluation and serving read a text longer than `train.max_length` tokens (tiergate.preprocessing)."""
+
+    stride: int = Field(ge=0)  # tokens shared by neighbouring windows, so a phrase cut by one is whole in the next
+    max_windows: int = Field(ge=1)  # per reading; serving refuses a text that needs more (it would not all be read)
+
+
 class ExportSettings(StrictModel):
     opset: int = Field(ge=13)
     parity: ParitySettings
     int8: Int8Settings
     latency: LatencySettings
+    windows: WindowSettings
 
 
 class EvaluateSettings(StrictModel):
@@ -223,6 +231,15 @@ class Profile(StrictModel):
     serving: ServingSettings
     publish: PublishSettings
     promote: PromoteSettings
+
+    @model_validator(mode="after")
+    def _windows_advance(self) -> Profile:
+        if self.export.windows.stride * 2 > self.train.max_length:
+            raise ValueError(
+                f"export.windows.stride {self.export.windows.stride} must be at most half of train.max_length "
+                f"{self.train.max_length}, or windows would barely advance"
+            )
+        return self
 
     @model_validator(mode="after")
     def _phases_are_merge_phases(self) -> Profile:

@@ -31,6 +31,14 @@ class Kind(StrEnum):
     PERTURBATION = "perturbation"
 
 
+QUOTE_CHARS = 40
+
+
+def quote_input(value: str, limit: int = QUOTE_CHARS) -> str:
+    """`repr` of at most `limit` characters of a value someone sent: an error never echoes a whole request back."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 class Context(BaseModel):
     """Where a text appears: audience (general/adult) × surface (message/bio/listing/review)."""
 
@@ -45,12 +53,16 @@ class Context(BaseModel):
         audiences, surfaces = list(audiences), list(surfaces)
         parts = re.split(r"[/:]", value.strip().lower())
         if len(parts) != 2:
-            raise InputDataError(f"context {value!r} must look like AUDIENCE/SURFACE, e.g. general/message")
+            raise InputDataError(f"context {quote_input(value)} must look like AUDIENCE/SURFACE, e.g. general/message")
         audience, surface = parts
         if audience not in audiences:
-            raise InputDataError(f"context {value!r}: unknown audience {audience!r}; known: {', '.join(audiences)}")
+            raise InputDataError(
+                f"context {quote_input(value)}: unknown audience {quote_input(audience)}; known: {', '.join(audiences)}"
+            )
         if surface not in surfaces:
-            raise InputDataError(f"context {value!r}: unknown surface {surface!r}; known: {', '.join(surfaces)}")
+            raise InputDataError(
+                f"context {quote_input(value)}: unknown surface {quote_input(surface)}; known: {', '.join(surfaces)}"
+            )
         return cls(audience=audience, surface=surface)
 
     def __str__(self) -> str:

@@ -166,6 +166,28 @@ def vector_table(regression: dict[str, Any]) -> Table:
     return Table(["suite", "vector", "text", "status", "problems"], rows, status_column=3)
 
 
+def evasion_rows(regression: dict[str, Any]) -> list[list[Any]]:
+    """Per evasion transformation: detected / plain-detected, the rate, and the vectors it hid (tiergate.evasion)."""
+    evasion = regression.get("evasion", {"rows": []})
+    return [
+        [
+            row["transform"],
+            "required" if row["required"] else "reported",
+            f"{row['detected']}/{row['probes']}",
+            "n/a" if row["rate"] is None else f"{row['rate']:.1%}",
+            ", ".join(row["missed"][:5]) + (" ..." if len(row["missed"]) > 5 else ""),
+        ]
+        for row in evasion["rows"]
+    ]
+
+
+EVASION_HEADER = ["transformation", "", "detected", "rate vs plain", "missed (first 5)"]
+
+
+def evasion_table(regression: dict[str, Any]) -> Table:
+    return Table(EVASION_HEADER, evasion_rows(regression))
+
+
 def rule_table(gate: dict[str, Any]) -> Table:
     """The rules that block promotion, then those only warned about (not measurable under `warn`)."""
     rows = [
@@ -220,6 +242,8 @@ def html_view(
         "contexts": context_table(metrics),
         "regression_summary": _pairs(regression["summary"]),
         "vectors": vector_table(regression),
+        "evasion": evasion_table(regression),
+        "evasion_summary": evasion_summary(regression),
         "dataset_totals": _pairs(dataset_report.get("totals", {})),
         "quarantined": dataset_report.get("quarantined", "n/a"),
         "near_duplicates_removed": dataset_report.get("near_duplicates_removed", "n/a"),
@@ -261,6 +285,9 @@ def markdown_view(
         "records": metrics["records"],
         "tiers": tiers,
         "regression_summary": _pairs(regression["summary"], separator=" "),
+        "evasion_summary": evasion_summary(regression),
+        "evasion_header": EVASION_HEADER,
+        "evasion": evasion_rows(regression),
         "failures": [{"rule": r["rule"], "value": _rounded(r["value"]), "status": r["status"]} for r in gate["failures"]],
         "warnings": [{"rule": r["rule"], "support": r.get("support")} for r in gate["warnings"]],
     }
@@ -271,6 +298,17 @@ def render_markdown(
 ) -> str:
     """The short Markdown summary (the component's KFP `summary` artifact); `dataset_report` is unused."""
     return templates().get_template("report.md.j2").render(markdown_view(taxonomy, gate, metrics, regression))
+
+
+def evasion_summary(regression: dict[str, Any]) -> str:
+    evasion = regression.get("evasion")
+    if not evasion:
+        return "not measured"
+    verdict = "meets" if evasion["passed"] else "BELOW"
+    return (
+        f"{evasion['plain_detected']}/{evasion['probes']} must-flag vectors detected as plain text; every required "
+        f"transformation {verdict} the target of {evasion['target_rate']:.0%} of that"
+    )
 
 
 def _rounded(value: float | int | None) -> float | int | None:

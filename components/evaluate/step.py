@@ -35,6 +35,7 @@ from tiergate.components.evaluate.report import render_html, render_markdown
 from tiergate.components.evaluate.thresholds import prf, tune_thresholds
 from tiergate.datasets import DatasetManifest, load_manifest
 from tiergate.errors import InputDataError
+from tiergate.evasion import detection_table, positive_probes
 from tiergate.exports import ExportManifest, require_same_dataset, verify_export
 from tiergate.gate import GateRecord, Judged, decide, gate_policy, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
@@ -209,7 +210,19 @@ def run_regression(taxonomy: Taxonomy, pipeline: ModerationPipeline, suites: lis
         result = pipeline.classify(texts, contexts)
         return result.scores, result.flags
 
-    return run_suites(suites, taxonomy, classify)
+    result = run_suites(suites, taxonomy, classify)
+    result["evasion"] = evasion_table(taxonomy, pipeline, suites)
+    return result
+
+
+def evasion_table(taxonomy: Taxonomy, pipeline: ModerationPipeline, suites: list[Suite]) -> dict[str, Any]:
+    """Each evasion transformation of each must-flag vector, detected relative to the plain text (tiergate.evasion)."""
+    audiences, surfaces = taxonomy.contexts.audiences, taxonomy.contexts.surfaces
+
+    def flags(texts: list[str], contexts: list[str]) -> np.ndarray:
+        return pipeline.classify(texts, [Context.parse(context, audiences, surfaces) for context in contexts]).flags
+
+    return detection_table(positive_probes(suites), taxonomy.labels, flags)
 
 
 def judge(

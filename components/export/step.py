@@ -26,8 +26,8 @@ from tiergate.exports import ExportManifest, checkpoint_sha256, require_same_dat
 from tiergate.hashing import folder_digests, sha256_file, write_json
 from tiergate.onnx_model import check_onnx_labels, open_session, run_logits
 from tiergate.outputs import atomic_output
-from tiergate.preprocessing import InputEncoder, Padding
-from tiergate.profiles import ExportSettings, ParitySettings, Profile
+from tiergate.preprocessing import PREPROCESSING_VERSION, InputEncoder, Padding
+from tiergate.profiles import ExportSettings, ParitySettings, Profile, WindowSettings
 from tiergate.records import Context, read_jsonl
 from tiergate.taxonomy import Taxonomy
 
@@ -101,7 +101,7 @@ def export_into(
     """Every file of the export, parity judged and reported (not yet enforced)."""
     settings = profile.export
     paths = {name: out_dir / file for name, file in ONNX_FILES.items()}
-    metadata = onnx_metadata(taxonomy, trained)
+    metadata = onnx_metadata(taxonomy, trained, settings.windows)
     write_gated_variants(trained, paths, metadata, taxonomy, settings.opset)
     trained.encoder.tokenizer.save_pretrained(str(out_dir / TOKENIZER_DIR))
 
@@ -160,9 +160,17 @@ def check_id2label(id2label: dict[int, str], taxonomy: Taxonomy, checkpoint_dir:
         raise LabelMismatchError(f"{checkpoint_dir}/config.json id2label is not the taxonomy's labels in order; refusing")
 
 
-def onnx_metadata(taxonomy: Taxonomy, trained: TrainedModel) -> dict[str, Any]:
-    """What every ONNX file embeds and `model.json` repeats: labels, taxonomy hash, inputs, provenance."""
+def onnx_metadata(taxonomy: Taxonomy, trained: TrainedModel, windows: WindowSettings) -> dict[str, Any]:
+    """What every ONNX file embeds and `model.json` repeats: labels, taxonomy hash, inputs, how texts are read, provenance.
+
+    The windowing and the preprocessing version travel with the model, so evaluation and serving
+    read a text exactly as the gate judged it (tiergate.preprocessing).
+    """
     return {
+        "window_stride": str(windows.stride),
+        "max_windows": str(windows.max_windows),
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "vocab_size": str(trained.model.config.vocab_size),  # the served classifier refuses ids outside it
         "labels": taxonomy.labels,
         "taxonomy_sha256": taxonomy.labels_sha256,
         "max_length": str(trained.info.max_length),

@@ -39,6 +39,7 @@ from tiergate.gate import GatePolicy, GateRecord, load_gate, require_trusted
 from tiergate.hashing import folder_digests, read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import ThresholdSet
 from tiergate.outputs import atomic_output
+from tiergate.preprocessing import MAX_READINGS, PREPROCESSING_VERSION, Windowing
 from tiergate.profiles import ServingSettings
 from tiergate.taxonomy import Taxonomy
 from tiergate.trust import check_name, sign_manifest, verify_local_repository
@@ -47,6 +48,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
 PYTHON_SOURCES = {TOKENIZER_MODEL: "tokenizer.py", CLASSIFIER_MODEL: "classifier.py", POSTPROCESS_MODEL: "postprocess.py"}
 ONNX_TYPES = {"input_ids": "TYPE_INT64", "attention_mask": "TYPE_INT64", "token_type_ids": "TYPE_INT64"}
 ENSEMBLE_INPUTS = ("TEXT", "CONTEXT")
+# The tokenizer turns a request of texts into rows (windows x readings): OWNER maps each row to its text,
+# for the postprocess to pool; WINDOWS (rows per text) and TRUNCATED are per text and leave the ensemble.
+ROW_OUTPUTS = {"OWNER": "TYPE_INT32", "WINDOWS": "TYPE_INT32", "TRUNCATED": "TYPE_BOOL"}
 ENSEMBLE_VERSION_MARKER = ".keep"  # Triton needs the ensemble's version folder to exist; git keeps no empty folder
 
 
@@ -64,10 +68,16 @@ class RepositorySpec:
     model_version: str
     taxonomy_sha256: str
     gate_digest: str
+    windowing: Windowing
 
     @property
     def local(self) -> bool:
         return self.settings.variant == "local"
+
+    @property
+    def max_rows(self) -> int:
+        """The most model rows one request can become: texts x windows x readings (classifier and postprocess batch)."""
+        return self.settings.max_batch_size * self.windowing.max_windows * MAX_READINGS
 
 
 def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path, policy: GatePolicy | None = None) -> None:
@@ -107,8 +117,8 @@ def model_config_module() -> ModuleType:
     return model_config_pb2
 
 
-def new_config(pb: ModuleType, spec: RepositorySpec, name: str) -> Any:
-    return pb.ModelConfig(name=name, max_batch_size=spec.settings.max_batch_size)
+def new_config(pb: ModuleType, spec: RepositorySpec, name: str, max_batch_size: int | None = None) -> Any:
+    return pb.ModelConfig(name=name, max_batch_size=max_batch_size or spec.settings.max_batch_size)
 
 
 def add_tensor(pb: ModuleType, tensors: Any, name: str, data_type: str, dims: int, label_filename: str = "") -> None:
@@ -155,13 +165,17 @@ def tokenizer_config(pb: ModuleType, spec: RepositorySpec) -> Any:
     for name in ENSEMBLE_INPUTS:
         add_tensor(pb, config.input, name, "TYPE_STRING", 1)
     add_token_tensors(pb, config.output, spec)
-    add_tensor(pb, config.output, "TRUNCATED", "TYPE_BOOL", 1)
+    for name, data_type in ROW_OUTPUTS.items():
+        add_tensor(pb, config.output, name, data_type, 1)
     add_instance_group(pb, config, spec, "KIND_CPU")
     set_dynamic_batching(config, spec, preferred=False)
     set_parameters(
         config,
         {
             "max_length": str(spec.max_length),
+            "window_stride": str(spec.windowing.stride),
+            "max_windows": str(spec.windowing.max_windows),
+            "preprocessing_version": PREPROCESSING_VERSION,
             "input_names": json.dumps(spec.input_names),
             "max_text_chars": str(spec.settings.max_text_chars),
             "audiences": json.dumps(spec.audiences),
@@ -174,7 +188,7 @@ def tokenizer_config(pb: ModuleType, spec: RepositorySpec) -> Any:
 def classifier_config(pb: ModuleType, spec: RepositorySpec) -> Any:
     """production: Triton's onnxruntime backend loads 1/model.onnx on GPU; local: the python backend
     loads 1/model.py, which opens the same 1/model.onnx with onnxruntime on CPU."""
-    config = new_config(pb, spec, CLASSIFIER_MODEL)
+    config = new_config(pb, spec, CLASSIFIER_MODEL, spec.max_rows)
     if spec.local:
         config.backend = "python"
     else:
@@ -188,9 +202,10 @@ def classifier_config(pb: ModuleType, spec: RepositorySpec) -> Any:
 
 def postprocess_config(pb: ModuleType, spec: RepositorySpec) -> Any:
     labels = len(spec.labels)
-    config = new_config(pb, spec, POSTPROCESS_MODEL)
+    config = new_config(pb, spec, POSTPROCESS_MODEL, spec.max_rows)
     config.backend = "python"
     add_tensor(pb, config.input, "logits", "TYPE_FP32", labels)
+    add_tensor(pb, config.input, "OWNER", "TYPE_INT32", 1)
     add_tensor(pb, config.output, "SCORES", "TYPE_FP32", labels, label_filename=LABELS_FILE)
     add_tensor(pb, config.output, "FLAGS", "TYPE_BOOL", labels)
     add_tensor(pb, config.output, "MAX_TIER", "TYPE_INT32", 1)
@@ -210,9 +225,10 @@ def ensemble_config(pb: ModuleType, spec: RepositorySpec) -> Any:
     add_tensor(pb, config.output, "FLAGS", "TYPE_BOOL", labels)
     add_tensor(pb, config.output, "MAX_TIER", "TYPE_INT32", 1)
     add_tensor(pb, config.output, "TRUNCATED", "TYPE_BOOL", 1)
-    add_ensemble_step(config, TOKENIZER_MODEL, list(ENSEMBLE_INPUTS), [*spec.input_names, "TRUNCATED"])
+    add_tensor(pb, config.output, "WINDOWS", "TYPE_INT32", 1)
+    add_ensemble_step(config, TOKENIZER_MODEL, list(ENSEMBLE_INPUTS), [*spec.input_names, *ROW_OUTPUTS])
     add_ensemble_step(config, CLASSIFIER_MODEL, spec.input_names, ["logits"])
-    add_ensemble_step(config, POSTPROCESS_MODEL, ["logits"], ["SCORES", "FLAGS", "MAX_TIER"])
+    add_ensemble_step(config, POSTPROCESS_MODEL, ["logits", "OWNER"], ["SCORES", "FLAGS", "MAX_TIER"])
     set_parameters(
         config,
         {
@@ -261,6 +277,11 @@ def repository_spec(
     """Read the export's description and the thresholds; refuse to disable a category that is not optional."""
     thresholds = ThresholdSet.load(evaluation_dir / THRESHOLDS_FILE, taxonomy.labels)
     model_json = read_json(export_dir / EXPORT_INFO)
+    if model_json.get("preprocessing_version") != PREPROCESSING_VERSION:
+        raise PromotionRefused(
+            f"{export_dir} was exported with preprocessing version {model_json.get('preprocessing_version', '1')}; this "
+            f"tiergate reads texts with version {PREPROCESSING_VERSION} (normalisation, windows): re-export and re-evaluate"
+        )
     unknown = set(settings.optional_disabled) - set(thresholds.optional)
     if unknown:
         raise PromotionRefused(f"serving.optional_disabled names non-optional categories {sorted(unknown)}")
@@ -275,6 +296,7 @@ def repository_spec(
         model_version=model_version,
         taxonomy_sha256=taxonomy.labels_sha256,
         gate_digest=gate.digest(),
+        windowing=Windowing(int(model_json["window_stride"]), int(model_json["max_windows"])),
     )
 
 

@@ -32,6 +32,9 @@ def test_context_parse_and_errors() -> None:
         Context.parse("general/email", AUDIENCES, SURFACES)
     with pytest.raises(InputDataError, match="AUDIENCE/SURFACE"):
         Context.parse("general", AUDIENCES, SURFACES)
+    with pytest.raises(InputDataError) as refused:
+        Context.parse("x" * 5_000_000 + "/message", AUDIENCES, SURFACES)
+    assert len(str(refused.value)) < 300  # an error never echoes a whole request back
 
 
 def test_format_input_is_the_single_builder() -> None:

@@ -1,7 +1,10 @@
-"""Triton python-backend model `tokenizer`: raw text + context → token ids (tiergate.inference.Preprocessor).
+"""Triton python-backend model `tokenizer`: raw text + context → model rows (tiergate.inference.Preprocessor).
 
-Bad input (invalid UTF-8, empty text, unknown context, text over the size limit) gets an error
-response for that request only; the model and the server keep serving.
+A request of texts becomes rows: every window of every reading of each text (tiergate.preprocessing),
+with OWNER naming each row's text for the postprocess to pool, and WINDOWS / TRUNCATED per text.
+Every user mistake (invalid UTF-8, empty text, unknown context, a text over the size limit or
+longer than the windows read) is an INVALID_ARG error (HTTP 400) for that request only, quoting
+at most a short prefix of what was sent; the model and the server keep serving.
 """
 
 import json
@@ -13,6 +16,7 @@ import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 from tiergate.artifacts import TOKENIZER_DIR
 from tiergate.errors import InputDataError
 from tiergate.inference import Preprocessor
+from tiergate.preprocessing import PREPROCESSING_VERSION, Windowing
 from tiergate.records import Context
 from tiergate.triton_params import json_parameter, string_parameters
 
@@ -20,9 +24,15 @@ from tiergate.triton_params import json_parameter, string_parameters
 class TritonPythonModel:
     def initialize(self, args):
         parameters = string_parameters(json.loads(args["model_config"]))
+        if parameters.get("preprocessing_version") != PREPROCESSING_VERSION:
+            raise pb_utils.TritonModelException(
+                f"this repository was judged with preprocessing version {parameters.get('preprocessing_version', '1')}, "
+                f"the installed tiergate reads texts with version {PREPROCESSING_VERSION}; serve it with the matching image"
+            )
         here = Path(args["model_repository"]) / args["model_version"]
         self.input_names = json_parameter(parameters, "input_names")
-        self.preprocessor = Preprocessor(here / TOKENIZER_DIR, int(parameters["max_length"]), self.input_names)
+        windowing = Windowing(int(parameters["window_stride"]), int(parameters["max_windows"]))
+        self.preprocessor = Preprocessor(here / TOKENIZER_DIR, int(parameters["max_length"]), self.input_names, windowing)
         self.max_chars = int(parameters["max_text_chars"])
         self.audiences = json_parameter(parameters, "audiences")
         self.surfaces = json_parameter(parameters, "surfaces")
@@ -43,20 +53,36 @@ class TritonPythonModel:
                 raise InputDataError(f"item {index}: text is empty or whitespace")
             if len(text) > self.max_chars:
                 raise InputDataError(f"item {index}: text has {len(text)} characters; the limit is {self.max_chars}")
+            try:
+                parsed.append(Context.parse(context, self.audiences, self.surfaces))
+            except InputDataError as error:
+                raise InputDataError(f"item {index}: {error}") from None  # quotes at most a short prefix
             decoded.append(text)
-            parsed.append(Context.parse(context, self.audiences, self.surfaces))
         return decoded, parsed
+
+    def _rows(self, request):
+        texts, contexts = self._decode(request)
+        rows = self.preprocessor.encode(texts, contexts)
+        unread = np.flatnonzero(rows.truncated)
+        if len(unread):
+            limit = self.preprocessor.encoder.windowing.max_windows
+            raise InputDataError(
+                f"item {int(unread[0])}: text is longer than the {limit} windows the model reads; send it in parts"
+            )
+        return rows
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                texts, contexts = self._decode(request)
-                batch, truncated = self.preprocessor.encode(texts, contexts)
+                rows = self._rows(request)
             except InputDataError as error:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
+                failure = pb_utils.TritonError(str(error)[:500], pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=failure))
                 continue
-            outputs = [pb_utils.Tensor(name, batch[name]) for name in self.input_names]
-            outputs.append(pb_utils.Tensor("TRUNCATED", np.array(truncated, dtype=bool).reshape(-1, 1)))
+            outputs = [pb_utils.Tensor(name, rows.inputs[name]) for name in self.input_names]
+            outputs.append(pb_utils.Tensor("OWNER", rows.owners.reshape(-1, 1)))
+            outputs.append(pb_utils.Tensor("WINDOWS", rows.rows_per_text.reshape(-1, 1)))
+            outputs.append(pb_utils.Tensor("TRUNCATED", rows.truncated.reshape(-1, 1)))
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses
