@@ -145,6 +145,7 @@ class FakeTriton:
     max_batch_size: int = 4
     windows: bool = True
     certificates: Certificates | None = None
+    config_answer: tuple[int, bytes] | None = None  # (status, raw body) instead of the config: a proxy, a login page
     requests: list[dict[str, Any]] = field(default_factory=list)
     server_names: list[str | None] = field(default_factory=list)
     batches: list[list[str]] = field(default_factory=list)
@@ -171,7 +172,13 @@ class FakeTriton:
 
             def do_GET(self) -> None:
                 self._record()
-                if self.path == "/v2/models/tiergate/config":
+                if self.path == "/v2/models/tiergate/config" and fake.config_answer is not None:
+                    status, raw = fake.config_answer
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                elif self.path == "/v2/models/tiergate/config":
                     self._send(200, model_config(fake.labels, fake.max_batch_size, fake.windows))
                 elif self.path in ("/v2/health/ready", "/v2/health/live", "/v2/models/tiergate/ready"):
                     self._send(200)

@@ -424,17 +424,27 @@ class _ClientCore:
             options["as_json"] = True
         return functools.partial(self._client.get_model_config, self.model_name, **options)
 
-    def _apply_config(self, config: Mapping[str, Any]) -> None:
-        if self.protocol == "grpc":
-            config = config.get("config", {})
-        parameters = string_parameters(config)
-        if "labels" not in parameters:
-            raise LabelMismatchError(f"model {self.model_name} publishes no label list; not a tiergate ensemble")
-        self.labels = json_parameter(parameters, "labels")
-        self.max_batch_size = max(1, int(config.get("max_batch_size", 1) or 1))
-        self.contexts = json_parameter(parameters, "contexts", "{}")
-        self.model_version = parameters.get("model_version", "")
-        listed = {str(output.get("name")) for output in config.get("output", [])}
+    def _apply_config(self, config: Any) -> None:
+        """Read labels, batch size, contexts, version and outputs; an answer that is not a model config is one line."""
+        try:
+            if self.protocol == "grpc":
+                config = config.get("config", {})
+            parameters = string_parameters(config)
+            if "labels" not in parameters:
+                raise LabelMismatchError(f"model {self.model_name} publishes no label list; not a tiergate ensemble")
+            labels = json_parameter(parameters, "labels")
+            if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+                raise ValueError("its labels parameter is not a list of names")
+            self.labels = labels
+            self.max_batch_size = max(1, int(config.get("max_batch_size", 1) or 1))
+            self.contexts = json_parameter(parameters, "contexts", "{}")
+            self.model_version = str(parameters.get("model_version", ""))
+            listed = {str(output.get("name")) for output in config.get("output", [])}
+        except (AttributeError, TypeError, ValueError, KeyError) as error:
+            raise ClassificationError(
+                f"model config: {self.url} answered for model {self.model_name} with something that is not a Triton "
+                f"model config ({type(error).__name__}: {_first_line(error)[:120]}); is it a KServe v2 endpoint?"
+            ) from None
         self.outputs = OUTPUTS + tuple(name for name in OPTIONAL_OUTPUTS if name in listed)
         if self.expected_labels is not None:
             check_labels(self.labels, self.expected_labels, f"served model {self.model_name}")
@@ -514,6 +524,15 @@ class _ClientCore:
         return functools.partial(self._client.infer, self.model_name, inputs, outputs=outputs, **self._options())
 
     def _assemble(self, batch: _Batch, start: int, stop: int, result: Any) -> list[Classification]:
+        try:
+            return self._rows(batch, start, stop, result)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as error:
+            raise ClassificationError(
+                f"{self._items(start, stop)}: the server's answer does not fit the ensemble's outputs "
+                f"({type(error).__name__}: {_first_line(error)[:120]})"
+            ) from None
+
+    def _rows(self, batch: _Batch, start: int, stop: int, result: Any) -> list[Classification]:
         arrays = {name: result.as_numpy(name) for name in self.outputs}
         missing = [name for name, array in arrays.items() if array is None or len(array) != stop - start]
         if missing:
@@ -552,10 +571,15 @@ class _ClientCore:
             if is_transient(error):
                 return None
             message = re.sub(r"\bitem (\d+)\b", lambda match: f"item {offset + int(match.group(1))}", message)
-            return ClassificationError(f"{what}: {' '.join(message.split())[:500]}")
+            return ClassificationError(f"{what}: {' '.join(message.split())[:400]}{self._status_hint(error)}")
         if isinstance(error, TimeoutError | ConnectionError | asyncio.TimeoutError):
             return None
         name = type(error).__name__
+        if name == "JSONDecodeError":
+            return ClassificationError(
+                f"{what}: {self.url} answered with something that is not JSON ({_first_line(error)[:120]}); "
+                "is it a KServe v2 / Triton endpoint (a login page, a proxy)?"
+            )
         if "ParseError" in name or "BadStatusLine" in name or "Expected HTTP" in str(error):
             return EndpointMismatch(
                 f"{what}: {self.url} does not answer HTTP/1.1 ({name}: {_first_line(error)[:120]}); "
@@ -564,6 +588,18 @@ class _ClientCore:
         if isinstance(error, OSError):
             return None
         return ClassificationError(f"{what}: {name}: {_first_line(error)}")
+
+    def _status_hint(self, error: Any) -> str:
+        """What an HTTP status usually means here: credentials, or an ingress that does not route this Host."""
+        status = str(error.status() or "")
+        if status in ("401", "403", "StatusCode.UNAUTHENTICATED", "StatusCode.PERMISSION_DENIED"):
+            return " (the endpoint wants credentials: send them as a header, e.g. --header 'Authorization: Bearer ...')"
+        if status == "404" and self.protocol == "http":
+            return (
+                f" (HTTP 404: no model {self.model_name!r} there; behind a KServe ingress, route with "
+                "--header 'Host: <isvc>.<namespace>.<domain>')"
+            )
+        return ""
 
     def _tls_failure(self, what: str, error: ssl.SSLError) -> ClassificationError:
         reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or _first_line(error)

@@ -28,7 +28,7 @@ from tiergate.client import (
     parse_header,
     parse_url,
 )
-from tiergate.errors import ClassificationError
+from tiergate.errors import ClassificationError, TiergateError
 
 LABELS = ["threats", "spam", "profanity"]
 
@@ -309,6 +309,31 @@ def test_http_client_at_a_grpc_port_is_one_line() -> None:
         with pytest.raises(EndpointMismatch, match="is this the gRPC port") as caught:
             asyncio.run(connect())
         one_line(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "fragment"),
+    [
+        (404, b"<html>404 page not found</html>", "route with --header 'Host: <isvc>.<namespace>.<domain>'"),
+        (401, b'{"error": "unauthorized"}', "unauthorized (the endpoint wants credentials"),
+        (200, b"<html>log in</html>", "answered with something that is not JSON"),
+        (200, b"", "answered with something that is not JSON"),
+        (200, b"[1, 2]", "something that is not a Triton model config"),
+        (200, b'{"parameters": 5}', "something that is not a Triton model config"),
+        (200, b'{"parameters": {"labels": {"string_value": "[1, 2]"}}}', "labels parameter is not a list of names"),
+        (200, b"{}", "publishes no label list"),
+    ],
+)
+def test_answers_that_are_not_triton_are_one_line(status: int, body: bytes, fragment: str) -> None:
+    """What an ingress that does not route, a login page or another service answers: one line, no traceback."""
+    with FakeTriton(LABELS, config_answer=(status, body + (b"<p>more</p>\n" * 500 if body.startswith(b"<") else b""))) as other:
+        for client in (
+            lambda: ModerationClient(other.url, retries=0),
+            lambda: asyncio.run(AsyncModerationClient(other.url, retries=0).open()),
+        ):
+            with pytest.raises(TiergateError) as caught:  # LabelMismatchError for {}
+                client()
+            assert fragment in one_line(caught.value)
 
 
 def test_unreachable_after_retries() -> None:
