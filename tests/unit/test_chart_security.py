@@ -193,6 +193,9 @@ def test_serving_container_is_non_root_read_only_and_knative_admissible(objects:
         assert any(env[variable] == path or env[variable].startswith(path + "/") for path in mounts), variable
     assert runtime["workingDir"] in mounts
     assert runtime["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}}
+    assert objects["InferenceService"]["spec"]["predictor"]["automountServiceAccountToken"] is False
+    mounted = render({"predictor": {"automountServiceAccountToken": True}})["InferenceService"]["spec"]["predictor"]
+    assert "automountServiceAccountToken" not in mounted  # Knative refuses `true`: leave the default
 
 
 def test_probes_are_the_canary_health_check_with_the_values_thresholds() -> None:
