@@ -52,7 +52,7 @@ def serve(
     from tiergate.hashing import read_json
     from tiergate.serving.gateway import GatewayConfig, GatewayServer
     from tiergate.serving.health import HealthMonitor
-    from tiergate.serving.server import ADMIN_KEY_FILE, TritonServer, write_admin_key
+    from tiergate.serving.server import ADMIN_KEY_FILE, TritonServer, new_admin_key
     from tiergate.serving.supervise import Outcome, Watch, interrupt_on_stop_signals, shielded_from_stop_signals
 
     if not (model_repo / REPOSITORY_MANIFEST).is_file():
@@ -60,7 +60,7 @@ def serve(
     model = str(read_json(model_repo / REPOSITORY_MANIFEST).get("model_name", "tiergate"))
     if unverified:
         typer.echo(f"warning: serving {model_repo} UNVERIFIED: no gate or digest check", err=True)
-    admin_key = write_admin_key(work_dir)
+    admin_key = new_admin_key()
     server = TritonServer(
         model_repo, work_dir, None, grpc_port, metrics_port, verify=not unverified, host=host, admin_key=admin_key
     )

@@ -118,18 +118,21 @@ ADMIN_HEADER = "tiergate-admin"
 RESTRICTED_APIS = ("model-repository", "statistics", "trace", "logging", "shared-memory")
 
 
-def write_admin_key(work_dir: Path) -> str:
-    """A fresh random admin key for this launch, written to `<work_dir>/admin-key` (mode 0600), never printed."""
+def new_admin_key() -> str:
+    """A fresh random admin key for one launch (URL-safe: no ',', ':' or '=' to break Triton's flag syntax)."""
+    return secrets.token_urlsafe(32)
+
+
+def write_admin_key(work_dir: Path, key: str) -> Path:
+    """`<work_dir>/admin-key`, mode 0600: how the user running `tiergate serve` reads the key (never printed)."""
     path = Path(work_dir) / ADMIN_KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_TRUNC
         os.write(descriptor, key.encode("ascii"))
     finally:
         os.close(descriptor)
-    return key
+    return path
 
 
 SERVED_COPY = "served-model-repository"  # inside the work folder, never the user's repository
@@ -140,7 +143,7 @@ class TritonServer:
 
     Triton's HTTP always binds loopback (`tiergate serve` puts the gateway in front of it); gRPC and
     metrics bind `host`. With `admin_key`, Triton's own HTTP and gRPC need the `tiergate-admin` header
-    for the RESTRICTED_APIS categories.
+    for the RESTRICTED_APIS categories, and the key is written to `<work_dir>/admin-key` (0600).
     """
 
     def __init__(
@@ -220,7 +223,9 @@ class TritonServer:
     def start(self) -> TritonServer:
         install = TritonInstall.locate()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        repository = self.serving_copy()
+        repository = self.serving_copy()  # refuses a work folder overlapping the repository before anything is written
+        if self.admin_key:
+            write_admin_key(self.work_dir, self.admin_key)
         command = [
             str(install.binary),
             f"--model-repository={repository}",
