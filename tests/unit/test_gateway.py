@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -310,3 +318,163 @@ def test_monitor_thread_runs_every_period() -> None:
         assert not monitor.live and " failed in a row: down" in monitor.detail and monitor.checks >= 2
     finally:
         monitor.stop()
+
+
+# --- `tiergate gateway` with a stand-in server as its child ----------------------------------------------
+
+FAKE_SERVER = """
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, broken = int(sys.argv[1]), sys.argv[2]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self.send(200 if self.path in ("/v2/health/ready", "/v2/logging") else 404, b"{}")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if os.path.exists(broken):
+            self.send(500, b'{"error": "Stub process is not healthy."}')
+        else:
+            scores = {"outputs": [{"name": "SCORES", "datatype": "FP32", "shape": [1, 2], "data": [0.1, 0.2]}]}
+            self.send(200, json.dumps(scores).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def _gateway_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tiergate.cli.main", "gateway", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _child_pids(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_gateway_cli_refuses_an_unset_admin_key_variable_and_a_dead_child() -> None:
+    env = {name: value for name, value in os.environ.items() if name != "TIERGATE_TEST_NO_SUCH_KEY"}
+    unset = subprocess.run(
+        [sys.executable, "-m", "tiergate.cli.main", "gateway", "--admin-key-env", "TIERGATE_TEST_NO_SUCH_KEY", "--", "true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert unset.returncode == 2 and unset.stderr.strip().count("\n") == 0
+    assert "error: --admin-key-env TIERGATE_TEST_NO_SUCH_KEY: the variable is unset or empty" in unset.stderr
+    dead = _gateway_cli("--listen", f"127.0.0.1:{free_port()}", "--", sys.executable, "-c", "raise SystemExit(3)")
+    _, stderr = dead.communicate(timeout=60)
+    assert dead.returncode == 1
+    assert stderr.strip().splitlines()[-1].endswith("error: the server exited with code 3 before it was ready")
+
+
+def test_gateway_cli_serves_probes_and_stops_its_child_on_sigterm(tmp_path: Path) -> None:
+    script = tmp_path / "fake_triton.py"
+    script.write_text(FAKE_SERVER)
+    listen, upstream = free_port(), free_port()
+    process = _gateway_cli(
+        "--listen",
+        f"127.0.0.1:{listen}",
+        "--upstream",
+        f"127.0.0.1:{upstream}",
+        "--health-period-s",
+        "0.5",
+        "--health-failures",
+        "2",
+        "--admin-key-env",
+        "TIERGATE_TEST_ADMIN_KEY",
+        "--",
+        sys.executable,
+        str(script),
+        str(upstream),
+        str(tmp_path / "broken"),
+        env={"TIERGATE_TEST_ADMIN_KEY": KEY},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{listen}/tiergate/health/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the gateway never became ready")
+        (child,) = _child_pids(process.pid)
+        base = f"http://127.0.0.1:{listen}"
+        assert httpx.post(f"{base}/v2/models/tiergate/infer", json=canary_request()).status_code == 200
+        assert httpx.get(f"{base}/v2/logging").status_code == 403
+        assert httpx.get(f"{base}/v2/logging", headers={ADMIN_HEADER: KEY}).status_code == 200
+        os.kill(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        assert "SIGTERM: stopping python" in stderr and KEY not in stderr
+        assert not Path(f"/proc/{child}").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_gateway_cli_exits_when_the_health_check_keeps_failing(tmp_path: Path) -> None:
+    script = tmp_path / "fake_triton.py"
+    script.write_text(FAKE_SERVER)
+    listen, upstream = free_port(), free_port()
+    process = _gateway_cli(
+        "--listen",
+        f"127.0.0.1:{listen}",
+        "--upstream",
+        f"127.0.0.1:{upstream}",
+        "--health-period-s",
+        "0.5",
+        "--health-failures",
+        "2",
+        "--",
+        sys.executable,
+        str(script),
+        str(upstream),
+        str(tmp_path / "broken"),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{listen}/tiergate/health/ready").status_code == 200:
+                    break
+            time.sleep(0.1)
+        (child,) = _child_pids(process.pid)
+        (tmp_path / "broken").touch()
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 1, stderr
+        last = stderr.strip().splitlines()[-1]
+        assert last == "error: health check failed 2 times in a row: HTTP 500: Stub process is not healthy.; stopping python"
+        assert not Path(f"/proc/{child}").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
