@@ -148,7 +148,9 @@ class Gateway:
             return _error(400, "invalid path: names may use letters, digits, '_', '-' and '.' only")
         admin = self._admin(request)
         if access(request.method, segments, self.config.model) == "admin" and not admin:
-            return _error(403, f"forbidden: {request.method} /{'/'.join(segments)} needs the {ADMIN_HEADER} header")
+            shown = "/" + "/".join(segments)
+            shown = shown if len(shown) <= 100 else shown[:97] + "..."  # never echo more than a short prefix
+            return _error(403, f"forbidden: {request.method} {shown} needs the {ADMIN_HEADER} header")
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
             return _error(415, "compressed request bodies are not accepted")
         body = await self._body(request)
@@ -158,7 +160,8 @@ class Gateway:
         headers["Accept-Encoding"] = "identity"
         if admin and self.config.admin_key:
             headers[ADMIN_HEADER] = self.config.admin_key  # Triton's own restricted APIs check the same key
-        url = f"{self.upstream}{raw_path}" + (f"?{request.query_string}" if request.query_string else "")
+        query = request.rel_url.raw_query_string
+        url = f"{self.upstream}{raw_path}" + (f"?{query}" if query else "")
         assert self._session is not None
         try:
             async with self._session.request(request.method, url, data=body, headers=headers, allow_redirects=False) as upstream:
