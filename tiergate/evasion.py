@@ -113,10 +113,19 @@ class Probe:
 Classify = Callable[[list[str], list[str]], np.ndarray]  # texts, contexts -> flags [texts, labels]
 
 
+PROBE_SUITE = "positives"
+
+
 def positive_probes(suites: Sequence[Any]) -> list[Probe]:
-    """Every hard must-flag check of the regression suites (`tiergate.regression.Suite`)."""
+    """Every must-flag check of the `positives` suite (`tiergate.regression.Suite`): each category's plain core pattern.
+
+    Other suites hold texts that are disguised already (the adversarial suite's evasion vectors); a
+    transformation of a disguise measures nothing a reader would send.
+    """
     probes = []
     for suite in suites:
+        if suite.suite != PROBE_SUITE:
+            continue
         for vector in suite.hard_vectors:
             for index, check in enumerate(vector.all_checks()):
                 if check.flag:
