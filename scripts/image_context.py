@@ -23,8 +23,22 @@ from pathlib import Path
 from tiergate.pipelines.source_digest import source_digest  # the venv's (editable) tiergate: this checkout
 
 ROOT = Path(__file__).resolve().parent.parent
-# What the Triton python-backend models and the CLI's light commands import; no torch, no kfp.
-SERVING = ("transformers", "tokenizers", "numpy", "onnxruntime", "onnx", "pydantic", "PyYAML", "typer", "rich", "httpx")
+# What the Triton python-backend models, the gateway and the CLI's light commands import; no torch, no kfp.
+# confusable-homoglyphs: the model-input normalisation (tiergate.normalization); aiohttp: `tiergate gateway`.
+SERVING = (
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "onnxruntime",
+    "onnx",
+    "pydantic",
+    "PyYAML",
+    "typer",
+    "rich",
+    "httpx",
+    "aiohttp",
+    "confusable-homoglyphs",
+)
 
 
 def _name(requirement: str) -> str:
