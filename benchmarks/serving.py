@@ -5,6 +5,11 @@
 (c) a plain `transformers` text-classification pipeline on the PyTorch checkpoint.
 Prints throughput, p50/p99 latency per request and the ratios against (c).
 
+Then the cost of reading texts the way issue 15 asks (normalisation, leetspeak reading, windows):
+preprocessing alone, old path (prefix + raw text, truncated) against the served one, on short and
+on long texts; and the Triton ensemble on long texts with one window (a copy of the repository
+with `max_windows` 1, served unverified: what truncation used to cost) against every window.
+
     python benchmarks/serving.py --run runs/latest [--requests 400] [--concurrency 1 8 32]
 """
 
@@ -23,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tiergate.artifacts import ONNX_FILES, TEST_SPLIT, THRESHOLDS_FILE, TOKENIZER_DIR
 from tiergate.client import ModerationClient
-from tiergate.formatting import format_input
+from tiergate.formatting import context_prefix, format_input
 from tiergate.inference import ModerationPipeline, ThresholdSet
 from tiergate.pipelines.runner import newest
-from tiergate.records import read_jsonl
+from tiergate.preprocessing import InputEncoder
+from tiergate.records import Context, read_jsonl
 from tiergate.serving.server import TritonServer
 
 
@@ -75,11 +81,47 @@ def bench_sequential(name: str, run: Any, items: list[Any]) -> dict[str, Any]:
     return _summary(name, latencies, time.perf_counter() - started, len(items))
 
 
+def bench_preprocessing(encoder: InputEncoder, texts: list[str], contexts: list[Context]) -> list[dict[str, Any]]:
+    """Texts/s of the old input path (prefix + raw text, truncated) and of the served one, same batch of 32."""
+    tokenizer, max_length = encoder.tokenizer, encoder.max_length
+
+    def old(batch: slice) -> None:
+        raw = [f"{context_prefix(c)} {t.strip()}" for t, c in zip(texts[batch], contexts[batch], strict=True)]
+        tokenizer(raw, truncation=True, max_length=max_length, padding="max_length", return_tensors="np")
+
+    def new(batch: slice) -> None:
+        encoder.encode_rows(texts[batch], contexts[batch])
+
+    batches = [slice(start, start + 32) for start in range(0, len(texts), 32)]
+    rows = []
+    for name, run in (("raw text, first window only (before)", old), ("normalised, readings, every window", new)):
+        started = time.perf_counter()
+        for batch in batches:
+            run(batch)
+        elapsed = time.perf_counter() - started
+        rows.append({"name": f"preprocessing: {name}", "throughput": len(texts) / elapsed})
+    return rows
+
+
+def single_window_copy(repository: Path, out: Path) -> Path:
+    """The repository with the tokenizer reading one window (served unverified: its manifest no longer matches)."""
+    import re
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(repository, out)
+    config = out / "tokenizer" / "config.pbtxt"
+    text = re.sub(r'(key: "max_windows"\s*value \{\s*string_value: )"\d+"', r'\1"1"', config.read_text())
+    config.write_text(text)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=Path("runs/latest"))
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--long-requests", type=int, default=100, help="long texts for the windowing cost")
     args = parser.parse_args()
 
     run = args.run.resolve()
@@ -115,6 +157,32 @@ def main() -> None:
             f"{row['name']:<52} {row['throughput']:8.1f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} "
             f"{row['throughput'] / base:18.2f}"
         )
+    print_reading_costs(run, records, in_process, args.long_requests)
+
+
+def print_reading_costs(run: Path, records: list[Any], in_process: ModerationPipeline, count: int) -> None:
+    """Issue 15's cost: normalisation + readings + windows against the old path, short and long texts, one run."""
+    encoder = in_process.preprocessor.encoder
+    short_texts, short_contexts = [r.text for r in records], [r.context for r in records]
+    long_records = [records[i : i + 8] for i in range(0, 8 * count, 8)]
+    long_texts = [" ".join(r.text for r in group) for group in long_records if group]
+    long_contexts = [group[0].context for group in long_records if group]
+    print(f"\ncost of reading texts whole (issue 15); long texts: {len(long_texts)} of 8 test texts each")
+    print(f"{'method':<60} {'texts/s':>8} {'x vs before':>12}")
+    for label, texts, contexts in (("short", short_texts, short_contexts), ("long", long_texts, long_contexts)):
+        before, after = bench_preprocessing(encoder, texts, contexts)
+        for row in (before, after):
+            ratio = row["throughput"] / before["throughput"]
+            print(f"{row['name'] + ', ' + label:<60} {row['throughput']:8.1f} {ratio:12.2f}")
+    served = []
+    one_window = single_window_copy(run / "model_repository", run / "triton-bench-one-window" / "repository")
+    variants = (("one window (before)", one_window, False), ("every window", run / "model_repository", True))
+    for name, repository, verify in variants:
+        with TritonServer(repository, run / f"triton-bench-{len(served)}", verify=verify) as server:
+            row = bench_triton(server.http_url, long_texts, [str(c) for c in long_contexts], 8)
+            served.append({**row, "name": f"triton, long texts, 8 clients, {name}"})
+    for row in served:
+        print(f"{row['name']:<60} {row['throughput']:8.1f} {row['throughput'] / served[0]['throughput']:12.2f}")
 
 
 if __name__ == "__main__":
