@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from tiergate.errors import ConfigError
+from tiergate.formatting import model_readings
 from tiergate.records import Context, normalise_text
 from tiergate.strict import StrictModel, format_validation_error
 from tiergate.taxonomy import Taxonomy
@@ -104,6 +105,12 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
     return suites
 
 
+def reading_keys(text: str) -> set[str]:
+    """What the model reads of `text` (every reading, tiergate.formatting), case-folded: two texts the model
+    cannot tell apart share a key, so a disguised copy of a vector is as much a leak as the vector itself."""
+    return {normalise_text(reading) for reading in model_readings(text)}
+
+
 def vector_texts(suites: Sequence[Suite]) -> set[str]:
-    """Normalised texts of every vector: merge keeps them out of training (no eval leakage)."""
-    return {normalise_text(vector.text) for suite in suites for vector in suite.vectors}
+    """Reading keys of every vector: merge keeps texts with any of them out of training (no eval leakage)."""
+    return {key for suite in suites for vector in suite.vectors for key in reading_keys(vector.text)}

@@ -24,8 +24,8 @@ from tiergate.hashing import canonical_json, write_json
 from tiergate.outputs import atomic_output
 from tiergate.paths import project_path
 from tiergate.profiles import MergeSettings, Profile, RecordKindName
-from tiergate.records import Kind, Record, iter_jsonl, normalise_text, write_jsonl
-from tiergate.regression import load_suites, vector_texts
+from tiergate.records import Kind, Record, iter_jsonl, write_jsonl
+from tiergate.regression import load_suites, reading_keys, vector_texts
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def exclude_vectors(records: Sequence[Record], vector_texts: set[str]) -> tuple[
     """Regression vectors are the gate's exam: a training text equal to one would leak it."""
     kept, leaked = [], []
     for record in records:
-        if normalise_text(record.text) in vector_texts:
+        if not reading_keys(record.text).isdisjoint(vector_texts):
             leaked.append(Quarantined(record, "eval leakage: text is a regression vector"))
         else:
             kept.append(record)

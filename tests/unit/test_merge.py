@@ -221,3 +221,18 @@ def test_merge_refuses_other_taxonomies_and_tampered_files(taxonomy: Taxonomy, l
         merge_datasets(taxonomy, local_profile, [tmp_path], tmp_path / "out")
     with pytest.raises(InputDataError, match="at least one input"):
         merge_datasets(taxonomy, local_profile, [], tmp_path / "out")
+
+
+def test_a_disguised_copy_of_a_regression_vector_is_kept_out_of_training(taxonomy: Taxonomy) -> None:
+    """What the model reads decides leakage: a fullwidth or leetspeak copy of a vector is the vector."""
+    from tiergate.components.merge.step import exclude_vectors
+    from tiergate.evasion import TRANSFORMS
+    from tiergate.paths import project_path
+    from tiergate.regression import load_suites, vector_texts
+
+    vector = "i know where you live now, so watch your back"
+    keys = vector_texts(load_suites(project_path("config/regression"), taxonomy))
+    disguised = [TRANSFORMS[name](vector) for name in ("fullwidth", "leetspeak", "cyrillic_homoglyphs", "zero_width")]
+    kept, leaked = exclude_vectors([_record(text, ("threats",)) for text in [*disguised, "see you at the cafe"]], keys)
+    assert [record.text for record in kept] == ["see you at the cafe"]
+    assert len(leaked) == 4 and all("eval leakage" in item.reason for item in leaked)
