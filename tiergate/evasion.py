@@ -163,11 +163,11 @@ def detection_table(probes: Sequence[Probe], labels: Sequence[str], classify: Cl
                 "missed": [probe.id for probe, hit, seen in zip(probes, hits, plain, strict=True) if seen and not hit],
             }
         )
-    required = [row for row in rows if row["required"] and row["rate"] is not None]
+    required = [rate for row in rows if row["required"] and isinstance(rate := row["rate"], float)]
     return {
         "probes": len(probes),
         "plain_detected": int(plain.sum()),
         "target_rate": TARGET_RATE,
         "rows": rows,
-        "passed": all(row["rate"] >= TARGET_RATE for row in required),
+        "passed": all(rate >= TARGET_RATE for rate in required),
     }

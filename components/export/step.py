@@ -170,7 +170,7 @@ def onnx_metadata(taxonomy: Taxonomy, trained: TrainedModel, windows: WindowSett
         "window_stride": str(windows.stride),
         "max_windows": str(windows.max_windows),
         "preprocessing_version": PREPROCESSING_VERSION,
-        "vocab_size": str(trained.model.config.vocab_size),  # the served classifier refuses ids outside it
+        "vocab_size": str(len(trained.encoder.tokenizer)),  # the served classifier refuses ids outside it
         "labels": taxonomy.labels,
         "taxonomy_sha256": taxonomy.labels_sha256,
         "max_length": str(trained.info.max_length),
