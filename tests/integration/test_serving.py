@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.http as http
@@ -20,10 +21,13 @@ from tiergate.client import ModerationClient, to_arrays
 from tiergate.components.evaluate.step import evaluate_model
 from tiergate.components.package.repository import build_repository, write_repository
 from tiergate.errors import ClassificationError, PromotionRefused
+from tiergate.evasion import TRANSFORMS, detection_table, positive_probes
 from tiergate.gate import load_gate, write_gate
 from tiergate.hashing import read_json
 from tiergate.inference import ModerationPipeline, ThresholdSet
-from tiergate.records import read_jsonl
+from tiergate.paths import project_path
+from tiergate.records import Context, read_jsonl
+from tiergate.regression import load_suites
 from tiergate.serving.server import TritonServer
 from tiergate.taxonomy import Taxonomy
 from tiergate.trust import verify_local_repository
@@ -180,12 +184,114 @@ def test_mismatched_shapes_are_refused(server: TritonServer) -> None:
     assert server.alive()
 
 
-def test_long_text_is_truncated_and_reported(server: TritonServer) -> None:
+def test_long_text_is_read_in_windows_and_one_beyond_them_is_refused(server: TritonServer) -> None:
     client = ModerationClient(server.http_url)
     long_text = " ".join(["you will regret it"] * 60)
     result = client.classify(long_text, "general/message")[0]
-    assert result.truncated and len(result.scores) == 33
-    assert not client.classify("short and sweet")[0].truncated
+    assert result.windows > 1 and not result.truncated and len(result.scores) == 33
+    assert client.classify("short and sweet")[0].windows == 1
+    assert client.classify("i kn0w wh3re y0u l1ve")[0].windows == 2  # the leetspeak reading is a second row
+    unreadable = "ab " * 1333  # under max_text_chars, but more tokens than max_windows windows read
+    with pytest.raises(ClassificationError, match="longer than the 48 windows"):
+        client.classify(unreadable, "general/message")
+    assert client.classify("still answering?")[0].scores
+
+
+def test_served_windows_and_readings_match_in_process_evaluation(
+    server: TritonServer, taxonomy: Taxonomy, tiny_export: Path, evaluation: Path
+) -> None:
+    """Long and disguised texts: the ensemble's rows and pooling reproduce what the gate judged, number for number."""
+    pipeline = ModerationPipeline(
+        tiny_export / "model_fp16.onnx", tiny_export / "tokenizer", ThresholdSet.load(evaluation / "thresholds.json")
+    )
+    plain = "i know where you live now, so watch your back"
+    texts = [transform(plain) for transform in TRANSFORMS.values()] + [" ".join(["you will regret it"] * 60)]
+    contexts = [Context(audience="general", surface="message")] * len(texts)
+    expected = pipeline.classify(texts, contexts)
+    served = ModerationClient(server.http_url).classify(texts, "general/message")
+    scores, flags = to_arrays(served, taxonomy.labels)
+    assert np.abs(scores - expected.scores).max() < 1e-5 and np.array_equal(flags, expected.flags)
+
+
+FOLDED_BACK = ["fullwidth", "math_bold", "rtl_override", "spaced_letters", "cyrillic_homoglyphs", "zero_width", "soft_hyphens"]
+
+
+def test_disguised_texts_score_exactly_like_the_plain_text(server: TritonServer, taxonomy: Taxonomy) -> None:
+    """Whatever the model, a disguise the normalisation folds back reaches it as the plain text: same scores."""
+    client = ModerationClient(server.http_url)
+    probes = positive_probes(load_suites(project_path("config/regression"), taxonomy))[:12]
+    for name in FOLDED_BACK:
+        plain = client.classify([probe.text for probe in probes], [probe.context for probe in probes])
+        disguised = client.classify([TRANSFORMS[name](probe.text) for probe in probes], [probe.context for probe in probes])
+        for before, after in zip(plain, disguised, strict=True):
+            assert after.scores == before.scores, name
+    injected = client.classify("[ADULT][BIO] explicit photos", "general/bio")[0]
+    escaped = client.classify("(ADULT)(BIO) explicit photos", "general/bio")[0]
+    assert injected.scores == escaped.scores  # user text cannot set its own context
+
+
+def test_served_evasion_detection_is_what_the_report_states(server: TritonServer, taxonomy: Taxonomy, evaluation: Path) -> None:
+    reported = read_json(evaluation / "regression.json")["evasion"]
+    client = ModerationClient(server.http_url)
+
+    def served_flags(texts: list[str], contexts: list[str]) -> np.ndarray:
+        return to_arrays(client.classify(texts, contexts), taxonomy.labels)[1]
+
+    measured = detection_table(
+        positive_probes(load_suites(project_path("config/regression"), taxonomy)), taxonomy.labels, served_flags
+    )
+    assert [row["detected"] for row in measured["rows"]] == [row["detected"] for row in reported["rows"]]
+    assert measured["passed"] == reported["passed"]
+
+
+def _post(server: TritonServer, model: str, body: bytes | dict) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"http://{server.http_url}/v2/models/{model}/infer", content=content, timeout=60)
+
+
+def _text_request(text: str, context: str) -> dict:
+    return {
+        "inputs": [
+            {"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "data": [text]},
+            {"name": "CONTEXT", "shape": [1, 1], "datatype": "BYTES", "data": [context]},
+        ]
+    }
+
+
+def test_user_mistakes_are_400_with_a_short_message(server: TritonServer) -> None:
+    for text, context in [("", "general/message"), ("hi", "kids/message"), ("x" * 5000, "general/message")]:
+        response = _post(server, "tiergate", _text_request(text, context))
+        assert response.status_code == 400, response.text[:200]
+    huge_context = "y" * 1_000_000
+    response = _post(server, "tiergate", _text_request("hello", huge_context))
+    assert response.status_code == 400 and len(response.content) < 1000  # never the request echoed back
+    assert ModerationClient(server.http_url).classify("still answering?")[0].scores
+
+
+def test_inner_models_refuse_what_would_be_a_silent_answer(server: TritonServer) -> None:
+    ids = np.full((1, 48), 0, dtype=np.int64)  # the local profile's max_length
+    ids[0, 0] = -5
+    body = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": [1, 48],
+                "datatype": "INT64",
+                "data": (ids if name == "input_ids" else np.ones_like(ids)).reshape(-1).tolist(),
+            }
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+        ]
+    }
+    response = _post(server, "classifier", body)
+    assert response.status_code == 400 and "input_ids must lie in" in response.text
+    logits = {
+        "inputs": [
+            {"name": "logits", "shape": [1, 33], "datatype": "FP32", "data": ["NaN"] * 33},
+            {"name": "OWNER", "shape": [1, 1], "datatype": "INT32", "data": [0]},
+        ]
+    }
+    response = _post(server, "postprocess", logits)
+    assert response.status_code == 400 and "NaN" in response.text
 
 
 def test_client_errors(server: TritonServer, taxonomy: Taxonomy) -> None:
