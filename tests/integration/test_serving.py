@@ -284,14 +284,14 @@ def test_inner_models_refuse_what_would_be_a_silent_answer(server: TritonServer)
     }
     response = _post(server, "classifier", body)
     assert response.status_code == 400 and "input_ids must lie in" in response.text
-    logits = {
-        "inputs": [
-            {"name": "logits", "shape": [1, 33], "datatype": "FP32", "data": ["NaN"] * 33},
-            {"name": "OWNER", "shape": [1, 1], "datatype": "INT32", "data": [0]},
-        ]
-    }
-    response = _post(server, "postprocess", logits)
-    assert response.status_code == 400 and "NaN" in response.text
+    # JSON cannot carry NaN: send the logits as binary tensor data, as a client calling the model directly could.
+    client = http.InferenceServerClient(server.http_url)
+    logits, owner = http.InferInput("logits", [1, 33], "FP32"), http.InferInput("OWNER", [1, 1], "INT32")
+    logits.set_data_from_numpy(np.full((1, 33), np.nan, dtype=np.float32), binary_data=True)
+    owner.set_data_from_numpy(np.zeros((1, 1), dtype=np.int32), binary_data=True)
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("postprocess", [logits, owner])
+    assert refused.value.status() == "400" and "NaN" in str(refused.value)
 
 
 def test_client_errors(server: TritonServer, taxonomy: Taxonomy) -> None:
