@@ -93,3 +93,40 @@ def tiny_export(
     out = tmp_path_factory.mktemp("export")
     export_model(taxonomy, tiny_profile(tiny_base), tiny_checkpoints / "phase3", merged_small, out)
     return out
+
+
+TINY_MODEL_VERSION = "test-1"
+
+
+@pytest.fixture(scope="session")
+def tiny_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, merged_small: Path, tiny_base: Path
+) -> Path:
+    """The tiny export evaluated as the pipeline would (its own gate: the tiny model does not pass it)."""
+    from tiergate.components.evaluate.step import evaluate_model
+
+    out = tmp_path_factory.mktemp("evaluation")
+    evaluate_model(taxonomy, tiny_profile(tiny_base), tiny_export, merged_small, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(
+    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, tiny_evaluation: Path, tiny_base: Path
+) -> Path:
+    """The tiny model packaged by the real, verifying path from a consistent passing gate (floors at zero, see `lenient`).
+
+    Shared by every live-server test module; tests copy it before serving (Triton writes `__pycache__`).
+    """
+    import shutil
+
+    from tests.trust_helpers import lenient
+    from tiergate.components.package.repository import build_repository
+    from tiergate.gate import load_gate, write_gate
+
+    passing = tmp_path_factory.mktemp("passing-evaluation")
+    shutil.copytree(tiny_evaluation, passing, dirs_exist_ok=True)
+    write_gate(passing, lenient(load_gate(tiny_evaluation), tiny_evaluation))
+    out = tmp_path_factory.mktemp("repo") / "repository"
+    build_repository(taxonomy, tiny_profile(tiny_base).serving, tiny_export, passing, out, TINY_MODEL_VERSION)
+    return out

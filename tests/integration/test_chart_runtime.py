@@ -29,12 +29,8 @@ import pytest
 import yaml
 from helm_python import Chart
 
-from tests.conftest import tiny_profile
-from tests.trust_helpers import lenient
+from tests.conftest import TINY_MODEL_VERSION
 from tiergate.client import ModerationClient
-from tiergate.components.evaluate.step import evaluate_model
-from tiergate.components.package.repository import build_repository
-from tiergate.gate import load_gate, write_gate
 from tiergate.paths import PROJECT_ROOT
 from tiergate.serving.gateway import ADMIN_HEADER
 from tiergate.serving.server import TritonInstall, TritonServer, free_port
@@ -48,15 +44,8 @@ MAX_BYTES = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def repository(
-    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, merged_small: Path, tiny_base: Path
-) -> Path:
-    evaluation = tmp_path_factory.mktemp("evaluation")
-    evaluate_model(taxonomy, tiny_profile(tiny_base), tiny_export, merged_small, evaluation)
-    write_gate(evaluation, lenient(load_gate(evaluation), evaluation))
-    out = tmp_path_factory.mktemp("repo") / "repository"
-    build_repository(taxonomy, tiny_profile(tiny_base).serving, tiny_export, evaluation, out, "chart-1")
-    return out
+def repository(tiny_repository: Path) -> Path:
+    return tiny_repository
 
 
 def listening(port: int) -> set[str]:
@@ -83,7 +72,12 @@ class Pod:
     def __init__(self, repository: Path, work: Path):
         shutil.copytree(repository, work / "models")  # Triton's python backend writes __pycache__ beside model.py
         digest = json.loads((work / "models" / "repository.json").read_text())["digest"]
-        model = {"name": "tiergate", "version": "chart-1", "storageUri": f"s3://m/tiergate/chart-1/{digest}", "digest": digest}
+        model = {
+            "name": "tiergate",
+            "version": TINY_MODEL_VERSION,
+            "storageUri": f"s3://m/tiergate/{TINY_MODEL_VERSION}/{digest}",
+            "digest": digest,
+        }
         health = {"periodSeconds": 2, "timeoutSeconds": 10, "failureThreshold": 3}
         values = {"model": model, "serving": {"maxRequestBytes": MAX_BYTES, "health": health}}
         rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
@@ -171,7 +165,7 @@ def test_the_rendered_container_serves_through_the_gateway(pod: Pod, taxonomy: T
     assert httpx.get(pod.base + pod.runtime["livenessProbe"]["httpGet"]["path"]).status_code == 200
     with ModerationClient(pod.base.removeprefix("http://"), expected_labels=taxonomy.labels) as client:
         result = client.classify("i know where you live", "general/message")[0]
-        assert client.model_version == "chart-1" and len(result.scores) == len(taxonomy.labels)
+        assert client.model_version == TINY_MODEL_VERSION and len(result.scores) == len(taxonomy.labels)
     too_big = httpx.post(pod.base + "/v2/models/tiergate/infer", content=b"x" * (MAX_BYTES + 1))
     assert too_big.status_code == 413
 

@@ -24,12 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import tiny_profile
-from tests.trust_helpers import lenient
 from tiergate.client import ModerationClient
-from tiergate.components.evaluate.step import evaluate_model
-from tiergate.components.package.repository import build_repository
-from tiergate.gate import load_gate, write_gate
 from tiergate.serving.gateway import ADMIN_HEADER, GatewayConfig, GatewayServer
 from tiergate.serving.health import HealthMonitor, canary_request, check_health
 from tiergate.serving.server import TritonServer, free_port
@@ -43,16 +38,8 @@ MODEL = "tiergate"
 
 
 @pytest.fixture(scope="module")
-def repository(
-    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, merged_small: Path, tiny_base: Path
-) -> Path:
-    """Packaged by the real, verifying path from a consistent passing gate (floors at zero, see `lenient`)."""
-    evaluation = tmp_path_factory.mktemp("evaluation")
-    evaluate_model(taxonomy, tiny_profile(tiny_base), tiny_export, merged_small, evaluation)
-    write_gate(evaluation, lenient(load_gate(evaluation), evaluation))
-    out = tmp_path_factory.mktemp("repo") / "repository"
-    build_repository(taxonomy, tiny_profile(tiny_base).serving, tiny_export, evaluation, out, "test-1")
-    return out
+def repository(tiny_repository: Path) -> Path:
+    return tiny_repository
 
 
 # --- processes, by pid ------------------------------------------------------------------------------------

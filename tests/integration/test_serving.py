@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from tritonclient.utils import InferenceServerException
 from tests.conftest import tiny_profile
 from tests.trust_helpers import lenient
 from tiergate.client import ModerationClient, to_arrays
-from tiergate.components.evaluate.step import evaluate_model
 from tiergate.components.package.repository import build_repository, write_repository
 from tiergate.errors import ClassificationError, PromotionRefused
 from tiergate.evasion import TRANSFORMS, detection_table, positive_probes
@@ -36,25 +34,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def evaluation(
-    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, merged_small: Path, tiny_base: Path
-) -> Path:
-    out = tmp_path_factory.mktemp("evaluation")
-    evaluate_model(taxonomy, tiny_profile(tiny_base), tiny_export, merged_small, out)
-    return out
+def evaluation(tiny_evaluation: Path) -> Path:
+    return tiny_evaluation
 
 
 @pytest.fixture(scope="module")
-def repository(
-    tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, tiny_export: Path, evaluation: Path, tiny_base: Path
-) -> Path:
-    """Packaged by the real, verifying path from a consistent passing gate (floors at zero, see `lenient`)."""
-    passing = tmp_path_factory.mktemp("passing-evaluation")
-    shutil.copytree(evaluation, passing, dirs_exist_ok=True)
-    write_gate(passing, lenient(load_gate(evaluation), evaluation))
-    out = tmp_path_factory.mktemp("repo") / "repository"
-    build_repository(taxonomy, tiny_profile(tiny_base).serving, tiny_export, passing, out, "test-1")
-    return out
+def repository(tiny_repository: Path) -> Path:
+    return tiny_repository
 
 
 @pytest.fixture(scope="module")
