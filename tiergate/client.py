@@ -287,6 +287,10 @@ class _ClientCore:
         self.contexts: dict[str, list[str]] = {}
         self.model_version = ""
         self.outputs: tuple[str, ...] = OUTPUTS
+        self._connect()
+
+    def _connect(self) -> None:
+        """Hook run at the end of construction: the blocking client connects here; the others wait."""
 
     # -- settings ------------------------------------------------------------------------------------------
     def _check_tls(self) -> None:
@@ -635,22 +639,7 @@ def check_settings(
 class ModerationClient(_ClientCore):
     """Blocking client; reads and checks the served model's config when built. Also a context manager."""
 
-    def __init__(
-        self,
-        url: str,
-        protocol: Protocol = "http",
-        model_name: str = "tiergate",
-        timeout_s: float = 30.0,
-        retries: int = 3,
-        retry_delay_s: float = 0.5,
-        expected_labels: Sequence[str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        ca_file: str | Path | None = None,
-        insecure: bool = False,
-    ):
-        super().__init__(
-            url, protocol, model_name, timeout_s, retries, retry_delay_s, expected_labels, headers, ca_file, insecure
-        )
+    def _connect(self) -> None:
         self._client = self._make_client(aio=False)
         try:
             self._apply_config(self._call("model config", self._config_request()))
