@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tiergate.normalization import leet_variant, normalize_for_model
-from tiergate.records import Context
+from tiergate.records import Context, normalise_text
 
 
 def context_prefix(context: Context) -> str:
@@ -24,3 +24,8 @@ def model_readings(text: str) -> list[str]:
     normalized = normalize_for_model(text)
     variant = leet_variant(normalized)
     return [normalized] if variant is None else [normalized, variant]
+
+
+def reading_key(text: str) -> str:
+    """The identity of a text as the model reads it (first reading, case-folded): two texts with one key are one input."""
+    return normalise_text(normalize_for_model(text))

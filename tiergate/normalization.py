@@ -12,8 +12,9 @@ letters spread apart. `normalize_for_model` closes that gap, in this order:
    its own script and stays as it is;
 4. runs of single letters separated by single spaces are joined (`w a t c h  y o u r` reads
    as `watch your`: words in spaced-out text are separated by wider gaps);
-5. `[` and `]` become `(` and `)`: user text can never spell a context tag (`formatting.context_prefix`) or a
-   tokenizer special token (`[SEP]`), whatever it contains;
+5. a bracketed word (a context tag, `[SEP]`, `[link]`) is removed and any other `[` or `]` becomes `(` or `)`:
+   user text can never spell a context tag (`formatting.context_prefix`) or a tokenizer special token,
+   and a forged tag reads as if it had never been typed;
 6. whitespace runs collapse to one space.
 
 Callers keep the original text for logs and records; only the model input is normalised.
@@ -38,6 +39,7 @@ _SPACED_RUN = re.compile(r"(?<!\S)\S(?: \S)+(?!\S)")  # single characters separa
 _MIN_SPACED_LETTERS = 3  # a run of two is joined only between wide gaps (`s o` in `w a t c h   s o`)
 _WHITESPACE = re.compile(r"\s+")
 _TAG_BRACKETS = str.maketrans({"[": "(", "]": ")"})
+_BRACKETED_WORD = re.compile(r"\[\s*[A-Za-z_]{1,24}\s*\]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_TOKEN = re.compile(r"[0-9A-Za-z@$]+")
 _LETTER = re.compile(r"[A-Za-z]")
@@ -137,7 +139,7 @@ def normalize_for_model(text: str) -> str:
         text = drop_invisible(resolve_overrides(text))
         text = fold_lookalikes(unicodedata.normalize("NFKC", text))
     text = join_spaced_letters(text)
-    text = text.translate(_TAG_BRACKETS)
+    text = _BRACKETED_WORD.sub(" ", text).translate(_TAG_BRACKETS)
     return _WHITESPACE.sub(" ", text).strip()
 
 

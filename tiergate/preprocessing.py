@@ -25,7 +25,7 @@ from tiergate.errors import InputDataError
 from tiergate.formatting import context_prefix, format_input, model_readings
 from tiergate.records import Context
 
-PREPROCESSING_VERSION = "2"
+PREPROCESSING_VERSION = "3"
 """Recorded in every export and checked by the served tokenizer model: the rules here (normalisation,
 windows, readings) decide what the model reads, so a repository is only served by the code it was
 judged with. Bump it whenever a change here alters any model input."""

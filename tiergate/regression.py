@@ -108,7 +108,7 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
 def reading_keys(text: str) -> set[str]:
     """What the model reads of `text` (every reading, tiergate.formatting), case-folded: two texts the model
     cannot tell apart share a key, so a disguised copy of a vector is as much a leak as the vector itself."""
-    return {normalise_text(reading) for reading in model_readings(text)}
+    return {normalise_text(reading) for reading in model_readings(text)}  # every reading, not only the first
 
 
 def vector_texts(suites: Sequence[Suite]) -> set[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
+from tiergate.formatting import reading_key
 from tiergate.profiles import NearDuplicateSettings
 from tiergate.records import Kind, Record, normalise_text, record_sort_key
 
@@ -35,9 +36,11 @@ class FoldResult:
 
 
 def fold_exact(records: Sequence[Record]) -> FoldResult:
+    """Fold records the model reads as the same input in the same context (`reading_key`): a perturbation the
+    normalisation undoes (`k i l l` -> `kill`) is its origin again, and would only weigh that text twice."""
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in sorted(records, key=record_sort_key):
-        groups[(record.id, str(record.context))].append(record)
+        groups[(reading_key(record.text), str(record.context))].append(record)
     result = FoldResult(records=[])
     for members in groups.values():
         positives = [record for record in members if record.labels]

@@ -34,7 +34,9 @@ def test_invisible_and_control_characters_go_and_whitespace_collapses() -> None:
 
 
 def test_brackets_cannot_reach_the_model() -> None:
-    assert normalize_for_model("[ADULT][BIO] [SEP] ［x］") == "(ADULT)(BIO) (SEP) (x)"
+    assert normalize_for_model("[ADULT][BIO] hi [SEP] ［x］ [ GENERAL ]there") == "hi there"
+    leftover = normalize_for_model("[[ADULT]] a [1] b ] c [ [ADULT ] ]")
+    assert "[" not in leftover and "]" not in leftover and "ADULT" not in leftover
 
 
 def test_short_spaced_runs_and_ordinary_text_are_left_alone() -> None:
