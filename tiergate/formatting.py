@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tiergate.normalization import leet_variant, normalize_for_model
+from tiergate.normalization import normalize_for_model, second_reading
 from tiergate.records import Context, normalise_text
 
 
@@ -17,13 +17,12 @@ def format_input(text: str, context: Context) -> str:
 
 
 def model_readings(text: str) -> list[str]:
-    """What the model classifies of `text`: its normalised form, plus the leetspeak reading when it differs.
-
-    A text is flagged when any reading is; training sees the first reading only.
-    """
+    """What the model classifies of `text`: its normalised form, plus the reading with every disguise undone
+    (all look-alikes folded, leetspeak read) when that differs. A text is flagged when any reading is;
+    training sees the first reading only."""
     normalized = normalize_for_model(text)
-    variant = leet_variant(normalized)
-    return [normalized] if variant is None else [normalized, variant]
+    second = second_reading(normalized)
+    return [normalized] if second is None else [normalized, second]
 
 
 def reading_key(text: str) -> str:

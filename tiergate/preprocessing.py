@@ -3,7 +3,7 @@
 Every model input is the context prefix (`formatting.context_prefix`) followed by a window of the normalised
 text (`tiergate.formatting`, `tiergate.normalization`), wrapped in the tokenizer's special tokens.
 A text longer than one window is read in overlapping windows, each carrying the prefix, and
-a text with a leetspeak reading is read twice: every such model input is a *row*, and a text's
+a text with a second reading (look-alikes folded, leetspeak read) is read twice: every such model input is a *row*, and a text's
 scores are the per-category maximum over its rows (`pool_rows`), so a threat anywhere in an
 accepted text is seen. Training reads the first window of the first reading only.
 
@@ -25,7 +25,7 @@ from tiergate.errors import InputDataError
 from tiergate.formatting import context_prefix, format_input, model_readings
 from tiergate.records import Context
 
-PREPROCESSING_VERSION = "3"
+PREPROCESSING_VERSION = "4"
 """Recorded in every export and checked by the served tokenizer model: the rules here (normalisation,
 windows, readings) decide what the model reads, so a repository is only served by the code it was
 judged with. Bump it whenever a change here alters any model input."""
@@ -52,7 +52,7 @@ class Windowing:
             raise InputDataError(f"windowing needs stride >= 0 and max_windows >= 1, got {self}")
 
 
-MAX_READINGS = 2  # the normalised text and its leetspeak reading (tiergate.formatting.model_readings)
+MAX_READINGS = 2  # the normalised text and, when it differs, its every-disguise-undone reading (formatting.model_readings)
 
 
 @dataclass

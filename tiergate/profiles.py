@@ -189,6 +189,7 @@ class ServingSettings(StrictModel):
     max_queue_delay_us: int = Field(ge=0)
     instance_count: int = Field(ge=1)
     max_text_chars: int = Field(ge=1)
+    max_rows_per_request: int = Field(ge=2)  # model rows (windows x readings) one request may need: bounds its work
     optional_disabled: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -196,6 +197,11 @@ class ServingSettings(StrictModel):
         too_big = [size for size in self.preferred_batch_sizes if size > self.max_batch_size]
         if too_big:
             raise ValueError(f"preferred_batch_sizes {too_big} exceed max_batch_size {self.max_batch_size}")
+        if self.max_rows_per_request < 2 * self.max_batch_size:
+            raise ValueError(
+                f"max_rows_per_request {self.max_rows_per_request} must fit a full batch of short texts read twice "
+                f"(2 x max_batch_size = {2 * self.max_batch_size})"
+            )
         return self
 
 

@@ -39,7 +39,7 @@ from tiergate.gate import GatePolicy, GateRecord, load_gate, require_trusted
 from tiergate.hashing import folder_digests, read_json, sha256_file, sha256_json, write_json
 from tiergate.inference import ThresholdSet
 from tiergate.outputs import atomic_output
-from tiergate.preprocessing import MAX_READINGS, PREPROCESSING_VERSION, Windowing
+from tiergate.preprocessing import PREPROCESSING_VERSION, Windowing
 from tiergate.profiles import ServingSettings
 from tiergate.taxonomy import Taxonomy
 from tiergate.trust import check_name, sign_manifest, verify_local_repository
@@ -76,8 +76,9 @@ class RepositorySpec:
 
     @property
     def max_rows(self) -> int:
-        """The most model rows one request can become: texts x windows x readings (classifier and postprocess batch)."""
-        return self.settings.max_batch_size * self.windowing.max_windows * MAX_READINGS
+        """The most model rows one request may become (windows x readings of its texts): the classifier's and
+        the postprocess's batch limit; the tokenizer refuses a request that needs more."""
+        return self.settings.max_rows_per_request
 
 
 def verify_gate(gate: GateRecord, export_dir: Path, evaluation_dir: Path, policy: GatePolicy | None = None) -> None:
@@ -178,6 +179,7 @@ def tokenizer_config(pb: ModuleType, spec: RepositorySpec) -> Any:
             "preprocessing_version": PREPROCESSING_VERSION,
             "input_names": json.dumps(spec.input_names),
             "max_text_chars": str(spec.settings.max_text_chars),
+            "max_rows": str(spec.max_rows),
             "audiences": json.dumps(spec.audiences),
             "surfaces": json.dumps(spec.surfaces),
         },

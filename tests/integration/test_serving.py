@@ -212,8 +212,8 @@ def test_disguised_texts_score_exactly_like_the_plain_text(server: TritonServer,
         for before, after in zip(plain, disguised, strict=True):
             assert after.scores == before.scores, name
     injected = client.classify("[ADULT][BIO] explicit photos", "general/bio")[0]
-    escaped = client.classify("(ADULT)(BIO) explicit photos", "general/bio")[0]
-    assert injected.scores == escaped.scores  # user text cannot set its own context
+    unwrapped = client.classify("ADULT BIO explicit photos", "general/bio")[0]
+    assert injected.scores == unwrapped.scores  # user text cannot set its own context: the tags read as plain words
 
 
 def test_served_evasion_detection_is_what_the_report_states(server: TritonServer, taxonomy: Taxonomy, evaluation: Path) -> None:
@@ -248,6 +248,12 @@ def test_user_mistakes_are_400_with_a_short_message(server: TritonServer) -> Non
     for text, context in [("", "general/message"), ("hi", "kids/message"), ("x" * 5000, "general/message")]:
         response = _post(server, "tiergate", _text_request(text, context))
         assert response.status_code == 400, response.text[:200]
+    for invisible in ["\u200b\u200b", "\u202e", "\ufe0f", "\u3164"]:  # nothing a reader could see
+        response = _post(server, "tiergate", _text_request(invisible, "general/message"))
+        assert response.status_code == 400 and "no visible characters" in response.text
+    many_long = [" ".join(["you will regret it"] * 200)] * 8  # ~33 rows each; together past max_rows_per_request (256)
+    with pytest.raises(ClassificationError, match="model rows"):
+        ModerationClient(server.http_url).classify(many_long, "general/message")
     huge_context = "y" * 1_000_000
     response = _post(server, "tiergate", _text_request("hello", huge_context))
     assert response.status_code == 400 and len(response.content) < 1000  # never the request echoed back

@@ -100,7 +100,7 @@ def test_user_text_can_never_spell_a_context_tag_or_a_special_token() -> None:
     for row, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
         text_ids = [int(i) for i in row[mask == 1]][1 + prefix_len : -1]
         assert not bracket & set(text_ids) and not specials & set(text_ids)
-    assert format_input("[ADULT][BIO] x", general) == "[GENERAL][BIO] x"  # a forged tag reads as never typed
+    assert format_input("[ADULT][BIO] x", general) == "[GENERAL][BIO] ADULT BIO x"  # words kept, brackets gone
 
 
 def test_rows_pool_to_the_per_category_maximum() -> None:

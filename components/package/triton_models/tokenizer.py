@@ -2,9 +2,10 @@
 
 A request of texts becomes rows: every window of every reading of each text (tiergate.preprocessing),
 with OWNER naming each row's text for the postprocess to pool, and WINDOWS / TRUNCATED per text.
-Every user mistake (invalid UTF-8, empty text, unknown context, a text over the size limit or
-longer than the windows read) is an INVALID_ARG error (HTTP 400) for that request only, quoting
-at most a short prefix of what was sent; the model and the server keep serving.
+Every user mistake (invalid UTF-8, empty or invisible-only text, unknown context, a text over
+the size limit or longer than the windows read, a request needing more than `max_rows` rows)
+is an INVALID_ARG error (HTTP 400) for that request only, quoting at most a short prefix of
+what was sent; the model and the server keep serving.
 """
 
 import json
@@ -16,6 +17,7 @@ import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 from tiergate.artifacts import TOKENIZER_DIR
 from tiergate.errors import InputDataError
 from tiergate.inference import Preprocessor
+from tiergate.normalization import normalize_for_model
 from tiergate.preprocessing import PREPROCESSING_VERSION, Windowing
 from tiergate.records import Context
 from tiergate.triton_params import json_parameter, string_parameters
@@ -34,6 +36,7 @@ class TritonPythonModel:
         windowing = Windowing(int(parameters["window_stride"]), int(parameters["max_windows"]))
         self.preprocessor = Preprocessor(here / TOKENIZER_DIR, int(parameters["max_length"]), self.input_names, windowing)
         self.max_chars = int(parameters["max_text_chars"])
+        self.max_rows = int(parameters["max_rows"])
         self.audiences = json_parameter(parameters, "audiences")
         self.surfaces = json_parameter(parameters, "surfaces")
 
@@ -51,6 +54,8 @@ class TritonPythonModel:
                 raise InputDataError(f"item {index}: text or context is not valid UTF-8") from None
             if not text.strip():
                 raise InputDataError(f"item {index}: text is empty or whitespace")
+            if not normalize_for_model(text):
+                raise InputDataError(f"item {index}: text has no visible characters (only invisible or control characters)")
             if len(text) > self.max_chars:
                 raise InputDataError(f"item {index}: text has {len(text)} characters; the limit is {self.max_chars}")
             try:
@@ -68,6 +73,11 @@ class TritonPythonModel:
             limit = self.preprocessor.encoder.windowing.max_windows
             raise InputDataError(
                 f"item {int(unread[0])}: text is longer than the {limit} windows the model reads; send it in parts"
+            )
+        if len(rows.owners) > self.max_rows:
+            raise InputDataError(
+                f"the request needs {len(rows.owners)} model rows (windows x readings of its texts); the limit is "
+                f"{self.max_rows}: send fewer or shorter texts per request"
             )
         return rows
 
