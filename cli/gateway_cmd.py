@@ -58,7 +58,12 @@ def gateway(
     max_request_bytes: Annotated[int, typer.Option(help="Request bodies over this get 413.", min=1)] = 4 * 1024 * 1024,
     health_period_s: Annotated[float, typer.Option(help="Seconds between canary classifications.", min=0.1)] = 10.0,
     health_timeout_s: Annotated[float, typer.Option(help="Seconds one canary classification may take.", min=0.1)] = 5.0,
-    health_failures: Annotated[int, typer.Option(help="Failed checks in a row that end the process.", min=1)] = 3,
+    health_failures: Annotated[int, typer.Option(help="Failed checks (error answers) in a row that end the process.", min=1)] = 3,
+    health_busy_limit_s: Annotated[
+        float, typer.Option(help="Seconds of unanswered (busy) checks in a row that end the process.", min=1)
+    ] = 300.0,
+    body_timeout_s: Annotated[float, typer.Option(help="A request body not received within this gets 408.", min=0.1)] = 30.0,
+    max_connections: Annotated[int, typer.Option(help="Requests in flight at once; more get 503.", min=1)] = 64,
     admin_key_env: Annotated[
         str | None, typer.Option(help="Environment variable holding the admin key (unset option: admin routes closed).")
     ] = None,
@@ -68,8 +73,10 @@ def gateway(
     """Run the server as a child behind the gateway; exit non-zero when it exits or fails its health check.
 
     Public: health, server metadata and the ensemble's metadata/config/ready/infer. Anything else needs
-    the header `tiergate-admin: <key>`. `/tiergate/health/ready` and `/live` (200/503) are the probes.
-    SIGTERM/SIGINT stop the child (SIGTERM, then SIGKILL after --stop-timeout-s) and exit 0.
+    the header `tiergate-admin: <key>`. `/tiergate/health/ready` and `/live` (200/503) are the probes: an
+    error answer to the canary is a failure, no answer in time is busy (not ready, still live until
+    --health-busy-limit-s). SIGTERM/SIGINT close the listener, let requests in flight finish (up to
+    --stop-timeout-s), then stop the child (SIGTERM, then SIGKILL after --stop-timeout-s) and exit 0.
     """
     from tiergate.serving.gateway import GatewayConfig, GatewayServer
     from tiergate.serving.health import HealthMonitor
@@ -81,7 +88,14 @@ def gateway(
     host, port = parse_address(listen, "--listen")
     upstream_host, upstream_port = parse_address(upstream, "--upstream")
     upstream = f"{upstream_host}:{upstream_port}"
-    config = GatewayConfig(upstream, model, max_request_bytes, admin_key_from(admin_key_env))
+    config = GatewayConfig(
+        upstream,
+        model,
+        max_request_bytes,
+        admin_key_from(admin_key_env),
+        body_timeout_s=body_timeout_s,
+        max_connections=max_connections,
+    )
     name = os.path.basename(command[0])
     watch = Watch(name)
     monitor = HealthMonitor(
@@ -90,9 +104,10 @@ def gateway(
         period_s=health_period_s,
         timeout_s=health_timeout_s,
         failure_threshold=health_failures,
+        busy_limit_s=health_busy_limit_s,
         on_not_live=watch.on_not_live,
     )
-    server = GatewayServer(config, host, port, monitor)
+    server = GatewayServer(config, host, port, monitor, drain_timeout_s=stop_timeout_s)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per health check
     outcome: Outcome | None = None
     with interrupt_on_stop_signals():
@@ -117,7 +132,7 @@ def gateway(
                 if outcome is not None:
                     typer.echo(outcome.message if outcome.kind == "signal" else f"error: {outcome.message}", err=True)
                 monitor.stop()
-                server.stop()
+                server.stop()  # listener closed, requests in flight answered (bounded), then the child stops
                 stop_process(process, stop_timeout_s)
     assert outcome is not None
     raise typer.Exit(outcome.exit_code)

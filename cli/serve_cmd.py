@@ -40,26 +40,68 @@ def serve(
     ] = False,
     max_request_bytes: Annotated[int, typer.Option(help="HTTP request bodies over this get 413.", min=1)] = 4 * 1024 * 1024,
     health_period_s: Annotated[float, typer.Option(help="Seconds between canary classifications.", min=0.1)] = 5.0,
-    health_failures: Annotated[int, typer.Option(help="Failed health checks in a row that stop the server.", min=1)] = 3,
+    health_failures: Annotated[
+        int, typer.Option(help="Failed health checks (error answers) in a row that stop the server.", min=1)
+    ] = 3,
+    health_busy_limit_s: Annotated[
+        float, typer.Option(help="Seconds of unanswered (busy) health checks in a row that stop the server.", min=1)
+    ] = 300.0,
+    body_timeout_s: Annotated[float, typer.Option(help="A request body not received within this gets 408.", min=0.1)] = 30.0,
+    max_connections: Annotated[int, typer.Option(help="Requests in flight at once at the gateway; more get 503.", min=1)] = 64,
 ) -> None:
     """Verify a model repository (files, manifest, gate), then serve it on a real Triton behind the gateway.
 
-    Ctrl-C, SIGTERM or SIGINT stop it (exit 0). A canary classification every --health-period-s; after
-    --health-failures failures in a row Triton is stopped and the command exits 1. Admin APIs (inner models,
+    Ctrl-C, SIGTERM or SIGINT stop it (exit 0): the gateway stops accepting, answers the requests in flight,
+    then Triton stops. A canary classification every --health-period-s: an error answer is a failure, no
+    answer in time is busy (a long queue); after --health-failures failures in a row, or --health-busy-limit-s
+    of busy checks in a row, Triton is stopped and the command exits 1 (as when Triton crashes). Only one
+    `tiergate serve` may use a --work-dir at a time. Admin APIs (inner models,
     repository control, logging, trace, statistics, shared memory) need the header `tiergate-admin: <key>`,
     the key being a fresh random one per launch in <work-dir>/admin-key (mode 0600).
     """
+    from tiergate.errors import ServerError
     from tiergate.hashing import read_json
-    from tiergate.serving.gateway import GatewayConfig, GatewayServer
-    from tiergate.serving.health import HealthMonitor
-    from tiergate.serving.server import ADMIN_KEY_FILE, TritonServer, new_admin_key
-    from tiergate.serving.supervise import Outcome, Watch, interrupt_on_stop_signals, shielded_from_stop_signals
+    from tiergate.outputs import exclusive_lock
 
     if not (model_repo / REPOSITORY_MANIFEST).is_file():
         raise TiergateError(f"{model_repo} is not a tiergate model repository (no repository.json)")
     model = str(read_json(model_repo / REPOSITORY_MANIFEST).get("model_name", "tiergate"))
     if unverified:
         typer.echo(f"warning: serving {model_repo} UNVERIFIED: no gate or digest check", err=True)
+    try:
+        work_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ServerError(f"cannot create {work_dir}: {error.strerror or error}") from None
+    lock = work_dir.absolute().parent / f".{work_dir.absolute().name}.serve.lock"  # beside it: the work dir may not exist yet
+    busy = ServerError(f"--work-dir {work_dir} is in use by another tiergate serve; stop it or choose another --work-dir")
+    with exclusive_lock(lock, busy, ServerError):  # held until Triton has stopped: nothing else rewrites the work dir
+        _serve_locked(
+            model_repo, model, host, http_port, grpc_port, metrics_port, work_dir, unverified, max_request_bytes,
+            health_period_s, health_failures, health_busy_limit_s, body_timeout_s, max_connections,
+        )  # fmt: skip
+
+
+def _serve_locked(
+    model_repo: Path,
+    model: str,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    work_dir: Path,
+    unverified: bool,
+    max_request_bytes: int,
+    health_period_s: float,
+    health_failures: int,
+    health_busy_limit_s: float,
+    body_timeout_s: float,
+    max_connections: int,
+) -> None:
+    from tiergate.serving.gateway import GatewayConfig, GatewayServer
+    from tiergate.serving.health import HealthMonitor
+    from tiergate.serving.server import ADMIN_KEY_FILE, TritonServer, new_admin_key
+    from tiergate.serving.supervise import Outcome, Watch, interrupt_on_stop_signals, shielded_from_stop_signals
+
     admin_key = new_admin_key()
     server = TritonServer(
         model_repo, work_dir, None, grpc_port, metrics_port, verify=not unverified, host=host, admin_key=admin_key
@@ -71,9 +113,13 @@ def serve(
         period_s=health_period_s,
         timeout_s=min(5.0, health_period_s),
         failure_threshold=health_failures,
+        busy_limit_s=health_busy_limit_s,
         on_not_live=watch.on_not_live,
     )
-    gateway = GatewayServer(GatewayConfig(server.http_url, model, max_request_bytes, admin_key), host, http_port, monitor)
+    config = GatewayConfig(
+        server.http_url, model, max_request_bytes, admin_key, body_timeout_s=body_timeout_s, max_connections=max_connections
+    )
+    gateway = GatewayServer(config, host, http_port, monitor, drain_timeout_s=server.stop_timeout_s)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per health check
     outcome: Outcome | None = None
     with interrupt_on_stop_signals():
@@ -94,13 +140,13 @@ def serve(
                 if outcome is not None and outcome.kind != "exited":
                     typer.echo(outcome.message, err=outcome.kind == "unhealthy")
                 monitor.stop()
-                gateway.stop()
+                gateway.stop()  # no new connections; the requests in flight get their answers from Triton
                 server.stop()
     assert outcome is not None
-    if outcome.kind == "unhealthy":
+    if outcome.kind == "exited":  # Triton crashed: a server failure (exit 1), not a user mistake (exit 2)
+        typer.echo(f"error: {outcome.message}; see {server.log_file}", err=True)
+    if outcome.kind != "signal":
         raise typer.Exit(1)
-    if outcome.kind == "exited":
-        raise TiergateError(f"{outcome.message}; see {server.log_file}")
 
 
 def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]

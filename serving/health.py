@@ -54,6 +54,7 @@ class HealthReport:
     ok: bool
     detail: str  # one line
     latency_s: float
+    busy: bool = False  # no answer within the timeout: a queue full of real work, not (yet) a failure
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -89,8 +90,8 @@ def check_health(url: str, model: str, timeout_s: float, headers: dict[str, str]
     try:
         response = httpx.post(endpoint, json=canary_request(), headers=headers, timeout=timeout_s)
         ok, detail = _judge(response)
-    except httpx.TimeoutException:
-        ok, detail = False, f"no answer within {timeout_s:g}s"
+    except httpx.TimeoutException:  # busy, not failed: an error answer is a failure, silence is a long queue
+        return HealthReport(False, f"busy: no answer within {timeout_s:g}s", time.monotonic() - started, busy=True)
     except httpx.HTTPError as error:
         ok, detail = False, f"{type(error).__name__}: {_one_line(str(error), 160) or 'request failed'}"
     except Exception as error:  # a health check never raises; anything else is a failed check
@@ -111,9 +112,19 @@ class HealthState(Protocol):
     def detail(self) -> str: ...
 
 
+DEFAULT_BUSY_LIMIT_S = 300.0
+
+
 class HealthMonitor:
-    """Runs `check_health` every `period_s` in a thread; `ready` = last check ok, `live` = fewer than
-    `failure_threshold` failures in a row. `on_not_live(report, failures)` is called when live turns false.
+    """Runs `check_health` every `period_s` in a thread.
+
+    A check that gets an error answer (HTTP error status, refused or reset connection, malformed or
+    non-finite SCORES) is a *failure*; one that merely times out is *busy* (a long queue of real
+    work: one large valid request can keep Triton busy for a minute and more). `ready` = the last
+    check was ok, so a busy or failing server stops getting new traffic and its queue drains.
+    `live` turns false after `failure_threshold` failures in a row, or after busy checks in a row
+    for `busy_limit_s` seconds (a busy check neither counts as nor clears a failure).
+    `on_not_live(report, count)` is called when live turns false (count: the checks in that run).
 
     Before the first check it is live but not ready (the server is still starting).
     """
@@ -126,14 +137,18 @@ class HealthMonitor:
         period_s: float,
         timeout_s: float,
         failure_threshold: int,
+        busy_limit_s: float = DEFAULT_BUSY_LIMIT_S,
         headers: dict[str, str] | None = None,
         on_not_live: Callable[[HealthReport, int], None] | None = None,
         check: Callable[[], HealthReport] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        if period_s <= 0 or timeout_s <= 0 or failure_threshold < 1:
-            raise ValueError("period_s and timeout_s must be > 0 and failure_threshold >= 1")
+        if period_s <= 0 or timeout_s <= 0 or failure_threshold < 1 or busy_limit_s <= 0:
+            raise ValueError("period_s, timeout_s and busy_limit_s must be > 0 and failure_threshold >= 1")
         self.period_s = period_s
         self.failure_threshold = failure_threshold
+        self.busy_limit_s = busy_limit_s
+        self._clock = clock
         self.on_not_live = on_not_live
         self._check = check or (lambda: check_health(url, model, timeout_s, headers))
         self._lock = threading.Lock()
@@ -141,6 +156,9 @@ class HealthMonitor:
         self._thread: threading.Thread | None = None
         self.last: HealthReport | None = None
         self.consecutive_failures = 0
+        self.consecutive_busy = 0
+        self.busy_since: float | None = None  # when the current run of busy checks began
+        self._dead = False  # on_not_live was called for the current run (called once per run)
         self.checks = 0
 
     @property
@@ -148,30 +166,50 @@ class HealthMonitor:
         with self._lock:
             return self.last is not None and self.last.ok
 
+    def _live(self) -> bool:
+        busy_too_long = self.busy_since is not None and self._clock() - self.busy_since >= self.busy_limit_s
+        return self.consecutive_failures < self.failure_threshold and not busy_too_long
+
     @property
     def live(self) -> bool:
         with self._lock:
-            return self.consecutive_failures < self.failure_threshold
+            return self._live()
 
     @property
     def detail(self) -> str:
         with self._lock:
             if self.last is None:
                 return "no health check yet"
-            return self.last.detail if self.last.ok else f"{self.consecutive_failures} failed in a row: {self.last.detail}"
+            if self.last.ok:
+                return self.last.detail
+            if self.last.busy:
+                busy_s = 0.0 if self.busy_since is None else self._clock() - self.busy_since
+                return f"{self.consecutive_busy} busy in a row for {busy_s:.0f}s: {self.last.detail}"
+            return f"{self.consecutive_failures} failed in a row: {self.last.detail}"
 
     def check_once(self) -> HealthReport:
+        started = self._clock()
         report = self._check()
         with self._lock:
-            was_live = self.consecutive_failures < self.failure_threshold
-            self.consecutive_failures = 0 if report.ok else self.consecutive_failures + 1
+            if report.ok:
+                self.consecutive_failures, self.consecutive_busy, self.busy_since = 0, 0, None
+            elif report.busy:
+                self.consecutive_busy += 1
+                if self.busy_since is None:
+                    self.busy_since = started
+            else:
+                self.consecutive_failures += 1
+                self.consecutive_busy, self.busy_since = 0, None
             self.last, self.checks = report, self.checks + 1
-            failures = self.consecutive_failures
-            turned_dead = was_live and failures >= self.failure_threshold
-        if not report.ok:
-            log.warning("health check failed (%d in a row): %s", failures, report.detail)
+            count = self.consecutive_busy if report.busy else self.consecutive_failures
+            dead = not self._live()
+            turned_dead, self._dead = dead and not self._dead, dead
+        if report.busy:
+            log.warning("health check busy (%d in a row): %s", count, report.detail)
+        elif not report.ok:
+            log.warning("health check failed (%d in a row): %s", count, report.detail)
         if turned_dead and self.on_not_live is not None:
-            self.on_not_live(report, failures)
+            self.on_not_live(report, count)
         return report
 
     def _run(self) -> None:

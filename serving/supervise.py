@@ -82,9 +82,10 @@ class Watch:
         try:
             while True:
                 if self._unhealthy.wait(poll_s) and self._failure is not None:
-                    report, failures = self._failure
+                    report, count = self._failure
+                    what = "got no answer (busy past the busy limit)" if report.busy else "failed"
                     return Outcome(
-                        "unhealthy", f"health check failed {failures} times in a row: {report.detail}; stopping {self.name}"
+                        "unhealthy", f"health check {what} {count} times in a row: {report.detail}; stopping {self.name}"
                     )
                 if process.poll() is not None:
                     return Outcome("exited", f"{self.name} exited with code {process.returncode}")

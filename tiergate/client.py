@@ -596,6 +596,8 @@ class _ClientCore:
     def _status_hint(self, error: Any) -> str:
         """What an HTTP status usually means here: credentials, or an ingress that does not route this Host."""
         status = str(error.status() or "")
+        if "is not the public model" in str(error.message() or ""):  # the gateway's own 403: no credential helps
+            return ""
         if status in ("401", "403", "StatusCode.UNAUTHENTICATED", "StatusCode.PERMISSION_DENIED"):
             return " (the endpoint wants credentials: send them as a header, e.g. --header 'Authorization: Bearer ...')"
         if status == "404" and self.protocol == "http":

@@ -322,7 +322,33 @@ def test_a_signal_to_the_serve_pid_alone_stops_triton(repository: Path, tmp_path
         stopped_after = time.monotonic() - started
         assert code == 0, serve.output[-3000:]
         assert f"{signum.name}: stopping Triton" in serve.output
+        for noise in ("Traceback", "Task was destroyed", "Event loop is closed"):  # a clean stop, no asyncio debris
+            assert noise not in serve.output, serve.output[-3000:]
         assert gone_within([triton, *stubs], 10), "tritonserver or a stub outlived tiergate serve"
         print(f"\n{signum.name}: tiergate serve and Triton stopped in {stopped_after:.2f}s")
+    finally:
+        serve.close()
+
+
+def test_a_second_serve_on_the_work_dir_is_refused_and_a_crashed_triton_is_exit_1(repository: Path, tmp_path: Path) -> None:
+    serve = Serve(repository, tmp_path)
+    try:
+        serve.wait_ready()
+        key = (tmp_path / "admin-key").read_text()
+        second = Serve(repository, tmp_path)  # the same --work-dir: it would rewrite the key and the served copy
+        code = second.process.wait(timeout=60)
+        second._drain.join(5)
+        assert code == 2 and second.output.strip().count("\n") == 0, second.output
+        assert "is in use by another tiergate serve" in second.output
+        assert (tmp_path / "admin-key").read_text() == key and ModerationClient(serve.url).ready()  # the first one untouched
+
+        triton = serve.triton()
+        os.kill(triton, signal.SIGKILL)  # a crash, not a user mistake: exit 1, one line
+        code = serve.process.wait(timeout=60)
+        serve._drain.join(5)
+        assert code == 1, serve.output[-3000:]
+        last = serve.output.strip().splitlines()[-1]
+        assert re.fullmatch(r"error: Triton exited with code -9; see .+tritonserver\.log", last), serve.output[-3000:]
+        assert "Traceback" not in serve.output
     finally:
         serve.close()

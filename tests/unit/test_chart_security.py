@@ -139,6 +139,62 @@ def test_rendered_gateway_arguments_parse_with_the_real_command(objects: dict[st
     assert context.params["command"] == triton
     assert context.params["max_request_bytes"] == 4194304 and context.params["health_failures"] == 3
     assert context.params["admin_key_env"] == "TIERGATE_ADMIN_KEY"
+    # overload is not death: busy canaries end the pod only after busyLimitSeconds; slow bodies and too many requests are bounded
+    assert context.params["health_busy_limit_s"] == 300 and context.params["body_timeout_s"] == 30
+    assert context.params["max_connections"] == 64
+
+
+def test_busy_limit_body_timeout_and_connection_cap_come_from_values() -> None:
+    extra = {"serving": {"bodyTimeoutSeconds": 7, "maxConnections": 9, "health": {"busyLimitSeconds": 600}}}
+    _, gateway, _ = chain(container(render(extra)))
+    assert option(gateway, "--health-busy-limit-s") == "600"
+    assert option(gateway, "--body-timeout-s") == "7" and option(gateway, "--max-connections") == "9"
+
+
+HOSTILE_IMAGE = "ghcr.io/x/y:1\n      stdin: true\n      securityContext: {privileged: yes}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"runtime": {"image": HOSTILE_IMAGE}}, "image"),
+        ({"regressionTest": {"image": HOSTILE_IMAGE}}, "image"),
+        ({"runtime": {"image": "Not An Image"}}, "image"),
+        ({"runtime": {"name": "tiergate\nstdin: true"}}, "name"),
+        ({"runtime": {"name": "Upper"}}, "name"),
+        ({"predictor": {"serviceAccountName": "sa\n    hostNetwork: true"}}, "serviceAccountName"),
+    ],
+)
+def test_schema_refuses_yaml_injection_in_names_and_images(extra: dict[str, Any], key: str) -> None:
+    with pytest.raises(HelmError) as caught:
+        Chart.load(str(CHART)).render(merged(VALUES, extra), name="tiergate", namespace=NAMESPACE)
+    assert key in str(caught.value)
+
+
+def test_string_values_are_quoted_even_past_the_schema(tmp_path: Path) -> None:
+    """Without the schema (a forked chart, a schema bug) a hostile value stays one string: no injected key."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "values.schema.json").unlink()
+    hostile = {
+        "runtime": {"image": HOSTILE_IMAGE, "name": "rt\nstdin: true"},
+        "regressionTest": {"image": HOSTILE_IMAGE},
+        "predictor": {"serviceAccountName": "sa\n    hostNetwork: true"},
+    }
+    rendered = Chart.load(str(chart)).render(merged(VALUES, hostile), name="tiergate", namespace=NAMESPACE)
+    texts = [text for name, text in rendered.items() if name.endswith(".yaml") and text.strip()]
+    documents = [doc for text in texts for doc in yaml.safe_load_all(text) if doc]
+    kinds = {doc["kind"]: doc for doc in documents}
+    runtime = kinds["ServingRuntime"]["spec"]["containers"][0]
+    assert runtime["image"] == HOSTILE_IMAGE and "stdin" not in runtime
+    assert "privileged" not in str(runtime.get("securityContext"))
+    assert kinds["ServingRuntime"]["metadata"]["name"] == "rt\nstdin: true"
+    job = kinds["Job"]["spec"]["template"]["spec"]["containers"][0]
+    assert job["image"] == HOSTILE_IMAGE and "stdin" not in job
+    predictor = kinds["InferenceService"]["spec"]["predictor"]
+    assert predictor["serviceAccountName"] == "sa\n    hostNetwork: true" and "hostNetwork" not in predictor
 
 
 def test_triton_restricted_apis_need_the_admin_header_the_gateway_sends(objects: dict[str, dict[str, Any]]) -> None:
@@ -356,6 +412,9 @@ def test_notes_route_through_the_ingress_with_the_host_header() -> None:
         ({"regressionTest": {"activeDeadlineSeconds": -1}}, "activeDeadlineSeconds"),
         ({"regressionTest": {"ttlSecondsAfterFinished": "1d"}}, "ttlSecondsAfterFinished"),
         ({"runtime": {"shmSizeLimit": "lots"}}, "shmSizeLimit"),
+        ({"serving": {"health": {"busyLimitSeconds": 0}}}, "busyLimitSeconds"),
+        ({"serving": {"bodyTimeoutSeconds": 0}}, "bodyTimeoutSeconds"),
+        ({"serving": {"maxConnections": "many"}}, "maxConnections"),
     ],
 )
 def test_schema_rejects_bad_values(extra: dict[str, Any], key: str) -> None:

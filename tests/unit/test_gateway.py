@@ -90,13 +90,15 @@ async def _echo(request: web.Request) -> web.Response:
 Scenario = Callable[[aiohttp.ClientSession, URL, list[Any]], Awaitable[None]]
 
 
-def run_gateway(scenario: Scenario, *, admin_key: str | None = KEY, cap: int = 1024, upstream_up: bool = True) -> None:
+def run_gateway(
+    scenario: Scenario, *, admin_key: str | None = KEY, cap: int = 1024, upstream_up: bool = True, **config: Any
+) -> None:
     async def main() -> None:
         upstream_app = web.Application()
         upstream_app.router.add_route("*", "/{tail:.*}", _echo)
         async with TestServer(upstream_app) as upstream:
             target = f"127.0.0.1:{upstream.port if upstream_up else free_port()}"
-            gateway = Gateway(GatewayConfig(target, "tiergate", cap, admin_key), FakeHealth(ready=False))
+            gateway = Gateway(GatewayConfig(target, "tiergate", cap, admin_key, **config), FakeHealth(ready=False))
             async with TestServer(gateway.app()) as front, aiohttp.ClientSession() as client:
                 await scenario(client, URL(f"http://127.0.0.1:{front.port}"), [gateway])
 
@@ -114,7 +116,11 @@ def test_ensemble_is_proxied_and_inner_models_need_the_key() -> None:
                 async with client.request(method, base / path, headers=headers) as response:
                     assert response.status == 403, (path, headers)
                     text = await response.text()
-                    assert "\n" not in text.strip() and "needs the tiergate-admin header" in text and KEY not in text
+                    assert "\n" not in text.strip() and KEY not in text
+                    if "models/" in path:  # another model: named as not public, no hint at credentials
+                        assert "'classifier' is not the public model; the public model here is 'tiergate'" in text
+                    else:
+                        assert "needs the tiergate-admin header" in text
             async with client.request(method, base / path, headers={ADMIN_HEADER: KEY}) as response:
                 assert response.status == 200
                 assert (await response.json())["admin"] == KEY  # forwarded: Triton's restricted APIs check it too
@@ -205,6 +211,86 @@ def test_probe_endpoints_follow_the_health_state() -> None:
     run_gateway(scenario)
 
 
+def test_every_content_encoding_is_checked_head_is_public_and_an_unknown_model_is_named() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        infer = base / "v2/models/tiergate/infer"
+        for values in (["identity", "gzip"], ["gzip", "identity"], ["identity, gzip"], ["br"]):
+            headers = [("Content-Encoding", value) for value in values]
+            async with client.post(infer, data=b"{}", headers=headers) as response:
+                assert response.status == 415, values
+        async with client.post(infer, data=b"{}", headers=[("Content-Encoding", "identity")] * 2) as response:
+            assert response.status == 200
+        for path in ("v2/health/ready", "v2/models/tiergate/ready", "v2"):
+            async with client.head(base / path) as response:
+                assert response.status == 200, path
+        async with client.head(base / "v2/logging") as response:
+            assert response.status == 403
+        async with client.post(base / "v2/models/nosuch/infer", data=b"{}") as response:
+            error = (await response.json())["error"]
+            assert response.status == 403 and "'nosuch' is not the public model; the public model here is 'tiergate'" in error
+            assert "header" not in error and "Bearer" not in error
+
+    run_gateway(scenario)
+
+
+async def _slow_sender(port: int, declared: int, sent: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw client that declares a body, sends part of it and stalls."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST /v2/models/tiergate/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode() + sent)
+    await writer.drain()
+    return reader, writer
+
+
+def test_a_stalled_body_gets_408_and_in_flight_requests_are_capped() -> None:
+    async def scenario(client: aiohttp.ClientSession, base: URL, _: list[Any]) -> None:
+        port = int(base.port or 0)
+        stalled = [await _slow_sender(port, 1000, b"x" * 10) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        async with client.post(base / "v2/models/tiergate/infer", data=b"{}") as response:  # over the cap of 2
+            assert response.status == 503 and "2 requests in flight" in (await response.json())["error"]
+        async with client.get(base / "tiergate/health/live") as response:
+            assert response.status == 200  # probes are never capped
+        started = asyncio.get_running_loop().time()
+        for reader, writer in stalled:
+            answer = await asyncio.wait_for(reader.read(4096), 5)
+            assert answer.startswith(b"HTTP/1.1 408") and b"not received within 0.5s" in answer
+            writer.close()
+        assert asyncio.get_running_loop().time() - started < 2
+        async with client.post(base / "v2/models/tiergate/infer", data=b"{}") as response:  # the slots are free again
+            assert response.status == 200
+
+    run_gateway(scenario, body_timeout_s=0.5, max_connections=2)
+
+
+def test_stop_answers_the_request_in_flight_then_ends_cleanly(capfd: pytest.CaptureFixture[str]) -> None:
+    """Stopping closes the listener first, lets the slow request finish, and leaves no asyncio debris."""
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), FakeTriton)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    FakeTriton.seen, FakeTriton.delay_s, FakeTriton.answer = [], 1.5, (200, _scores("0.5"))
+    try:
+        config = GatewayConfig(f"127.0.0.1:{slow.server_address[1]}", "tiergate")
+        server = GatewayServer(config, "127.0.0.1", 0, drain_timeout_s=10).start()
+        url = f"http://127.0.0.1:{server.port}"
+        answers: list[int] = []
+        request = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{url}/v2/models/tiergate/infer", json=canary_request()).status_code)
+        )
+        request.start()
+        time.sleep(0.5)  # in flight at the upstream
+        server.stop()
+        request.join(10)
+        assert answers == [200]
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/v2/health/ready")  # no longer listening
+    finally:
+        FakeTriton.delay_s = 0.0
+        slow.shutdown()
+        slow.server_close()
+    captured = capfd.readouterr()
+    for noise in ("Traceback", "Task was destroyed", "Event loop is closed"):
+        assert noise not in captured.out + captured.err
+
+
 def test_gateway_server_refuses_a_port_in_use() -> None:
     config = GatewayConfig("127.0.0.1:9", "tiergate")
     with GatewayServer(config, "127.0.0.1", 0) as first, pytest.raises(ServerError, match=r"cannot listen on 127\.0\.0\.1"):
@@ -219,10 +305,12 @@ def test_gateway_server_refuses_a_port_in_use() -> None:
 class FakeTriton(BaseHTTPRequestHandler):
     answer: ClassVar[tuple[int, bytes]] = (200, b"")
     seen: ClassVar[list[dict[str, Any]]] = []
+    delay_s: ClassVar[float] = 0.0  # > 0: a long queue (the answer comes, but late)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         FakeTriton.seen.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+        time.sleep(FakeTriton.delay_s)
         status, body = FakeTriton.answer
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -266,6 +354,77 @@ def test_check_health_judges_the_answer(fake_triton: str, status: int, body: byt
     report = check_health(fake_triton, "tiergate", timeout_s=5)
     assert report.ok is ok and detail in report.detail and "\n" not in report.detail and len(report.detail) <= 200
     assert FakeTriton.seen == [{"path": "/v2/models/tiergate/infer", "body": canary_request()}]
+
+
+def test_a_slow_upstream_is_busy_and_stays_live_an_error_answer_fails(fake_triton: str) -> None:
+    """Overload is not death: a canary that times out is busy (not ready, live); a 500 is a failure (not live)."""
+    FakeTriton.seen, FakeTriton.delay_s = [], 0.6
+    FakeTriton.answer = (200, _scores("0.1, 0.2"))
+    died: list[int] = []
+    monitor = HealthMonitor(
+        fake_triton,
+        "tiergate",
+        period_s=0.1,
+        timeout_s=0.2,
+        failure_threshold=2,
+        busy_limit_s=60,
+        on_not_live=lambda report, count: died.append(count),
+    )
+    try:
+        for _ in range(4):  # four unanswered canaries in a row: busy, twice the failure threshold
+            report = monitor.check_once()
+            assert report.busy and not report.ok and "busy: no answer within 0.2s" in report.detail
+            assert not monitor.ready and monitor.live
+        assert died == [] and monitor.consecutive_failures == 0 and "4 busy in a row" in monitor.detail
+        FakeTriton.delay_s = 0.0
+        assert monitor.check_once().ok and monitor.ready and monitor.live
+        FakeTriton.answer = (500, b'{"error": "Stub process \'classifier_0_0\' is not healthy."}')
+        first = monitor.check_once()
+        assert not first.ok and not first.busy and monitor.live and not monitor.ready
+        monitor.check_once()
+        assert not monitor.live and died == [2] and "2 failed in a row: HTTP 500: Stub process" in monitor.detail
+    finally:
+        FakeTriton.delay_s = 0.0
+
+
+def test_busy_checks_end_liveness_only_after_the_busy_limit() -> None:
+    now = [0.0]
+    answers = iter(["busy", "busy", "fail", "busy", "busy", "busy", "busy", "ok"])
+    called: list[tuple[bool, int]] = []
+
+    def check() -> HealthReport:
+        answer = next(answers)
+        now[0] += 10.0  # each check: 10 s on the fake clock
+        return HealthReport(answer == "ok", answer, 5.0, busy=answer == "busy")
+
+    monitor = HealthMonitor(
+        "unused",
+        "tiergate",
+        period_s=1,
+        timeout_s=1,
+        failure_threshold=3,
+        busy_limit_s=30,
+        on_not_live=lambda report, count: called.append((report.busy, count)),
+        check=check,
+        clock=lambda: now[0],
+    )
+    states = []
+    for _ in range(8):
+        monitor.check_once()
+        states.append((monitor.ready, monitor.live))
+    # busy runs from the start of its first check: 10, 20 s live; a failure breaks the run (1 failure < 3);
+    # then busy for 10, 20, 30 s: not live at the busy limit; ok restores both
+    assert states == [
+        (False, True),
+        (False, True),
+        (False, True),
+        (False, True),
+        (False, True),
+        (False, False),
+        (False, False),
+        (True, True),
+    ]
+    assert called == [(True, 3)]
 
 
 def test_check_health_never_raises() -> None:
@@ -323,7 +482,7 @@ def test_monitor_thread_runs_every_period() -> None:
 # --- `tiergate gateway` with a stand-in server as its child ----------------------------------------------
 
 FAKE_SERVER = """
-import json, os, sys
+import json, os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, broken = int(sys.argv[1]), sys.argv[2]
@@ -341,7 +500,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send(200 if self.path in ("/v2/health/ready", "/v2/logging") else 404, b"{}")
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if b"slow" in body:
+            time.sleep(2)
         if os.path.exists(broken):
             self.send(500, b'{"error": "Stub process is not healthy."}')
         else:
@@ -432,10 +593,20 @@ def test_gateway_cli_serves_probes_and_stops_its_child_on_sigterm(tmp_path: Path
         assert httpx.post(f"{base}/v2/models/tiergate/infer", json=canary_request()).status_code == 200
         assert httpx.get(f"{base}/v2/logging").status_code == 403
         assert httpx.get(f"{base}/v2/logging", headers={ADMIN_HEADER: KEY}).status_code == 200
+        in_flight: list[int] = []
+        slow = threading.Thread(
+            target=lambda: in_flight.append(httpx.post(f"{base}/v2/models/tiergate/infer", json={"slow": 1}).status_code)
+        )
+        slow.start()
+        time.sleep(0.5)  # the slow request is at the server now
         os.kill(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
+        slow.join(10)
         assert process.returncode == 0, stderr
+        assert in_flight == [200], stderr  # answered before the child was stopped
         assert "SIGTERM: stopping python" in stderr and KEY not in stderr
+        for noise in ("Traceback", "Task was destroyed", "Event loop is closed"):
+            assert noise not in stderr, stderr
         assert not Path(f"/proc/{child}").exists()
     finally:
         if process.poll() is None:
@@ -478,3 +649,22 @@ def test_gateway_cli_exits_when_the_health_check_keeps_failing(tmp_path: Path) -
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_serve_refuses_a_work_dir_another_serve_holds(tmp_path: Path) -> None:
+    from tiergate.outputs import exclusive_lock
+
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    (repository / "repository.json").write_text('{"model_name": "tiergate"}')
+    work_dir = tmp_path / "work"
+    with exclusive_lock(tmp_path / ".work.serve.lock", ServerError("held"), ServerError):  # what a running serve holds
+        second = subprocess.run(
+            [sys.executable, "-m", "tiergate.cli.main", "serve", "--model-repo", str(repository), "--work-dir", str(work_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert second.returncode == 2 and second.stderr.strip().count("\n") == 0, second.stderr
+    assert f"--work-dir {work_dir} is in use by another tiergate serve" in second.stderr
+    assert not work_dir.exists()  # nothing written: no admin key, no served copy
