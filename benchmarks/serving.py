@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tiergate.artifacts import ONNX_FILES, TEST_SPLIT, THRESHOLDS_FILE, TOKENIZER_DIR
+from tiergate.artifacts import ONNX_FILES, REPOSITORY_MANIFEST, TEST_SPLIT, THRESHOLDS_FILE, TOKENIZER_DIR
 from tiergate.client import ModerationClient
 from tiergate.formatting import context_prefix, format_input
 from tiergate.inference import ModerationPipeline, ThresholdSet
@@ -115,6 +115,8 @@ def main() -> None:
     args = parser.parse_args()
 
     run = args.run.resolve()
+    if not (run / "model_repository" / REPOSITORY_MANIFEST).is_file():  # before any timing, and no triton-bench folder
+        sys.exit(f"{args.run}: no model_repository (the gate did not promote it); nothing to serve")
     kfp = run / "kfp"
     export, checkpoint, data = (
         _require(kfp, pattern) for pattern in ("*/export/onnx_model", "*/train-3/checkpoint", "*/merge/merged")
