@@ -16,7 +16,7 @@ letters spread apart. `normalize_for_model` closes that gap, in this order:
 4. a symbol (emoji) between two letters is dropped and any other is set apart by spaces, so
    `kill🔪` still reads `kill`; runs of single letters joined by spaces (`w a t c h`) or by one
    repeated separator (`k.i.l.l`, `k-i-l-l`) become one word;
-5. a bracketed phrase keeps its words and loses its brackets (`[ADULT]` reads `ADULT`) and any
+5. a bracketed phrase keeps its words and loses its brackets (a context tag reads as its word) and any
    other `[` or `]` becomes `(` or `)`: user text can never spell a context tag
    (`formatting.context_prefix`) or a tokenizer special token;
 6. whitespace runs collapse to one space.
@@ -242,7 +242,7 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def unwrap_brackets(text: str) -> str:
-    """`[ADULT][BIO] hi` -> ` ADULT  BIO  hi`; any other bracket becomes a parenthesis: no `[` reaches the model."""
+    """`[x] [y] hi` -> ` x   y  hi`; any other bracket becomes a parenthesis: no `[` reaches the model."""
     return _BRACKETED.sub(lambda match: f" {match.group(1)} ", text).translate(_TAG_BRACKETS)
 
 
