@@ -227,7 +227,17 @@ class TestGatewayOnLiveTriton:
 
 def test_a_killed_stub_fails_the_health_check_and_serve_exits(repository: Path, tmp_path: Path) -> None:
     period, failures, slack = 2.0, 3, 8.0
-    serve = Serve(repository, tmp_path, "--health-period-s", str(period), "--health-failures", str(failures))
+    busy_limit = period * failures  # a killed stub may answer 500 (failures) or leave requests hanging (busy): both end it
+    serve = Serve(
+        repository,
+        tmp_path,
+        "--health-period-s",
+        str(period),
+        "--health-failures",
+        str(failures),
+        "--health-busy-limit-s",
+        str(busy_limit),
+    )
     stop_load = threading.Event()
     statuses: Counter[str] = Counter()
 
@@ -250,7 +260,13 @@ def test_a_killed_stub_fails_the_health_check_and_serve_exits(repository: Path, 
         assert check_health(serve.url, MODEL, timeout_s=10).ok
         dead = threading.Event()
         monitor = HealthMonitor(
-            serve.url, MODEL, period_s=period, timeout_s=period / 2, failure_threshold=failures, on_not_live=lambda *_: dead.set()
+            serve.url,
+            MODEL,
+            period_s=period,
+            timeout_s=period / 2,
+            failure_threshold=failures,
+            busy_limit_s=busy_limit,
+            on_not_live=lambda *_: dead.set(),
         ).start()
         clients = [threading.Thread(target=load, daemon=True) for _ in range(3)]
         for thread in clients:
@@ -277,7 +293,7 @@ def test_a_killed_stub_fails_the_health_check_and_serve_exits(repository: Path, 
         exited_after = time.monotonic() - killed
         stop_load.set()
         assert code == 1, serve.output[-3000:]
-        line = rf"^health check failed {failures} times in a row: .+; stopping Triton$"
+        line = r"^health check (failed|got no answer \(busy past the busy limit\)) \d+ times in a row: .+; stopping Triton$"
         assert re.search(line, serve.output, re.MULTILINE), serve.output[-3000:]
         assert gone_within([triton, *stubs], 15), "tritonserver or a stub survived tiergate serve"
         print(  # the numbers the README quotes
