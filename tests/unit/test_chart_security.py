@@ -13,7 +13,6 @@ fields it accepts) are checked here too: the KServe CRD schema accepts what Knat
 
 from __future__ import annotations
 
-import copy
 import re
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
 
-from tiergate.k8s_validation import validate_text
+from tests.helm_helpers import merged, render_documents
 from tiergate.paths import PROJECT_ROOT
 
 CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
@@ -57,24 +56,12 @@ HARDENED = {
 }
 
 
-def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def render(extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The chart's objects by kind (each kind appears once), every one validated on the way."""
-    rendered = Chart.load(str(CHART)).render(merged(VALUES, extra or {}), name="tiergate", namespace=NAMESPACE)
     objects: dict[str, dict[str, Any]] = {}
-    for name, text in rendered.items():
-        if name.endswith(".yaml") and text.strip():
-            validate_text(text)
-            for document in yaml.safe_load_all(text):
-                if document:
-                    assert document["kind"] not in objects, f"two {document['kind']}s"
-                    objects[document["kind"]] = document
+    for document in render_documents(CHART, merged(VALUES, extra or {}), name="tiergate", namespace=NAMESPACE):
+        assert document["kind"] not in objects, f"two {document['kind']}s"
+        objects[document["kind"]] = document
     return objects
 
 
