@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 
 from tiergate import __version__
-from tiergate.cli import data_cmd, gateway_cmd, model_cmd, pipeline_cmd, promote_cmd, repository_cmd, serve_cmd, taxonomy_cmd
+from tiergate.cli import (
+    data_cmd,
+    gateway_cmd,
+    model_cmd,
+    operator_cmd,
+    pipeline_cmd,
+    promote_cmd,
+    repository_cmd,
+    serve_cmd,
+    taxonomy_cmd,
+)
 from tiergate.errors import TiergateError
 from tiergate.progress import setup_logging
 
@@ -35,6 +45,8 @@ app.command("regression")(serve_cmd.regression)
 app.command("publish")(promote_cmd.publish)
 app.add_typer(promote_cmd.app, name="promote")
 app.add_typer(repository_cmd.app, name="repository")
+app.add_typer(operator_cmd.app, name="operator")
+app.command("status")(operator_cmd.status)
 
 
 def _version(value: bool) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -239,42 +238,21 @@ def regression(
     insecure: InsecureOption = False,
 ) -> None:
     """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
-    from tiergate.client import EndpointMismatch, ModerationClient, check_settings
-    from tiergate.components.evaluate.regression import load_suites, run_suites
-    from tiergate.paths import project_path
+    from tiergate.client import check_settings
+    from tiergate.serving import live_regression
     from tiergate.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
     options = _connection(header, ca_file, insecure)
     check_settings(url, protocol, **options)  # type: ignore[arg-type]  # bad settings fail now, not after --wait-s
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            client = ModerationClient(url, protocol, model, expected_labels=taxonomy.labels, **options)  # type: ignore[arg-type]
-            if client.ready():
-                break
-            client.close()
-        except EndpointMismatch:
-            raise  # untrusted TLS, or another protocol on that port: waiting cannot fix it
-        except TiergateError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TiergateError(f"{url}: model {model} not ready after {wait_s:.0f}s")
-        time.sleep(2)
-    if expect_version is not None and client.model_version != expect_version:
-        raise TiergateError(f"{url} serves model version {client.model_version!r}, expected {expect_version!r}")
-
-    def classify(texts: list[str], contexts: list) -> tuple:  # type: ignore[type-arg]
-        return client.arrays(texts, [str(context) for context in contexts])  # labels checked equal to the taxonomy's
-
-    result = run_suites(load_suites(suites or project_path("config/regression"), taxonomy), taxonomy, classify)
+    client = live_regression.connect(
+        url, model, taxonomy, protocol=protocol, wait_s=wait_s, expect_version=expect_version, **options
+    )
+    result = live_regression.run(client, live_regression.load(suites, taxonomy), taxonomy)
     for name, summary in result["summary"].items():
         typer.echo(f"{name}: {summary}")
-    for suite in result["suites"].values():
-        for vector in suite["vectors"]:
-            if vector["status"] == "fail":
-                typer.echo(f"  FAIL {vector['id']}: {vector['text']!r}")
+    for vector in live_regression.failing_vectors(result):
+        typer.echo(f"  FAIL {vector['id']}: {vector['text']!r}")
     if not result["passed"]:
         raise typer.Exit(1)
     typer.echo("regression: PASS")

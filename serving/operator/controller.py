@@ -1,0 +1,288 @@
+"""The reconcile loop: level-triggered, idempotent, one ModerationModel at a time.
+
+Watches on ModerationModels and the InferenceServices they own put keys on a work queue; a periodic
+resync puts every model there too, so a missed event only delays a step. `reconcile` reads the model
+and its service fresh, asks `rollout.decide` what to do, runs the check it asks for (verify the stored
+bytes, analyse the canary), writes the status — guarded by the resourceVersion it read, so a spec
+changed meanwhile is a conflict and a fresh decision, never an overwritten spec — and only then moves
+the InferenceService, so a crash between the two is repaired by the next reconcile from the status.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kubernetes.client.exceptions import ApiException
+
+from tiergate.errors import ConfigError
+from tiergate.gate import GatePolicy
+from tiergate.moderation_model import FINALIZER, KIND, ModerationModelSpec, parse_spec, parse_status
+from tiergate.profiles import PublishSettings
+from tiergate.regression import Suite
+from tiergate.serving.operator import rollout
+from tiergate.serving.operator.analysis import analyze
+from tiergate.serving.operator.inferenceservice import cluster_local, desired_body, is_owned_by, merge_patch, observe
+from tiergate.serving.operator.kube import MODELS, SERVICES, Conflict, Kind, Kube
+from tiergate.serving.operator.verification import verify_model
+from tiergate.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+CONFLICT_RETRY_SECONDS = 1.0
+ERROR_RETRY_SECONDS = 15.0
+FOREIGN_SERVICE_RETRY_SECONDS = 30.0
+MAX_CHECKS_PER_RECONCILE = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespace: str | None  # None: every namespace
+    store: PublishSettings
+    policy: GatePolicy
+    taxonomy: Taxonomy
+    suites: Sequence[Suite]
+    identity: str
+    analysis_address: Literal["cluster-local", "status"] = "cluster-local"
+    resync_seconds: float = 60.0
+    watch_timeout_seconds: int = 300
+
+
+class WorkQueue:
+    """Keys due at a time; a key queued twice runs once, at the earlier time."""
+
+    def __init__(self) -> None:
+        self._due: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+        self._ready = threading.Condition()
+
+    def add(self, key: tuple[str, str], delay_s: float = 0.0) -> None:
+        due = time.monotonic() + max(delay_s, 0.0)
+        with self._ready:
+            if key in self._due and self._due[key] <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._heap, (due, key))
+            self._ready.notify()
+
+    def get(self, stop: threading.Event, poll_s: float = 0.5) -> tuple[str, str] | None:
+        """The next due key, or None when `stop` is set."""
+        with self._ready:
+            while not stop.is_set():
+                while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded by an earlier add
+                if self._heap and self._heap[0][0] <= time.monotonic():
+                    _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    return key
+                wait = self._heap[0][0] - time.monotonic() if self._heap else poll_s
+                self._ready.wait(min(max(wait, 0.01), poll_s))
+        return None
+
+
+class Controller:
+    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.kube, self.settings, self.clock = kube, settings, clock
+        self.queue = WorkQueue()
+        self.synced = threading.Event()  # the first full list was queued
+        self.last_loop = time.monotonic()
+
+    # --- one key ------------------------------------------------------------------------------------------
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Bring one ModerationModel a step closer to its spec; returns when to look again (None: on events)."""
+        model = self.kube.get(MODELS, namespace, name)
+        if model is None:
+            return None
+        metadata = model["metadata"]
+        if metadata.get("deletionTimestamp"):
+            self._finalize(model)
+            return None
+        if FINALIZER not in (metadata.get("finalizers") or []):
+            model = self.kube.set_finalizers(model, [*(metadata.get("finalizers") or []), FINALIZER])
+        isvc = self.kube.get(SERVICES, namespace, name)
+        if isvc is not None and not is_owned_by(isvc, model):
+            return self._foreign_service(model)
+        spec, error = self._spec(model)
+        snapshot = rollout.Snapshot(
+            generation=int(model["metadata"].get("generation") or 1),
+            spec=spec,
+            status=parse_status(model),
+            isvc=observe(isvc),
+            now=self.clock(),
+            spec_error=error,
+        )
+        decision, events = self._decide(snapshot, model)
+        status = decision.status.wire()
+        if status != (model.get("status") or {}):
+            model = self.kube.write_status(model, status)
+        self._apply(model, spec, isvc, decision.service)
+        for event in events:
+            self.kube.event(model, event.type, event.reason, event.message, self.settings.identity)
+        return decision.requeue_after
+
+    def _spec(self, model: dict[str, Any]) -> tuple[ModerationModelSpec | None, str]:
+        try:
+            return parse_spec(model), ""
+        except ConfigError as error:
+            return None, str(error)
+
+    def _decide(self, snapshot: rollout.Snapshot, model: dict[str, Any]) -> tuple[rollout.Decision, list[rollout.Event]]:
+        """`decide`, then the checks it asks for, until a decision needs none (verify then deploy, in one pass)."""
+        decision = rollout.decide(snapshot)
+        events = list(decision.events)
+        for _ in range(MAX_CHECKS_PER_RECONCILE):
+            if decision.action is None or snapshot.spec is None:
+                break
+            current = replace(snapshot, status=decision.status, now=self.clock())
+            if decision.action == "verify":
+                outcome, message = verify_model(snapshot.spec.model, self.settings.store, self.settings.policy)
+                log.info("%s: verification %s: %s", model["metadata"]["name"], outcome, message)
+                decision = rollout.verified(current, outcome, message)
+            else:
+                decision = rollout.analysed(current, self._analyze(current, snapshot.spec, model))
+            events += decision.events
+        return decision, events
+
+    def _analyze(self, snapshot: rollout.Snapshot, spec: ModerationModelSpec, model: dict[str, Any]) -> Any:
+        status = snapshot.status
+        assert status.candidate is not None
+        url = snapshot.isvc.canary_url or ""
+        if url and self.settings.analysis_address == "cluster-local":
+            url = cluster_local(url, model["metadata"]["namespace"])
+        steps = rollout.plan_steps(spec, status)
+        index = min(status.step_index, len(steps) - 1)
+        log.info("%s: analysing %s at %s %% on %s", model["metadata"]["name"], status.candidate.version, steps[index], url)
+        return analyze(
+            url, spec.model.name, status.candidate.version, spec.rollout.analysis, self.settings.suites,
+            self.settings.taxonomy, index, steps[index], self.clock(),
+        )  # fmt: skip
+
+    def _apply(
+        self,
+        model: dict[str, Any],
+        spec: ModerationModelSpec | None,
+        isvc: dict[str, Any] | None,
+        target: rollout.ServiceTarget | None,
+    ) -> None:
+        namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
+        if target is None:
+            return
+        if target.delete:
+            if isvc is not None:
+                log.info("%s: deleting its InferenceService (nothing verified to serve)", name)
+                self.kube.delete(SERVICES, namespace, name)
+            return
+        if target.version is None:  # keep the model, move the traffic
+            if isvc is not None and isvc["spec"]["predictor"].get("canaryTrafficPercent") != target.canary_percent:
+                self.kube.patch(
+                    SERVICES, namespace, name, {"spec": {"predictor": {"canaryTrafficPercent": target.canary_percent}}}
+                )
+            return
+        if spec is None:
+            return  # no valid spec to build a service from: leave the one that serves alone
+        body = desired_body(model, spec, target.version, target.canary_percent)
+        if isvc is None:
+            log.info("%s: creating its InferenceService at %s", name, target.version.version)
+            self.kube.create(SERVICES, namespace, body)
+            return
+        patch = merge_patch(isvc, body)
+        if patch:
+            log.info("%s: patching its InferenceService: %s", name, sorted(patch.get("spec", {}).get("predictor", {})))
+            self.kube.patch(SERVICES, namespace, name, patch)
+
+    def _foreign_service(self, model: dict[str, Any]) -> float:
+        """An InferenceService of that name that this model does not own is never taken over: wait and say so."""
+        metadata = model["metadata"]
+        message = (
+            f"InferenceService {metadata['namespace']}/{metadata['name']} exists and is not owned by this {KIND}; "
+            "delete it (it was rendered by an older chart?) and the rollout starts"
+        )
+        status = parse_status(model)
+        if status.message != message:
+            waiting = status.model_copy(update={"phase": "Pending", "message": message})
+            self.kube.write_status(model, waiting.wire())
+            self.kube.event(model, "Warning", "ServiceNotOwned", message, self.settings.identity)
+        return FOREIGN_SERVICE_RETRY_SECONDS
+
+    def _finalize(self, model: dict[str, Any]) -> None:
+        """Deleting a ModerationModel removes its InferenceService, then lets the model go."""
+        metadata = model["metadata"]
+        finalizers = list(metadata.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return
+        isvc = self.kube.get(SERVICES, metadata["namespace"], metadata["name"])
+        if isvc is not None and is_owned_by(isvc, model):
+            self.kube.delete(SERVICES, metadata["namespace"], metadata["name"])
+        self.kube.set_finalizers(model, [item for item in finalizers if item != FINALIZER])
+        log.info("%s: finalized (its InferenceService is deleted)", metadata["name"])
+
+    # --- the loop -----------------------------------------------------------------------------------------
+    def process(self, stop: threading.Event, leading: Callable[[], bool] = lambda: True) -> None:
+        """Work keys off the queue until `stop`; while not leading, keys wait (the leader does them)."""
+        while not stop.is_set():
+            self.last_loop = time.monotonic()
+            key = self.queue.get(stop)
+            if key is None:
+                return
+            if not leading():
+                self.queue.add(key, 1.0)
+                continue
+            try:
+                requeue = self.reconcile(*key)
+            except Conflict:
+                requeue = CONFLICT_RETRY_SECONDS
+            except (ApiException, OSError) as error:
+                log.warning("%s/%s: %s; retrying in %.0f s", *key, getattr(error, "reason", error), ERROR_RETRY_SECONDS)
+                requeue = ERROR_RETRY_SECONDS
+            if requeue is not None:
+                self.queue.add(key, requeue)
+
+    def watch(self, kind: Kind, stop: threading.Event) -> None:
+        """List, queue every model it concerns, then follow the watch; relist on expiry or error."""
+        while not stop.is_set():
+            try:
+                items, version = self.kube.list(kind, self.settings.namespace)
+                for item in items:
+                    self._enqueue(kind, item)
+                if kind == MODELS:
+                    self.synced.set()
+                for event in self.kube.watch(kind, self.settings.namespace, version, self.settings.watch_timeout_seconds):
+                    if stop.is_set():
+                        return
+                    if event.get("type") == "ERROR":
+                        break  # 410 Gone: the resourceVersion expired; relist
+                    self._enqueue(kind, event.get("object") or {})
+            except (ApiException, OSError, ValueError) as error:
+                log.warning("watch %s: %s; relisting", kind.plural, getattr(error, "reason", error))
+                stop.wait(2.0)
+
+    def resync(self, stop: threading.Event) -> None:
+        """Every model, every `resync_seconds`: a lost event costs a delay, never a stuck rollout."""
+        while not stop.wait(self.settings.resync_seconds):
+            self.resync_once()
+
+    def resync_once(self) -> None:
+        try:
+            items, _ = self.kube.list(MODELS, self.settings.namespace)
+        except (ApiException, OSError) as error:
+            log.warning("resync: %s", getattr(error, "reason", error))
+            return
+        for item in items:
+            self._enqueue(MODELS, item)
+
+    def _enqueue(self, kind: Kind, item: dict[str, Any]) -> None:
+        metadata = item.get("metadata") or {}
+        namespace = metadata.get("namespace")
+        if kind == MODELS:
+            name = metadata.get("name")
+        else:
+            owners = [ref for ref in metadata.get("ownerReferences") or [] if ref.get("kind") == KIND]
+            name = owners[0].get("name") if owners else None
+        if namespace and name:
+            self.queue.add((namespace, name))
