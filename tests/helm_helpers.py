@@ -34,3 +34,15 @@ def render_documents(chart: Path, values: dict[str, Any], name: str, namespace: 
             validate_text(text)
             documents += [document for document in yaml.safe_load_all(text) if document]
     return documents
+
+
+def operator_inferenceservice(moderation_model: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The InferenceService the operator makes of a rendered ModerationModel once its version is promoted
+    (serving/operator/inferenceservice.py: the same code, all traffic on the spec's version)."""
+    from tiergate.moderation_model import VersionRef, parse_spec
+    from tiergate.serving.operator.inferenceservice import desired_body
+
+    resource = copy.deepcopy(moderation_model)
+    resource["metadata"].update(namespace=namespace, uid="00000000-0000-4000-8000-000000000000")
+    spec = parse_spec(resource)
+    return desired_body(resource, spec, VersionRef.of(spec.model), None)

@@ -1,11 +1,12 @@
-"""Validate manifests against the real KServe CRD schemas and the Kubernetes core types.
+"""Validate manifests against the real KServe CRD schemas, tiergate's own CRD and the Kubernetes core types.
 
 KServe kinds are checked with the OpenAPI v3 schema embedded in the CRD, vendored in the
 package (`tiergate/vendor/kserve`, README there names the KServe commit) so that the check
-runs the same on a clone and in the promote image; core kinds with kubernetes-validate.
-There is no API server here, so this is as real as it gets. A KServe kind without a vendored
-schema, or a schema file that is missing, is a ManifestError: a check that silently does
-not run would let an invalid InferenceService reach the GitOps repository.
+runs the same on a clone and in the promote image; the ModerationModel with the schema of
+tiergate's own CRD (`tiergate/crds`, package data as well), the same way; core kinds with
+kubernetes-validate. There is no API server here, so this is as real as it gets. A KServe or
+tiergate kind without a schema, or a schema file that is missing, is a ManifestError: a check
+that silently does not run would let an invalid resource reach the GitOps repository.
 """
 
 from __future__ import annotations
@@ -27,17 +28,28 @@ KSERVE_CRDS = {
     ("serving.kserve.io", "ServingRuntime"): "serving.kserve.io_servingruntimes.yaml",
     ("serving.kserve.io", "ClusterServingRuntime"): "serving.kserve.io_clusterservingruntimes.yaml",
 }
+# tiergate's own CRDs (the operator's contract: tiergate/moderation_model.py), shipped in the package.
+TIERGATE_CRD_DIR = Path(str(importlib.resources.files("tiergate"))) / "crds"
+TIERGATE_GROUP = "tiergate.io"
+TIERGATE_CRDS = {
+    ("tiergate.io", "ModerationModel"): "tiergate.io_moderationmodels.yaml",
+}
 KUBERNETES_VERSION = "1.30.0"
 
 
 @cache
-def crd_schema(group: str, kind: str, version: str, crd_dir: Path = CRD_DIR) -> dict[str, Any]:
-    if (group, kind) not in KSERVE_CRDS:
-        known = ", ".join(sorted(name for _, name in KSERVE_CRDS))
-        raise ManifestError(f"{group}/{kind}: no vendored KServe schema to validate it against (known: {known})")
-    path = Path(crd_dir) / KSERVE_CRDS[(group, kind)]
+def crd_schema(group: str, kind: str, version: str, crd_dir: Path | None = None) -> dict[str, Any]:
+    """The openAPIV3Schema of `kind` at `version`; `crd_dir` replaces the packaged folder (tests)."""
+    if group == TIERGATE_GROUP:
+        files, default_dir, owner = TIERGATE_CRDS, TIERGATE_CRD_DIR, "tiergate"
+    else:
+        files, default_dir, owner = KSERVE_CRDS, CRD_DIR, "KServe"
+    if (group, kind) not in files:
+        known = ", ".join(sorted(name for _, name in files))
+        raise ManifestError(f"{group}/{kind}: no vendored {owner} schema to validate it against (known: {known})")
+    path = Path(crd_dir or default_dir) / files[(group, kind)]
     if not path.is_file():
-        raise ManifestError(f"KServe CRD schema {path} is missing: this tiergate installation is incomplete (reinstall it)")
+        raise ManifestError(f"{owner} CRD schema {path} is missing: this tiergate installation is incomplete (reinstall it)")
     crd = yaml.safe_load(path.read_text(encoding="utf-8"))
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
@@ -71,9 +83,11 @@ def validate_manifest(document: dict[str, Any]) -> None:
     """Raise ManifestError naming the path of the first problem."""
     api_version, kind = document.get("apiVersion", ""), document.get("kind", "")
     group, _, version = api_version.rpartition("/")
-    if group == KSERVE_GROUP:
+    if group in (KSERVE_GROUP, TIERGATE_GROUP):
         schema = crd_schema(group, kind, version)
-        unknown = unknown_fields(document, schema)
+        # metadata is ObjectMeta whatever the CRD declares of it (tiergate's only constrains the name):
+        # its other fields (labels, annotations) are the API server's, not unknown ones.
+        unknown = unknown_fields({key: value for key, value in document.items() if key != "metadata"}, schema)
         if unknown:
             raise ManifestError(f"{kind} {document.get('metadata', {}).get('name')}: unknown field(s) {', '.join(unknown)}")
         validator = jsonschema.Draft7Validator(schema)

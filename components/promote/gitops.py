@@ -3,8 +3,8 @@
 Everything happens in a throw-away clone; the remote changes only when a push succeeds, so a
 failure leaves nothing half-done. A rejected push (someone else promoted meanwhile) is
 retried on top of the new remote state. Re-promoting the version already in the values file
-is a no-op. Before any commit the chart is rendered with real Helm and the manifests are
-validated, so a broken values file is never pushed.
+is a no-op. Before any commit the chart is rendered with real Helm and the manifests — the
+ModerationModel against tiergate's CRD — are validated, so a broken values file is never pushed.
 """
 
 from __future__ import annotations
@@ -163,6 +163,7 @@ def history(settings: PromoteSettings) -> list[dict[str, Any]]:
                     "version": model.get("version"),
                     "digest": model.get("digest"),
                     "storageUri": model.get("storageUri"),
+                    "gateDigest": model.get("gateDigest"),
                 }
             )
     return entries

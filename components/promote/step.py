@@ -5,6 +5,11 @@ Before any commit, promotion verifies (with `tiergate.trust`): the evaluation's 
 built from it, and the published copy in the store that the commit will point to. Rollback
 re-verifies the target version's stored copy and gate the same way; a version that cannot be
 verified (deleted, corrupted, never published) cannot be rolled back to.
+
+The commit sets the values' `model` block, which the serving chart renders as the ModerationModel's
+spec.model: the version, its content-addressed storageUri, the manifest digest, and the digest of
+the gate record that manifest names (`gateDigest`). The tiergate operator verifies the stored copy
+against both before it deploys anything, and rolls the version out; promotion knows nothing of traffic.
 """
 
 from __future__ import annotations
@@ -78,10 +83,13 @@ def policy_line(policy: GatePolicy) -> str:
     return f"{tiers}; not_measurable={policy.not_measurable}; min_support={policy.min_support}; regression {suites}"
 
 
-def _set_model(published: dict[str, Any]) -> Any:
+def _set_model(published: dict[str, Any], gate_digest: str) -> Any:
+    """The values edit: `model` names the published version, its manifest digest and its gate record's digest."""
+
     def edit(values: dict[str, Any]) -> dict[str, Any] | None:
         model = dict(values.get("model") or {})
-        if model.get("version") == published["version"] and model.get("digest") == published["digest"]:
+        wanted = {"version": published["version"], "digest": published["digest"], "gateDigest": gate_digest}
+        if all(model.get(key) == value for key, value in wanted.items()):
             return None  # already promoted: re-running is a no-op
         model.update(
             {
@@ -89,6 +97,7 @@ def _set_model(published: dict[str, Any]) -> Any:
                 "version": published["version"],
                 "storageUri": published["uri"],
                 "digest": published["digest"],
+                "gateDigest": gate_digest,
             }
         )
         return {**values, "model": model}
@@ -109,10 +118,11 @@ def promote(
     if not run_id or len(run_id) > 200 or any(ord(char) < 32 for char in run_id):
         raise PromotionRefused(f"run id {run_id[:40]!r} must be one printable line (it is written into the commit message)")
     gate = load_gate(Path(evaluation_dir))
-    check_promotable(gate, Path(repository_dir), published, store, policy)
+    stored = check_promotable(gate, Path(repository_dir), published, store, policy)
     ensure_local_repository(settings)
     branch = f"promote/{published['version']}" if settings.mode == "branch" else None
-    return commit_and_push(settings, _set_model(published), commit_message(gate, published, run_id), branch)
+    edit = _set_model(published, stored.manifest.gate_digest)
+    return commit_and_push(settings, edit, commit_message(gate, published, run_id), branch)
 
 
 def rollback(settings: PromoteSettings, store: PublishSettings, to_version: str) -> dict[str, Any]:
@@ -136,6 +146,12 @@ def rollback(settings: PromoteSettings, store: PublishSettings, to_version: str)
             f"cannot roll back to {to_version}: the store holds {verified.manifest.digest[:12]}, "
             f"the promotion recorded {str(earlier['digest'])[:12]}"
         )
+    # Promotions before the ModerationModel recorded no gateDigest: the verified manifest names it.
+    if earlier.get("gateDigest") not in (None, verified.manifest.gate_digest):
+        raise PromotionRefused(
+            f"cannot roll back to {to_version}: its manifest names gate record {verified.manifest.gate_digest[:12]}, "
+            f"the promotion recorded {str(earlier['gateDigest'])[:12]}"
+        )
     published = {
         "version": earlier["version"],
         "digest": earlier["digest"],
@@ -143,4 +159,4 @@ def rollback(settings: PromoteSettings, store: PublishSettings, to_version: str)
         "model_name": verified.manifest.model_name,
     }
     message = f"rollback to {to_version} ({str(earlier['digest'])[:12]})\n\nrestores the model block of {earlier['commit'][:12]}"
-    return commit_and_push(settings, _set_model(published), message)
+    return commit_and_push(settings, _set_model(published, verified.manifest.gate_digest), message)

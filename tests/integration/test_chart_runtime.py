@@ -30,6 +30,7 @@ import yaml
 from helm_python import Chart
 
 from tests.conftest import TINY_MODEL_VERSION
+from tests.helm_helpers import operator_inferenceservice
 from tiergate.client import ModerationClient
 from tiergate.paths import PROJECT_ROOT
 from tiergate.serving.gateway import ADMIN_HEADER
@@ -71,12 +72,14 @@ class Pod:
 
     def __init__(self, repository: Path, work: Path):
         shutil.copytree(repository, work / "models")  # Triton's python backend writes __pycache__ beside model.py
-        digest = json.loads((work / "models" / "repository.json").read_text())["digest"]
+        manifest = json.loads((work / "models" / "repository.json").read_text())
+        digest = manifest["digest"]
         model = {
             "name": "tiergate",
             "version": TINY_MODEL_VERSION,
             "storageUri": f"s3://m/tiergate/{TINY_MODEL_VERSION}/{digest}",
             "digest": digest,
+            "gateDigest": manifest["gate_digest"],
         }
         health = {"periodSeconds": 2, "timeoutSeconds": 10, "failureThreshold": 3}
         values = {"model": model, "serving": {"maxRequestBytes": MAX_BYTES, "health": health}}
@@ -84,7 +87,10 @@ class Pod:
         spec = yaml.safe_load(rendered["tiergate-serving/templates/servingruntime.yaml"])["spec"]
         self.runtime: dict[str, Any] = spec["containers"][0]
         self.annotations: dict[str, str] = spec["annotations"]
-        isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+        # The predictor's env is the operator's InferenceService's, made from the chart's ModerationModel.
+        isvc = operator_inferenceservice(
+            yaml.safe_load(rendered["tiergate-serving/templates/moderationmodel.yaml"]), "moderation"
+        )
         install = TritonInstall.locate()
         env = TritonServer(work / "models", work_dir=work)._environment(install)  # libpython, PYTHONPATH for the stubs
         for variable in [*self.runtime["env"], *isvc["spec"]["predictor"]["model"]["env"]]:

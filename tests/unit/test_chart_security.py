@@ -1,10 +1,11 @@
 """The serving chart's security properties, rendered with real Helm (helm-python-sdk).
 
-Every rendered object validates against the vendored KServe CRDs and the Kubernetes core types
-(tiergate.k8s_validation); then the properties a template edit could silently lose are asserted
+Every rendered object validates against the vendored KServe CRDs, tiergate's ModerationModel CRD
+and the Kubernetes core types (tiergate.k8s_validation); then the properties a template edit could silently lose are asserted
 one by one: the gateway as the pod's only front door, Triton on loopback, the admin key from a
 Secret, non-root read-only containers, the canary-health probes with the values' thresholds, the
-NetworkPolicy's peers and ports, the regression Job's limits. Knative's own admission rules for
+ModerationModel the operator acts on (values mapped, parsed by the operator's own model), the
+NetworkPolicy's peers and ports (the operator's pods among them), the regression Job's limits. Knative's own admission rules for
 a revision's container (one port named http1/h2c, reserved mount paths, the securityContext
 fields it accepts) are checked here too: the KServe CRD schema accepts what Knative then rejects.
 
@@ -27,7 +28,9 @@ from tests.helm_helpers import merged, render_documents
 from tiergate.paths import PROJECT_ROOT
 
 CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
-VALUES: dict[str, Any] = {"model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64}}
+VALUES: dict[str, Any] = {
+    "model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64, "gateDigest": "c" * 64}
+}
 NAMESPACE = "moderation"
 
 # Knative Serving's admission webhook (pkg/apis/serving/k8s_validation.go): what a KServe
@@ -93,7 +96,7 @@ def objects() -> dict[str, dict[str, Any]]:
 
 
 def test_default_render_is_four_valid_objects_and_lints(objects: dict[str, dict[str, Any]]) -> None:
-    assert sorted(objects) == ["InferenceService", "Job", "NetworkPolicy", "ServingRuntime"]
+    assert sorted(objects) == ["Job", "ModerationModel", "NetworkPolicy", "ServingRuntime"]
     assert lint(str(CHART), VALUES)["errors"] == []
 
 
@@ -102,7 +105,7 @@ def test_process_chain_is_verify_then_gateway_then_triton_on_loopback(objects: d
     assert verify == ["tiergate", "repository", "verify", "/mnt/models"]
     assert gateway[:2] == ["tiergate", "gateway"] and triton[0] == "tritonserver"
     assert option(gateway, "--listen") == "0.0.0.0:8080"
-    assert option(gateway, "--model") == objects["InferenceService"]["metadata"]["name"]
+    assert option(gateway, "--model") == objects["ModerationModel"]["metadata"]["name"]
     assert option(gateway, "--max-request-bytes") == "4194304"
     assert option(gateway, "--admin-key-env") == "TIERGATE_ADMIN_KEY"
     # The gateway's upstream is Triton's HTTP, and only the gateway (and metrics) leave the pod.
@@ -180,8 +183,8 @@ def test_string_values_are_quoted_even_past_the_schema(tmp_path: Path) -> None:
     assert kinds["ServingRuntime"]["metadata"]["name"] == "rt\nstdin: true"
     job = kinds["Job"]["spec"]["template"]["spec"]["containers"][0]
     assert job["image"] == HOSTILE_IMAGE and "stdin" not in job
-    predictor = kinds["InferenceService"]["spec"]["predictor"]
-    assert predictor["serviceAccountName"] == "sa\n    hostNetwork: true" and "hostNetwork" not in predictor
+    serving = kinds["ModerationModel"]["spec"]["serving"]
+    assert serving["serviceAccountName"] == "sa\n    hostNetwork: true" and "hostNetwork" not in serving
 
 
 def test_triton_restricted_apis_need_the_admin_header_the_gateway_sends(objects: dict[str, dict[str, Any]]) -> None:
@@ -212,10 +215,10 @@ def test_one_http1_port_and_prometheus_annotations(objects: dict[str, dict[str, 
         "prometheus.kserve.io/path": "/metrics",
     }
     assert objects["ServingRuntime"]["spec"]["protocolVersions"] == ["v2"]
-    isvc = objects["InferenceService"]
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
-    off = render({"serving": {"prometheusScraping": False}})["InferenceService"]
-    assert "serving.kserve.io/enable-prometheus-scraping" not in off["metadata"]["annotations"]
+    # The operator sets serving.kserve.io/enable-prometheus-scraping on its InferenceService from this.
+    assert objects["ModerationModel"]["spec"]["serving"]["prometheusScraping"] is True
+    off = render({"serving": {"prometheusScraping": False}})["ModerationModel"]
+    assert off["spec"]["serving"]["prometheusScraping"] is False
 
 
 def test_serving_container_is_non_root_read_only_and_knative_admissible(objects: dict[str, dict[str, Any]]) -> None:
@@ -236,9 +239,6 @@ def test_serving_container_is_non_root_read_only_and_knative_admissible(objects:
         assert any(env[variable] == path or env[variable].startswith(path + "/") for path in mounts), variable
     assert runtime["workingDir"] in mounts
     assert runtime["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}}
-    assert objects["InferenceService"]["spec"]["predictor"]["automountServiceAccountToken"] is False
-    mounted = render({"predictor": {"automountServiceAccountToken": True}})["InferenceService"]["spec"]["predictor"]
-    assert "automountServiceAccountToken" not in mounted  # Knative refuses `true`: leave the default
 
 
 def test_probes_are_the_canary_health_check_with_the_values_thresholds() -> None:
@@ -265,9 +265,9 @@ def test_probes_are_the_canary_health_check_with_the_values_thresholds() -> None
         "5",
     ]
     assert option(gateway, "--startup-timeout-s") == "300"
-    # The InferenceService sets no probe of its own: one would replace the runtime's canary probes.
-    model = objects["InferenceService"]["spec"]["predictor"]["model"]
-    assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(model)
+    # The ModerationModel carries no probe (the CRD has no field for one): the operator's InferenceService
+    # leaves the runtime's canary probes in place.
+    assert "Probe" not in str(objects["ModerationModel"]["spec"])
 
 
 def test_regression_job_is_hardened_bounded_and_admitted(objects: dict[str, dict[str, Any]]) -> None:
@@ -292,12 +292,75 @@ def test_regression_job_is_hardened_bounded_and_admitted(objects: dict[str, dict
     assert (bounded["activeDeadlineSeconds"], bounded["ttlSecondsAfterFinished"]) == (120, 0)
 
 
+def test_moderation_model_carries_the_values_the_operator_acts_on(objects: dict[str, dict[str, Any]]) -> None:
+    """The values map onto the CRD's spec, and the operator's own model (tiergate.moderation_model) parses it."""
+    from tiergate.moderation_model import API_VERSION, KIND, parse_spec
+
+    resource = objects["ModerationModel"]
+    assert (resource["apiVersion"], resource["kind"]) == (API_VERSION, KIND)
+    # The operator names the InferenceService after the resource; the NetworkPolicy selects its pods by that name.
+    assert (
+        resource["metadata"]["name"]
+        == "tiergate"
+        == objects["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]["serving.kserve.io/inferenceservice"]
+    )
+    assert resource["spec"]["model"] == {"name": "tiergate", **VALUES["model"]}
+    spec = parse_spec(resource)
+    assert spec.serving.runtime == objects["ServingRuntime"]["metadata"]["name"] == "tiergate-triton"
+    assert (spec.serving.min_replicas, spec.serving.max_replicas, spec.serving.gpu) == (1, 4, 1)
+    assert (spec.serving.scale_metric, spec.serving.scale_target) == ("concurrency", 8)
+    assert spec.serving.resources.requests == {"cpu": "2", "memory": "4Gi"}
+    assert spec.serving.resources.limits == {"cpu": "4", "memory": "8Gi"}
+    assert (spec.serving.gate_key_secret, spec.serving.optional_disabled, spec.serving.prometheus_scraping) == ("", [], True)
+    assert spec.rollout.steps == [10, 50, 100]
+    assert (spec.rollout.step_interval_seconds, spec.rollout.timeout_seconds) == (60, 900)
+    assert spec.rollout.analysis.suites == [] and spec.rollout.analysis.request_timeout_seconds == 30
+    assert "traffic" not in str(resource["spec"]).lower()  # traffic is the operator's
+
+    extra = {
+        "model": {"name": "mod"},
+        "runtime": {"name": "rt"},
+        "predictor": {"minReplicas": 0, "maxReplicas": 2, "scaleMetric": "rps", "scaleTarget": 3, "gpu": 0},
+        "serving": {"gateKeySecret": "gate-key", "optionalDisabled": ["anti_trans"], "prometheusScraping": False},
+        "rollout": {
+            "steps": [5, 25, 100],
+            "stepIntervalSeconds": 0,
+            "timeoutSeconds": 30,
+            "analysis": {"suites": [{"name": "positives", "minPassRate": 0.95}, {"name": "hard_negatives"}]},
+        },
+    }
+    other = parse_spec(render(extra)["ModerationModel"])
+    assert other.model.name == "mod" and other.serving.runtime == "rt"
+    assert (other.serving.min_replicas, other.serving.max_replicas, other.serving.scale_metric) == (0, 2, "rps")
+    assert (other.serving.gpu, other.serving.gate_key_secret, other.serving.optional_disabled) == (0, "gate-key", ["anti_trans"])
+    assert other.serving.prometheus_scraping is False
+    assert other.rollout.steps == [5, 25, 100] and other.rollout.timeout_seconds == 30
+    assert [(rule.name, rule.min_pass_rate) for rule in other.rollout.analysis.suites] == [
+        ("positives", 0.95),
+        ("hard_negatives", 1.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"rollout": {"steps": [50, 10, 100]}}, "rollout.steps must increase"),
+        ({"rollout": {"steps": [100, 50]}}, "rollout.steps must end at 100"),
+        ({"predictor": {"minReplicas": 3, "maxReplicas": 2}}, "maxReplicas must be at least"),
+    ],
+)
+def test_the_chart_refuses_a_rollout_the_crd_would_reject(extra: dict[str, Any], message: str) -> None:
+    """The CRD's CEL rule (last step 100) and the operator's checks fail at render time: promote renders first."""
+    with pytest.raises(HelmError, match=message):
+        render(extra)
+
+
 def _rules(policy: dict[str, Any]) -> list[tuple[list[dict[str, Any]], set[int]]]:
     return [(rule["from"], {port["port"] for port in rule["ports"]}) for rule in policy["spec"]["ingress"]]
 
 
 def _admits(policy: dict[str, Any], namespace_labels: dict[str, str], pod_labels: dict[str, str], port: int) -> bool:
-    """NetworkPolicy semantics for the peers used here (namespaceSelector alone, or podSelector alone = same namespace)."""
+    """NetworkPolicy semantics: namespaceSelector alone, podSelector alone (= the policy's namespace), or both (= both match)."""
 
     def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
@@ -319,17 +382,14 @@ def _admits(policy: dict[str, Any], namespace_labels: dict[str, str], pod_labels
         if port not in ports:
             continue
         for peer in peers:
-            assert set(peer) <= {"namespaceSelector", "podSelector"}
-            if "namespaceSelector" in peer and "podSelector" in peer:
-                raise AssertionError("combined peers are not modelled here")
-            if "namespaceSelector" in peer and matches(peer["namespaceSelector"], namespace_labels):
-                return True
-            if "podSelector" in peer and same_namespace and matches(peer["podSelector"], pod_labels):
+            assert set(peer) <= {"namespaceSelector", "podSelector"} and peer, peer
+            in_namespace = matches(peer["namespaceSelector"], namespace_labels) if "namespaceSelector" in peer else same_namespace
+            if in_namespace and ("podSelector" not in peer or matches(peer["podSelector"], pod_labels)):
                 return True
     return False
 
 
-def test_network_policy_admits_only_ingress_regression_job_and_monitoring(objects: dict[str, dict[str, Any]]) -> None:
+def test_network_policy_admits_only_ingress_operator_regression_job_and_monitoring(objects: dict[str, dict[str, Any]]) -> None:
     policy = objects["NetworkPolicy"]
     assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "tiergate"}}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
@@ -351,6 +411,15 @@ def test_network_policy_admits_only_ingress_regression_job_and_monitoring(object
             assert not _admits(policy, ns(name), job_labels, port)
     other_pod = {**job_labels, "tiergate.io/role": "something-else"}
     assert not _admits(policy, ns(NAMESPACE), other_pod, 8080)
+    # The operator runs the regression vectors against the canary: its pods, in its namespace, and only those.
+    operator = {"app.kubernetes.io/name": "tiergate-operator", "app.kubernetes.io/instance": "tiergate-operator"}
+    for port in (8080, 8012, 8013):
+        assert _admits(policy, ns("tiergate-system"), operator, port)
+    for port in (8000, 9000, 8002, 9090):
+        assert not _admits(policy, ns("tiergate-system"), operator, port)
+    assert not _admits(policy, ns("tiergate-system"), {"app.kubernetes.io/name": "other"}, 8080)
+    assert not _admits(policy, ns("default"), operator, 8080)
+    assert not _admits(policy, ns(NAMESPACE), operator, 8080)
     assert not _admits(policy, ns("default"), job_labels, 8080)
     assert not _admits(policy, ns("monitoring"), {}, 8080)
     all_ports = set().union(*(ports for _, ports in _rules(policy)))
@@ -369,6 +438,14 @@ def test_network_policy_selectors_come_from_values() -> None:
     assert not _admits(policy, {"kubernetes.io/metadata.name": "istio-system"}, {}, 8080)
     assert _admits(policy, {"team": "obs"}, {}, 8002)
     assert "NetworkPolicy" not in render({"networkPolicy": {"enabled": False}})
+    operator = {
+        "operatorNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+        "operatorPodSelector": {"matchLabels": {"app.kubernetes.io/name": None, "app": "op"}},
+    }
+    policy = render({"networkPolicy": operator})["NetworkPolicy"]
+    assert _admits(policy, {"kubernetes.io/metadata.name": "ops"}, {"app": "op"}, 8012)
+    assert not _admits(policy, {"kubernetes.io/metadata.name": "tiergate-system"}, {"app": "op"}, 8012)
+    assert not _admits(policy, {"kubernetes.io/metadata.name": "ops"}, {"app.kubernetes.io/name": "tiergate-operator"}, 8012)
 
 
 def test_notes_route_through_the_ingress_with_the_host_header() -> None:
@@ -402,6 +479,25 @@ def test_notes_route_through_the_ingress_with_the_host_header() -> None:
         ({"serving": {"health": {"busyLimitSeconds": 0}}}, "busyLimitSeconds"),
         ({"serving": {"bodyTimeoutSeconds": 0}}, "bodyTimeoutSeconds"),
         ({"serving": {"maxConnections": "many"}}, "maxConnections"),
+        ({"model": {"gateDigest": ""}}, "gateDigest"),
+        ({"model": {"gateDigest": "C" * 64}}, "gateDigest"),
+        ({"model": {"name": "a" * 46}}, "name"),  # the ModerationModel's metadata.name: at most 45 (the CRD)
+        ({"model": {"version": "V1"}}, "version"),  # the CRD's pattern: lower case
+        ({"predictor": {"canaryTrafficPercent": 10}}, "canaryTrafficPercent"),  # traffic is the operator's
+        ({"predictor": {"automountServiceAccountToken": True}}, "automountServiceAccountToken"),
+        ({"predictor": {"gpu": 9}}, "gpu"),
+        ({"serving": {"optionalDisabled": ["Anti Trans"]}}, "optionalDisabled"),
+        ({"regressionTest": {"argoPostSync": True}}, "argoPostSync"),  # the operator verifies before traffic moves
+        ({"rollout": {"steps": []}}, "steps"),
+        ({"rollout": {"steps": [10, 50]}}, "steps"),  # must reach 100
+        ({"rollout": {"steps": [0, 100]}}, "steps"),
+        ({"rollout": {"steps": [*range(1, 11), 100]}}, "steps"),
+        ({"rollout": {"timeoutSeconds": 10}}, "timeoutSeconds"),
+        ({"rollout": {"stepIntervalSeconds": -1}}, "stepIntervalSeconds"),
+        ({"rollout": {"analysis": {"suites": [{"minPassRate": 0.5}]}}}, "name"),
+        ({"rollout": {"analysis": {"suites": [{"name": "positives", "minPassRate": 1.5}]}}}, "minPassRate"),
+        ({"rollout": {"analysis": {"requestTimeoutSeconds": 0}}}, "requestTimeoutSeconds"),
+        ({"networkPolicy": {"operatorPodSelector": {"matchLabels": None}}}, "operatorPodSelector"),  # {}: every pod there
     ],
 )
 def test_schema_rejects_bad_values(extra: dict[str, Any], key: str) -> None:
@@ -410,20 +506,21 @@ def test_schema_rejects_bad_values(extra: dict[str, Any], key: str) -> None:
     assert key in str(caught.value)
 
 
-# manifests/kserve/ holds the chart's ServingRuntime and InferenceService for these example values.
+# manifests/kserve/ holds the chart's ServingRuntime and ModerationModel for these example values.
 EXAMPLE_VALUES: dict[str, Any] = {
     "model": {
         "version": "example",
         "storageUri": "s3://tiergate-models/tiergate/example/" + "0" * 64,
         "digest": "0" * 64,
+        "gateDigest": "0" * 64,
     }
 }
 EXAMPLES = {
     "ServingRuntime": PROJECT_ROOT / "manifests" / "kserve" / "servingruntime-triton.yaml",
-    "InferenceService": PROJECT_ROOT / "manifests" / "kserve" / "inferenceservice.yaml",
+    "ModerationModel": PROJECT_ROOT / "manifests" / "kserve" / "moderationmodel.yaml",
 }
 EXAMPLE_HEADER = (
-    "# Generated from charts/tiergate-serving with example values (model.version 'example', a zero digest):\n"
+    "# Generated from charts/tiergate-serving with example values (model.version 'example', zero digests):\n"
     "# python -m tests.unit.test_chart_security --write. The chart is the source; a test keeps this equal to it.\n"
 )
 

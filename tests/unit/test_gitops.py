@@ -15,6 +15,7 @@ import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
 
+from tests.helm_helpers import operator_inferenceservice
 from tests.trust_helpers import make_repository
 from tiergate.components.promote.gitops import commit_and_push, history
 from tiergate.components.promote.step import promote, rollback
@@ -102,23 +103,29 @@ def test_publish_to_s3_on_loopback(tmp_path: Path, s3_endpoint: str, monkeypatch
     assert not (tmp_path / "mnt2").exists() or not any((tmp_path / "mnt2").iterdir())
 
 
-VALUES = {"model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64}}
+VALUES = {
+    "model": {"version": "v1", "storageUri": "s3://models/tiergate/v1/" + "a" * 64, "digest": "a" * 64, "gateDigest": "c" * 64}
+}
+MODERATION_MODEL = "tiergate-serving/templates/moderationmodel.yaml"
 
 
-def test_chart_renders_valid_kserve_manifests() -> None:
+def test_chart_renders_valid_manifests_and_no_inferenceservice() -> None:
     rendered = Chart.load(str(CHART)).render(VALUES, name="tiergate", namespace="moderation")
     documents = 0
     for name, text in rendered.items():
         if name.endswith(".yaml") and text.strip():
             documents += validate_text(text)
-    assert documents == 4  # ServingRuntime, InferenceService, NetworkPolicy, regression Job
-    isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    assert documents == 4  # ServingRuntime, ModerationModel, NetworkPolicy, regression Job
+    assert "kind: InferenceService" not in "".join(rendered.values())  # the operator's, not the chart's
+    resource = yaml.safe_load(rendered[MODERATION_MODEL])
+    assert resource["spec"]["model"] == {"name": "tiergate", **VALUES["model"]}
+    isvc = operator_inferenceservice(resource, "moderation")  # what the operator makes of it validates too
+    validate_text(yaml.safe_dump(isvc))
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == VALUES["model"]["storageUri"]
     assert isvc["metadata"]["annotations"]["tiergate.io/repository-digest"] == "sha256:" + "a" * 64
-    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     job = yaml.safe_load(rendered["tiergate-serving/templates/tests/regression-test.yaml"])
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+    assert not [key for key in job["metadata"]["annotations"] if key.startswith("argocd.argoproj.io/")]  # no PostSync
     assert lint(str(CHART), VALUES)["errors"] == []
 
 
@@ -129,7 +136,7 @@ def test_the_rendered_runtime_starts_triton_only_on_a_repository_that_verifies(t
     values = {"model": {**VALUES["model"], "digest": digest}}
     rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
     runtime = yaml.safe_load(rendered["tiergate-serving/templates/servingruntime.yaml"])["spec"]["containers"][0]
-    isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    isvc = operator_inferenceservice(yaml.safe_load(rendered[MODERATION_MODEL]), "moderation")
     env = {item["name"]: item["value"] for item in isvc["spec"]["predictor"]["model"]["env"]}
     assert env["TIERGATE_EXPECTED_DIGEST"] == digest and runtime["args"][:2] == ["tiergate", "gateway"]
     command = [str(repo) if part == "/mnt/models" else part for part in runtime["command"]]
@@ -140,7 +147,7 @@ def test_the_rendered_runtime_starts_triton_only_on_a_repository_that_verifies(t
 
     started = start(env["TIERGATE_EXPECTED_DIGEST"])
     assert started.returncode == 0 and "triton started" in started.stdout, started.stderr
-    refused = start("b" * 64)  # Argo synced values for another version than the bytes in /mnt/models
+    refused = start("b" * 64)  # the InferenceService names another version than the bytes in /mnt/models
     assert refused.returncode == 2 and "triton started" not in refused.stdout
     assert refused.stderr.count("\n") == 1 and "is not the expected" in refused.stderr
 
@@ -148,21 +155,27 @@ def test_the_rendered_runtime_starts_triton_only_on_a_repository_that_verifies(t
 def test_chart_options_render() -> None:
     values = {
         **VALUES,
-        "predictor": {"minReplicas": 2, "maxReplicas": 6, "canaryTrafficPercent": 10, "gpu": 0},
+        "predictor": {"minReplicas": 2, "maxReplicas": 6, "gpu": 0},
         "serving": {"optionalDisabled": ["anti_trans"], "gateKeySecret": "tiergate-gate-key"},
         "runtime": {"create": False, "name": "x", "image": "y"},
+        "rollout": {"steps": [25, 100], "analysis": {"suites": [{"name": "positives", "minPassRate": 0.9}]}},
     }
     rendered = Chart.load(str(CHART)).render(values, name="tiergate", namespace="moderation")
-    isvc = yaml.safe_load(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    resource = yaml.safe_load(rendered[MODERATION_MODEL])
+    assert resource["spec"]["rollout"]["steps"] == [25, 100]
+    assert resource["spec"]["rollout"]["analysis"]["suites"] == [{"name": "positives", "minPassRate": 0.9}]
+    isvc = operator_inferenceservice(resource, "moderation")
     predictor = isvc["spec"]["predictor"]
-    assert predictor["canaryTrafficPercent"] == 10 and predictor["minReplicas"] == 2
+    assert "canaryTrafficPercent" not in predictor and predictor["minReplicas"] == 2
+    assert predictor["model"]["runtime"] == "x"
     assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
     env = {item["name"]: item.get("value") for item in predictor["model"]["env"]}
     assert env["TIERGATE_OPTIONAL_DISABLED"] == '["anti_trans"]'
     key = next(item for item in predictor["model"]["env"] if item["name"] == "TIERGATE_GATE_KEY")
     assert key["valueFrom"]["secretKeyRef"] == {"name": "tiergate-gate-key", "key": "key"}
     assert not rendered.get("tiergate-serving/templates/servingruntime.yaml", "").strip()
-    validate_text(rendered["tiergate-serving/templates/inferenceservice.yaml"])
+    validate_text(rendered[MODERATION_MODEL])
+    validate_text(yaml.safe_dump(isvc))
 
 
 @pytest.mark.parametrize(
@@ -171,7 +184,9 @@ def test_chart_options_render() -> None:
         ({"model": {**VALUES["model"], "digest": "not-a-digest"}}, "digest"),
         ({"model": {**VALUES["model"], "version": ""}}, "version"),
         ({"model": {**VALUES["model"], "storageUri": "file:///tmp/x"}}, "storageUri"),
-        ({**VALUES, "predictor": {"minReplicas": 1, "maxReplicas": 2, "canaryTrafficPercent": 150}}, "canaryTrafficPercent"),
+        ({"model": {**VALUES["model"], "gateDigest": "not-a-digest"}}, "gateDigest"),
+        ({"model": {key: value for key, value in VALUES["model"].items() if key != "gateDigest"}}, "gateDigest"),
+        ({**VALUES, "predictor": {"minReplicas": 1, "maxReplicas": 2, "canaryTrafficPercent": 50}}, "canaryTrafficPercent"),
         ({**VALUES, "surprise": True}, "surprise"),
     ],
 )
@@ -212,11 +227,14 @@ def test_promote_commits_once_and_is_idempotent(gitops: PromoteSettings, tmp_pat
     evaluation, repo, published = _published(tmp_path, "v1")
     result = _promote(gitops, tmp_path, evaluation, repo, published, "run-7")
     assert result["changed"]
+    gate_digest = read_json(repo / "repository.json")["gate_digest"]
+    assert gate_digest == load_gate(evaluation).digest()
     assert _values(gitops, tmp_path)["model"] == {
         "name": "tiergate",
         "version": "v1",
         "storageUri": published["uri"],
         "digest": published["digest"],
+        "gateDigest": gate_digest,
     }
     message = subprocess.run(
         ["git", "--git-dir", gitops.repo_url, "log", "-1", "--format=%B"], capture_output=True, text=True
@@ -285,10 +303,35 @@ def test_rollback_and_history(gitops: PromoteSettings, tmp_path: Path) -> None:
         _promote(gitops, tmp_path, evaluation, repo, published, "run")
     result = rollback(gitops, local_publish(tmp_path), "v1")
     assert result["changed"]
-    assert _values(gitops, tmp_path)["model"]["version"] == "v1"
+    model = _values(gitops, tmp_path)["model"]
+    assert model["version"] == "v1"
+    v1_gate = read_json(tmp_path / "repo-v1" / "repository.json")["gate_digest"]
+    assert model["gateDigest"] == v1_gate == history(gitops)[0]["gateDigest"]
     entries = history(gitops)
     assert [entry["version"] for entry in entries][:3] == ["v1", "v2", "v1"]
     assert entries[0]["subject"].startswith("rollback to v1")
     assert not rollback(gitops, local_publish(tmp_path), "v1")["changed"]  # already current
     with pytest.raises(GitOpsError, match="never promoted here; known: v1, v2"):
         rollback(gitops, local_publish(tmp_path), "v9")
+
+
+def test_rollback_takes_the_gate_digest_from_the_verified_manifest(
+    gitops: PromoteSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promotion from before gateDigest existed rolls back with the digest its verified manifest names; a
+    recorded gateDigest that differs from it is refused."""
+    from tiergate.components.promote import step
+
+    for version in ("v1", "v2"):
+        evaluation, repo, published = _published(tmp_path, version)
+        _promote(gitops, tmp_path, evaluation, repo, published, "run")
+    recorded = history(gitops)
+    v1_gate = read_json(tmp_path / "repo-v1" / "repository.json")["gate_digest"]
+    forged = [{**entry, "gateDigest": "d" * 64} if entry["version"] == "v1" else entry for entry in recorded]
+    monkeypatch.setattr(step, "history", lambda settings: forged)
+    with pytest.raises(PromotionRefused, match=r"cannot roll back to v1: its manifest names gate record"):
+        rollback(gitops, local_publish(tmp_path), "v1")
+    older = [{**entry, "gateDigest": None} if entry["version"] == "v1" else entry for entry in recorded]
+    monkeypatch.setattr(step, "history", lambda settings: older)
+    assert rollback(gitops, local_publish(tmp_path), "v1")["changed"]
+    assert _values(gitops, tmp_path)["model"]["gateDigest"] == v1_gate

@@ -170,7 +170,8 @@ def test_unpacked_wheel_works_outside_the_repository(wheel: zipfile.ZipFile, tmp
     assert result.stdout.strip()
     check = (
         "from tiergate.profiles import load_profile; from tiergate.k8s_validation import crd_schema; "
-        "crd_schema('serving.kserve.io', 'InferenceService', 'v1beta1'); print(load_profile('production').name)"
+        "crd_schema('serving.kserve.io', 'InferenceService', 'v1beta1'); "
+        "crd_schema('tiergate.io', 'ModerationModel', 'v1alpha1'); print(load_profile('production').name)"
     )
     profile = subprocess.run(
         [sys.executable, "-c", check],

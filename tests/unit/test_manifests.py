@@ -1,4 +1,5 @@
-"""Manifests against the real KServe CRD schemas (vendored: tiergate/vendor/kserve) and Kubernetes core types."""
+"""Manifests against the real KServe CRD schemas (vendored: tiergate/vendor/kserve), tiergate's own CRD
+(tiergate/crds: the ModerationModel) and Kubernetes core types."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ import pytest
 import yaml
 
 from tiergate.errors import ManifestError
-from tiergate.k8s_validation import CRD_DIR, KSERVE_CRDS, crd_schema, validate_manifest, validate_text
+from tiergate.k8s_validation import (
+    CRD_DIR,
+    KSERVE_CRDS,
+    TIERGATE_CRD_DIR,
+    TIERGATE_CRDS,
+    crd_schema,
+    validate_manifest,
+    validate_text,
+)
 from tiergate.paths import PROJECT_ROOT
 
 MANIFESTS = sorted((PROJECT_ROOT / "manifests").rglob("*.yaml"))
@@ -24,14 +33,92 @@ def test_every_manifest_validates(path: Path) -> None:
 
 
 def _isvc() -> dict[str, Any]:
-    return yaml.safe_load((PROJECT_ROOT / "manifests/kserve/inferenceservice.yaml").read_text())
+    """An InferenceService of the shape the operator creates (the chart renders none since the operator owns it)."""
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "tiergate", "namespace": "tiergate"},
+        "spec": {
+            "predictor": {
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "automountServiceAccountToken": False,
+                "model": {
+                    "modelFormat": {"name": "triton", "version": "2"},
+                    "runtime": "tiergate-triton",
+                    "protocolVersion": "v2",
+                    "storageUri": "s3://tiergate-models/tiergate/example/" + "0" * 64,
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                },
+            }
+        },
+    }
 
 
-def test_inferenceservice_serves_triton_v2_on_gpu() -> None:
-    model = _isvc()["spec"]["predictor"]["model"]
-    assert model["modelFormat"]["name"] == "triton" and model["protocolVersion"] == "v2"
-    assert model["runtime"] == "tiergate-triton" and model["storageUri"].startswith("s3://")
-    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+def _moderation_model() -> dict[str, Any]:
+    return yaml.safe_load((PROJECT_ROOT / "manifests/kserve/moderationmodel.yaml").read_text())
+
+
+def test_inferenceservice_of_the_operators_shape_validates() -> None:
+    validate_manifest(_isvc())
+
+
+def test_moderation_model_asks_for_a_gated_version_on_the_triton_runtime() -> None:
+    resource = _moderation_model()
+    assert resource["apiVersion"] == "tiergate.io/v1alpha1" and resource["kind"] == "ModerationModel"
+    model = resource["spec"]["model"]
+    assert model["storageUri"].startswith("s3://") and model["storageUri"].endswith("/" + model["digest"])
+    assert re.fullmatch(r"[0-9a-f]{64}", model["gateDigest"])
+    assert resource["spec"]["serving"]["runtime"] == "tiergate-triton" and resource["spec"]["serving"]["gpu"] == 1
+    assert resource["spec"]["rollout"]["steps"][-1] == 100
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["spec"]["model"].update(digests="x"), "unknown field(s) /spec/model/digests"),
+        (lambda d: d["spec"]["serving"].update(canaryTrafficPercent=10), "unknown field(s) /spec/serving/canaryTrafficPercent"),
+        (lambda d: d["spec"]["model"].pop("gateDigest"), "'gateDigest' is a required property"),
+        (lambda d: d["spec"]["model"].update(digest="A" * 64), "does not match"),
+        (lambda d: d["spec"]["model"].update(storageUri="s3://m/tiergate/v1/latest"), "does not match"),
+        (lambda d: d["spec"]["rollout"].update(steps=[10, 101]), "101 is greater than the maximum of 100"),
+        (lambda d: d["spec"]["rollout"].update(timeoutSeconds=5), "5 is less than the minimum of 30"),
+        (lambda d: d["spec"]["serving"].update(scaleMetric="latency"), "'latency' is not one of"),
+        (lambda d: d["metadata"].update(name="m" * 46), "is too long"),
+        (lambda d: d.update(status={"phase": "Done"}), "'Done' is not one of"),
+        (lambda d: d.pop("spec"), "'spec' is a required property"),
+    ],
+)
+def test_broken_moderation_model_is_rejected(mutate: Any, message: str) -> None:
+    document = copy.deepcopy(_moderation_model())
+    mutate(document)
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        validate_manifest(document)
+
+
+def test_moderation_model_metadata_is_object_meta_and_status_validates() -> None:
+    """Labels and annotations are the API server's (not unknown fields); a status the operator writes validates."""
+    document = copy.deepcopy(_moderation_model())
+    document["metadata"].update(namespace="tiergate", annotations={"a": "b"}, finalizers=["tiergate.io/rollout"])
+    document["status"] = {
+        "phase": "RolledBack",
+        "observedGeneration": 3,
+        "trafficPercent": 0,
+        "current": {"version": "v1", "storageUri": "s3://m/tiergate/v1/" + "a" * 64, "digest": "a" * 64},
+        "lastAnalysis": {"version": "v2", "passed": False, "failingVectors": [{"id": "pos-1", "suite": "positives"}]},
+        "conditions": [{"type": "Ready", "status": "False", "reason": "RolledBack"}],
+    }
+    validate_manifest(document)
+
+
+def test_tiergate_crds_ship_in_the_package() -> None:
+    assert TIERGATE_CRD_DIR.is_relative_to(PROJECT_ROOT / "tiergate"), TIERGATE_CRD_DIR
+    for (group, kind), name in TIERGATE_CRDS.items():
+        crd = yaml.safe_load((TIERGATE_CRD_DIR / name).read_text())
+        assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, kind)
+        assert crd_schema(group, kind, "v1alpha1")["properties"]["spec"]["required"] == ["model"]
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^"tiergate" = \[.*"crds/\*\.yaml"', pyproject, re.MULTILINE), "crds/*.yaml is not package data"
 
 
 @pytest.mark.parametrize(
@@ -71,6 +158,10 @@ def test_kserve_crds_are_vendored_with_licence_and_provenance() -> None:
 def test_a_missing_schema_is_an_error_never_a_skip(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="is missing: this tiergate installation is incomplete"):
         crd_schema("serving.kserve.io", "InferenceService", "v1beta1", tmp_path)
+    with pytest.raises(ManifestError, match=r"tiergate CRD schema .* is missing"):
+        crd_schema("tiergate.io", "ModerationModel", "v1alpha1", tmp_path)
+    with pytest.raises(ManifestError, match=r"tiergate\.io/ModerationPolicy: no vendored tiergate schema"):
+        validate_manifest({**_moderation_model(), "kind": "ModerationPolicy"})
     document = _isvc()
     document["kind"] = "InferenceGraph"
     with pytest.raises(ManifestError, match=r"serving\.kserve\.io/InferenceGraph: no vendored KServe schema"):

@@ -129,18 +129,23 @@ def test_operator_runs_the_projects_image_with_its_command(documents: list[dict[
 
 def test_rendered_command_parses_with_the_real_operator_command(documents: list[dict[str, Any]]) -> None:
     """Every option the chart passes exists in `tiergate operator run` and its value is accepted (parsed, not run)."""
-    import click
     import typer
 
-    operator_cmd = pytest.importorskip("tiergate.cli.operator_cmd", reason="cli/operator_cmd.py is not in this tree yet")
-    (app,) = [value for value in vars(operator_cmd).values() if isinstance(value, typer.Typer)]
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    run = group.get_command(click.Context(group), "run")
-    assert run is not None
+    pytest.importorskip("tiergate.cli.operator_cmd", reason="cli/operator_cmd.py is not in this tree yet")
+    from tiergate.cli.main import app
+
     argv = [arg.replace("$(POD_NAME)", "tiergate-operator-7d9f-abcde") for arg in operator_container(documents)["command"]]
-    context = run.make_context("run", argv[3:])
-    assert "tiergate-operator-7d9f-abcde" in context.params.values() and 8081 in context.params.values()
+    assert argv[0] == "tiergate"
+    command = typer.main.get_command(app)
+    for name in argv[1:3]:  # operator, run
+        assert hasattr(command, "get_command"), name  # a group (typer's own click, not necessarily `click`)
+        found = command.get_command(command.context_class(command), name)
+        assert found is not None, f"tiergate has no command {' '.join(argv[1:3])}"
+        command = found
+    params = command.make_context("run", argv[3:]).params
+    assert (params["namespace"], params["profile"]) == ("", "production")
+    assert (params["lease_namespace"], params["lease_name"]) == (NAMESPACE, RELEASE)
+    assert (params["identity"], params["health_port"]) == ("tiergate-operator-7d9f-abcde", 8081)
 
 
 def test_container_is_non_root_read_only_with_probes_and_resources(documents: list[dict[str, Any]]) -> None:
