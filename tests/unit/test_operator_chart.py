@@ -277,3 +277,13 @@ if __name__ == "__main__":
         sys.exit("usage: python -m tests.unit.test_operator_chart --write")
     write_crd()
     print(f"wrote {CRD_COPY.relative_to(PROJECT_ROOT)}")
+
+
+def test_the_serving_charts_network_policy_admits_these_pods(documents: list[dict[str, Any]]) -> None:
+    """The serving chart's default operatorPodSelector matches the pods this chart runs (the canary analysis)."""
+    serving = yaml.safe_load((PROJECT_ROOT / "charts" / "tiergate-serving" / "values.yaml").read_text())
+    selector = serving["networkPolicy"]["operatorPodSelector"]
+    labels = one(documents, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert set(selector) == {"matchLabels"} and selector["matchLabels"].items() <= labels.items()
+    namespace = serving["networkPolicy"]["operatorNamespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert namespace == NAMESPACE  # the install namespace the README and the Argo CD Application use
