@@ -332,6 +332,7 @@ class Call:
     group: str = ""
     resource: str = ""  # plural, or "plural/status"
     namespace: str | None = None
+    content_type: str = ""  # which patch flavour a PATCH used
 
 
 @dataclass(frozen=True)
@@ -529,14 +530,19 @@ class FakeKube:
                 meta.setdefault("creationTimestamp", now_rfc3339())
                 meta.setdefault("generation", 1)
                 return self._commit(resource, key, body, None)
-            for server_field in ("uid", "creationTimestamp", "generation"):
-                meta.setdefault(server_field, current["metadata"].get(server_field))
+            for server_field in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+                if server_field in current["metadata"]:
+                    meta.setdefault(server_field, current["metadata"][server_field])
             if _spec_of(resource, body) != _spec_of(resource, current):
                 meta["generation"] = current["metadata"].get("generation", 0) + 1
+            if "deletionTimestamp" in meta and not meta.get("finalizers"):
+                return self._remove(resource, key, body, orphan=False)  # the last finalizer is gone
             return self._commit(resource, key, body, current)
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str | None, name: str, status: Json) -> Json:
-        """A foreign controller's status write: merge-patches `.status` (None deletes a key), unconditionally."""
+        """A foreign controller's status write: merge-patches `.status` (None deletes a key), unconditionally.
+
+        Raises KubeError (code 404) when the object does not exist."""
         resource = self.resource(group, version, plural)
         with self._lock:
             current = self._require(resource, namespace, name)
@@ -797,6 +803,7 @@ class FakeKube:
                     target.resource.group,
                     target.resource.plural + ("/status" if target.status else ""),
                     target.namespace,
+                    request.content_type if request.can_read_body else "",
                 )
             return target
         finally:
@@ -814,7 +821,7 @@ class FakeKube:
         else:
             raise KubeError(404, "the server could not find the requested resource")
         namespace = None
-        if rest[0] == "namespaces" and len(rest) >= 3:
+        if rest[0] == "namespaces" and len(rest) >= 3 and rest[2:] != ["status"]:  # not a cluster-scoped Namespace's status
             namespace, rest = rest[1], rest[2:]
         if len(rest) > 3 or (len(rest) == 3 and rest[2] != "status"):
             raise KubeError(404, "the server could not find the requested resource")

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests.fake_kube import FakeKube
+from tests.fake_kube import FakeKube, Resource
 
 GROUP, VERSION, PLURAL, NS = "tiergate.io", "v1alpha1", "moderationmodels", "default"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -46,6 +46,16 @@ def create(custom: client.CustomObjectsApi, body: dict[str, Any]) -> dict[str, A
 
 def read(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
     return custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+
+def next_within(events: Iterator[Any], seconds: float = 5) -> Any:
+    """next() on a watch that reconnects forever by itself: a regression must fail the test, not hang pytest."""
+    box: list[Any] = []
+    reader = threading.Thread(target=lambda: box.append(next(events)), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    assert box, f"no watch event within {seconds} s"
+    return box[0]
 
 
 def status_of(error: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
@@ -182,8 +192,8 @@ def test_json_patch_and_strategic_merge_on_core_kinds(kube: FakeKube) -> None:
         assert failed.value.status == 422 and core.read_namespaced_config_map("cm", NS).data == {"a": "10"}
         merged = core.patch_namespaced_config_map("cm", NS, {"data": {"c": "3"}})
         assert merged.data == {"a": "10", "c": "3"}
-    content_types = [call.method for call in kube.calls if call.verb == "patch"]
-    assert content_types == ["PATCH"] * 4
+    content_types = [call.content_type for call in kube.calls if call.verb == "patch"]
+    assert content_types == ["application/json-patch+json"] * 3 + ["application/strategic-merge-patch+json"]
 
 
 def test_watch_streams_in_order_and_resumes(kube: FakeKube, custom: client.CustomObjectsApi) -> None:
@@ -217,14 +227,14 @@ def test_watch_client_resumes_after_server_timeout(kube: FakeKube, custom: clien
     created = create(custom, model("a"))
     kube.watch_timeout_s = 0.2
     events = watch.Watch().stream(custom.list_namespaced_custom_object, GROUP, VERSION, NS, PLURAL)
-    first = next(events)
+    first = next_within(events)
     assert first["type"] == "ADDED"
     deadline = time.monotonic() + 3
     while kube.open_watches and time.monotonic() < deadline:
         time.sleep(0.02)
     assert kube.open_watches == 0  # the server closed the first stream
     custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "a", {"spec": {"replicas": 4}})
-    second = next(events)
+    second = next_within(events)
     events.close()
     assert second["type"] == "MODIFIED" and second["object"]["spec"] == {"replicas": 4}
     watches = [call for call in kube.calls if call.verb == "watch"]
@@ -238,7 +248,14 @@ def test_watch_from_expired_resource_version_is_410() -> None:
         for replicas in range(2, 6):
             custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "a", {"spec": {"replicas": replicas}})
         raw = custom.list_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, watch=True, resource_version=first["metadata"]["resourceVersion"], _preload_content=False
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            watch=True,
+            resource_version=first["metadata"]["resourceVersion"],
+            _preload_content=False,
+            timeout_seconds=2,
         )
         lines = raw.data.decode().splitlines()
         error = json.loads(lines[0])
@@ -251,6 +268,7 @@ def test_watch_from_expired_resource_version_is_410() -> None:
             NS,
             PLURAL,
             resource_version=first["metadata"]["resourceVersion"],
+            _request_timeout=5,  # a regression fails instead of hanging
         )
         with pytest.raises(ApiException) as gone:
             next(stream)
@@ -474,3 +492,40 @@ def test_stop_ends_a_blocked_watch_promptly() -> None:
     consumer.join(timeout=2)
     assert finished.is_set() and time.monotonic() - started < 2 and seen == []
     assert not any(thread.name == "fake-kube" for thread in threading.enumerate())
+
+
+def test_list_then_watch_from_the_list_resource_version(custom: client.CustomObjectsApi) -> None:
+    create(custom, model("old"))
+    listed = custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)
+    create(custom, model("new"))
+    stream = watch.Watch().stream(
+        custom.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        NS,
+        PLURAL,
+        resource_version=listed["metadata"]["resourceVersion"],
+        timeout_seconds=5,
+    )
+    first = next(stream)
+    stream.close()
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "new")
+
+
+def test_cluster_scoped_resources_and_other_namespaces() -> None:
+    resources = [
+        Resource("", "v1", "namespaces", "Namespace", namespaced=False),
+        Resource("", "v1", "configmaps", "ConfigMap", has_status=False),
+    ]
+    with FakeKube(resources) as kube, kube.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
+        phase = core.patch_namespace_status("team-a", {"status": {"phase": "Active"}})
+        assert phase.status.phase == "Active" and core.read_namespace("team-a").metadata.name == "team-a"
+        for namespace in ("team-a", "team-b"):
+            core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm")))
+        assert sorted(cm.metadata.namespace for cm in core.list_config_map_for_all_namespaces().items) == ["team-a", "team-b"]
+        assert [ns.metadata.name for ns in core.list_namespace().items] == ["team-a"]
+        with pytest.raises(ApiException) as unknown:
+            core.list_namespaced_secret("team-a")
+        assert unknown.value.status == 404
