@@ -306,6 +306,14 @@ def test_nothing_is_a_postsync_hook_any_more() -> None:
         assert "argocd.argoproj.io/hook" not in path.read_text(), path
 
 
+def test_readme_installs_what_is_here() -> None:
+    """The README's install lines name this patch file and the operator Application's namespace."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"kubectl -n argocd patch configmap argocd-cm --patch-file {CM_PATCH.relative_to(PROJECT_ROOT)}" in readme
+    namespace = _applications()["charts/tiergate-operator"]["spec"]["destination"]["namespace"]
+    assert f"helm install tiergate-operator charts/tiergate-operator --namespace {namespace} --create-namespace" in readme
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m tests.unit.test_argocd --write")
