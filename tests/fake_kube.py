@@ -14,7 +14,11 @@ resourceVersion, 410 Expired past the retained history and `timeoutSeconds`.
 Not implemented: admission, schema validation, RBAC enforcement (`calls` records the RBAC verb of
 each request so a test can compare it with a Role), server-side apply (415), dryRun, pagination
 (`limit`/`continue` are ignored; every list is complete), collection deletes, bookmarks, version
-conversion (all versions of a group/plural share one store), namespace existence checks.
+conversion (all versions of a group/plural share one store), namespace existence checks. Strategic
+merge patches are applied as merge patches (lists replace, no patchMergeKey). Garbage collection is
+background-style and immediate: a dependent goes once none of its owners exists; Foreground deletion
+and pruning of dangling ownerReferences are not modelled. As on a real cluster, a PUT of a custom
+resource without metadata.resourceVersion is refused (422); core kinds accept it.
 """
 
 from __future__ import annotations
@@ -424,6 +428,10 @@ class FakeKube:
     # --- lifecycle ---
 
     def start(self) -> FakeKube:
+        """Serve on an ephemeral loopback port; `url` is set when this returns. Idempotent while running."""
+        if self._thread is not None:
+            return self
+        self._closing = False
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(target=self._serve, args=(ready, failure), name="fake-kube", daemon=True)
@@ -559,7 +567,7 @@ class FakeKube:
 
     @property
     def requests(self) -> list[tuple[str, str]]:
-        """(method, path) of every request so far, in order."""
+        """(method, path) of every request so far, in order: a copy (clear `calls` to forget earlier requests)."""
         with self._lock:
             return [(call.method, call.path) for call in self.calls]
 
