@@ -116,16 +116,16 @@ def test_the_gate_passed_and_the_model_was_packaged_published_and_promoted(conta
 
 
 def served_repository(run: dict[str, Any], storage_uri: str) -> Path:
-    """The published copy the InferenceService's storageUri names, on the simulated PVC."""
+    """The published copy the ModerationModel's storageUri names (what the operator deploys), on the simulated PVC."""
     return run["store"] / storage_uri.removeprefix("pvc://")
 
 
-def render_chart(version: str, storage_uri: str, digest: str) -> dict[str, Any]:
+def render_chart(version: str, storage_uri: str, digest: str, gate_digest: str) -> dict[str, Any]:
     """The chart as GitOps would apply it, with this machine's images."""
     from helm_python import Chart
 
     values = {
-        "model": {"name": "tiergate", "version": version, "storageUri": storage_uri, "digest": digest},
+        "model": {"name": "tiergate", "version": version, "storageUri": storage_uri, "digest": digest, "gateDigest": gate_digest},
         "runtime": {"image": IMAGES.triton},
         "regressionTest": {"image": IMAGES.cpu},
     }
@@ -192,7 +192,7 @@ def serving_container(containerised_run: dict[str, Any]) -> Iterator[dict[str, A
         patch.setenv("TIERGATE_HOME", str(containerised_run["home"]))
         entry = next(entry for entry in history(load_profile("docker-test").promote) if entry["version"])
     repository = served_repository(containerised_run, entry["storageUri"])
-    manifests = render_chart(entry["version"], entry["storageUri"], entry.get("digest") or "sha256:" + "0" * 64)
+    manifests = render_chart(entry["version"], entry["storageUri"], entry["digest"], entry["gateDigest"])
     runtime = manifests["ServingRuntime"]["spec"]["containers"][0]
     assert runtime["image"] == IMAGES.triton
     http_port, upstream_port, grpc_port, metrics_port = free_ports(4)
