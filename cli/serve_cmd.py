@@ -237,7 +237,10 @@ def regression(
     ca_file: CaFileOption = None,
     insecure: InsecureOption = False,
 ) -> None:
-    """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails (Helm test / PostSync)."""
+    """Run the regression vectors against a live endpoint; exit 1 when a suite's policy fails.
+
+    The chart's `helm test` runs it; the operator's canary analysis runs the same code.
+    """
     from tiergate.client import check_settings
     from tiergate.serving import live_regression
     from tiergate.taxonomy import load_taxonomy

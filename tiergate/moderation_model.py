@@ -23,7 +23,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "ModerationModel"
 PLURAL = "moderationmodels"
 FINALIZER = f"{GROUP}/rollout"
-CRD_FILE = "crds/tiergate.io_moderationmodels.yaml"
 
 Phase = Literal["Pending", "Verifying", "Canary", "Promoted", "RolledBack", "Failed"]
 SETTLED_PHASES: frozenset[str] = frozenset({"Promoted", "RolledBack", "Failed"})

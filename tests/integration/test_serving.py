@@ -359,7 +359,7 @@ def test_cli_classify_over_http_and_grpc(server: TritonServer) -> None:
 
 
 def test_cli_regression_against_the_live_endpoint(server: TritonServer) -> None:
-    """The Helm test / PostSync command: an untrained tiny model must fail it, loudly, with exit 1."""
+    """The helm test command (and the code of the operator's canary analysis): an untrained tiny model fails it, exit 1."""
     result = subprocess.run(
         [sys.executable, "-m", "tiergate.cli.main", "regression", "--url", server.http_url, "--wait-s", "10"],
         capture_output=True,
