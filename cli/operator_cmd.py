@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,19 +106,42 @@ def status(
         _check_dns_label("name", name)
         if not namespace:
             raise ConfigError("a name needs --namespace")
-    kube = Kube(api_client(kubeconfig, context))
-    if name is not None:
-        found = kube.get(MODELS, namespace, name)
-        if found is None:
-            raise ConfigError(f"no ModerationModel {namespace}/{name}")
-        items = [found]
-    else:
-        items, _ = kube.list(MODELS, namespace or None)
+    client = api_client(kubeconfig, context)
+    kube = Kube(client, request_timeout_s=15)
+    with _api_errors(client.configuration.host):
+        if name is not None:
+            found = kube.get(MODELS, namespace, name)
+            if found is None:
+                raise ConfigError(f"no ModerationModel {namespace}/{name}")
+            items = [found]
+        else:
+            items, _ = kube.list(MODELS, namespace or None)
     if not items:
         typer.echo(f"no ModerationModels in {namespace or 'any namespace'}")
         return
     for item in sorted(items, key=lambda entry: (entry["metadata"]["namespace"], entry["metadata"]["name"])):
         typer.echo(json.dumps(_summary(item)) if as_json else _describe(item))
+
+
+@contextmanager
+def _api_errors(host: str) -> Iterator[None]:
+    """The API server unreachable or refusing us is one line, not the client's retry log and traceback."""
+    import logging
+
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from tiergate.errors import TiergateError
+
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # its retry warnings, once per attempt
+    try:
+        yield
+    except ApiException as error:
+        hint = {401: " (credentials rejected)", 403: " (RBAC: get/list moderationmodels needed)", 404: " (is the CRD installed?)"}
+        raise TiergateError(f"{host}: HTTP {error.status} {error.reason}{hint.get(error.status or 0, '')}") from None
+    except (HTTPError, OSError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise TiergateError(f"cannot reach the Kubernetes API at {host}: {' '.join(str(reason).split())[:200]}") from None
 
 
 def _summary(item: dict[str, Any]) -> dict[str, Any]:

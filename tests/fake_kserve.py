@@ -51,8 +51,12 @@ class FakeKServe:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.ready_delay_s):
-            for isvc in self.kube.list(GROUP, VERSION, PLURAL):
-                self._reconcile(isvc)
+            self.sync()
+
+    def sync(self) -> None:
+        """One pass over every InferenceService (tests that step the operator by hand call this, no thread)."""
+        for isvc in self.kube.list(GROUP, VERSION, PLURAL):
+            self._reconcile(isvc)
 
     def _reconcile(self, isvc: dict[str, Any]) -> None:
         metadata = isvc["metadata"]

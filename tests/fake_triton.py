@@ -90,7 +90,7 @@ def make_certificates(folder: Path, names: Sequence[str] = ("localhost", INGRESS
     return paths
 
 
-def model_config(labels: Sequence[str], max_batch_size: int, windows: bool) -> dict[str, Any]:
+def model_config(labels: Sequence[str], max_batch_size: int, windows: bool, version: str = "fake-1") -> dict[str, Any]:
     outputs = [{"name": name} for name in ("SCORES", "FLAGS", "MAX_TIER", "TRUNCATED")]
     if windows:
         outputs.append({"name": "WINDOWS"})
@@ -102,7 +102,7 @@ def model_config(labels: Sequence[str], max_batch_size: int, windows: bool) -> d
         "parameters": {
             "labels": {"string_value": json.dumps(list(labels))},
             "contexts": {"string_value": json.dumps(CONTEXTS)},
-            "model_version": {"string_value": "fake-1"},
+            "model_version": {"string_value": version},
         },
     }
 
@@ -146,6 +146,7 @@ class FakeTriton:
     windows: bool = True
     certificates: Certificates | None = None
     config_answer: tuple[int, bytes] | None = None  # (status, raw body) instead of the config: a proxy, a login page
+    model_version: str = "fake-1"  # what the ensemble config reports (the operator checks it is the canary's)
     requests: list[dict[str, Any]] = field(default_factory=list)
     server_names: list[str | None] = field(default_factory=list)
     batches: list[list[str]] = field(default_factory=list)
@@ -179,7 +180,7 @@ class FakeTriton:
                     self.end_headers()
                     self.wfile.write(raw)
                 elif self.path == "/v2/models/tiergate/config":
-                    self._send(200, model_config(fake.labels, fake.max_batch_size, fake.windows))
+                    self._send(200, model_config(fake.labels, fake.max_batch_size, fake.windows, fake.model_version))
                 elif self.path in ("/v2/health/ready", "/v2/health/live", "/v2/models/tiergate/ready"):
                     self._send(200)
                 else:

@@ -121,9 +121,9 @@ class Controller:
         status = decision.status.wire()
         if status != (model.get("status") or {}):
             model = self.kube.write_status(model, status)
-        self._apply(model, spec, isvc, decision.service)
-        for event in events:
+        for event in events:  # they tell the transition just recorded, whatever happens to the service next
             self.kube.event(model, event.type, event.reason, event.message, self.settings.identity)
+        self._apply(model, spec, isvc, decision.service)
         return decision.requeue_after
 
     def _spec(self, model: dict[str, Any]) -> tuple[ModerationModelSpec | None, str]:
@@ -179,7 +179,7 @@ class Controller:
                 self.kube.delete(SERVICES, namespace, name)
             return
         if target.version is None:  # keep the model, move the traffic
-            if isvc is not None and isvc["spec"]["predictor"].get("canaryTrafficPercent") != target.canary_percent:
+            if isvc is not None and observe(isvc).canary_percent != target.canary_percent:
                 self.kube.patch(
                     SERVICES, namespace, name, {"spec": {"predictor": {"canaryTrafficPercent": target.canary_percent}}}
                 )
@@ -239,6 +239,9 @@ class Controller:
                 requeue = CONFLICT_RETRY_SECONDS
             except (ApiException, OSError) as error:
                 log.warning("%s/%s: %s; retrying in %.0f s", *key, getattr(error, "reason", error), ERROR_RETRY_SECONDS)
+                requeue = ERROR_RETRY_SECONDS
+            except Exception:  # one odd object must not stop the operator for every other model
+                log.exception("%s/%s: unexpected error; retrying in %.0f s", *key, ERROR_RETRY_SECONDS)
                 requeue = ERROR_RETRY_SECONDS
             if requeue is not None:
                 self.queue.add(key, requeue)

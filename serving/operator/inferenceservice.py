@@ -168,35 +168,52 @@ class Observed:
     canary_url: str | None = None  # the newest revision's own URL (tag routing), else the service's
     message: str = ""
 
-    @property
-    def has_canary_field(self) -> bool:
-        return self.canary_percent is not None
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _percent(value: Any) -> int:
+    """A traffic share as KServe reports it; anything that is not 0..100 counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100 else 0
 
 
 def observe(isvc: dict[str, Any] | None) -> Observed:
+    """Defensive on purpose: the status is written by another controller (or by hand); nothing in it may
+    crash a reconcile, and anything unreadable reads as "not ready"."""
     if not isvc:
         return Observed(exists=False)
-    predictor_spec = isvc.get("spec", {}).get("predictor", {})
-    status = isvc.get("status") or {}
-    component = (status.get("components") or {}).get("predictor") or {}
-    conditions = {item.get("type"): item for item in status.get("conditions") or []}
-    reconciled = status.get("observedGeneration") == isvc.get("metadata", {}).get("generation")
+    predictor_spec = _mapping(_mapping(isvc.get("spec")).get("predictor"))
+    status = _mapping(isvc.get("status"))
+    component = _mapping(_mapping(status.get("components")).get("predictor"))
+    conditions = {item.get("type"): item for item in _dicts(status.get("conditions"))}
+    reconciled = status.get("observedGeneration") == _mapping(isvc.get("metadata")).get("generation")
     latest_ready = component.get("latestReadyRevision")
     newest_ready = bool(latest_ready) and latest_ready == component.get("latestCreatedRevision")
     ready_condition = conditions.get("PredictorReady") or conditions.get("Ready") or {}
+    latest_ready = latest_ready if isinstance(latest_ready, str) else None
     ready = reconciled and newest_ready and ready_condition.get("status") == "True"
     latest_percent, canary_url = None, None
-    for target in component.get("traffic") or []:
-        if target.get("latestRevision") or target.get("revisionName") == latest_ready:
-            latest_percent = (latest_percent or 0) + int(target.get("percent") or 0)
-        if target.get("tag") == CANARY_TAG and target.get("url"):
+    for target in _dicts(component.get("traffic")):
+        if target.get("latestRevision") is True or target.get("revisionName") == latest_ready:
+            latest_percent = (latest_percent or 0) + _percent(target.get("percent"))
+        if target.get("tag") == CANARY_TAG and isinstance(target.get("url"), str):
             canary_url = target["url"]
-    canary_url = canary_url or component.get("url") or status.get("url")
-    failing = [item for item in conditions.values() if item.get("status") == "False" and item.get("message")]
+    canary_url = canary_url or _text(component.get("url")) or _text(status.get("url"))
+    failing = [item for item in conditions.values() if item.get("status") == "False" and _text(item.get("message"))]
+    canary = predictor_spec.get("canaryTrafficPercent")
     return Observed(
         exists=True,
-        storage_uri=predictor_spec.get("model", {}).get("storageUri"),
-        canary_percent=predictor_spec.get("canaryTrafficPercent"),
+        storage_uri=_text(_mapping(predictor_spec.get("model")).get("storageUri")),
+        canary_percent=canary if isinstance(canary, int) and not isinstance(canary, bool) else None,
         ready=ready,
         latest_percent=latest_percent,
         canary_url=canary_url,
