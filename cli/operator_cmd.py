@@ -160,13 +160,16 @@ def _summary(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+MAX_SHOWN_VECTORS = 10
+
+
 def _describe(item: dict[str, Any]) -> str:
     entry = _summary(item)
     phase = entry["phase"] + (" (not yet seen by the operator)" if entry["stale"] else "")
+    share = "not rolled out yet" if entry["stale"] else f"{entry['traffic']} % of traffic"
     lines = [
         f"{entry['namespace']}/{entry['name']}: {phase}",
-        f"  version {entry['version']}: {entry['traffic']} % of traffic; serving {entry['serving'] or '-'}"
-        f"; previous {entry['previous'] or '-'}",
+        f"  version {entry['version']}: {share}; serving {entry['serving'] or '-'}; previous {entry['previous'] or '-'}",
     ]
     if entry["message"]:
         lines.append(f"  {entry['message']}")
@@ -178,6 +181,12 @@ def _describe(item: dict[str, Any]) -> str:
         )
         for suite, result in sorted((analysis.get("suites") or {}).items()):
             lines.append(f"    {suite}: {result}")
-        for vector in analysis.get("failingVectors") or []:
-            lines.append(f"    FAIL {vector.get('id')} [{vector.get('context')}]: {vector.get('text')!r}")
+        failing = analysis.get("failingVectors") or []
+        if analysis.get("passed") and failing:
+            lines.append(f"    {len(failing)} failing vector(s) within the allowed pass rate (--json lists them)")
+        elif failing:
+            for vector in failing[:MAX_SHOWN_VECTORS]:
+                lines.append(f"    FAIL {vector.get('id')} [{vector.get('context')}]: {vector.get('text')!r}")
+            if len(failing) > MAX_SHOWN_VECTORS:
+                lines.append(f"    ... and {len(failing) - MAX_SHOWN_VECTORS} more (--json lists them)")
     return "\n".join(lines)
