@@ -115,7 +115,7 @@ def status(
                 raise ConfigError(f"no ModerationModel {namespace}/{name}")
             items = [found]
         else:
-            items, _ = kube.list(MODELS, namespace or None)
+            items, _ = kube.list_objects(MODELS, namespace or None)
     if not items:
         typer.echo(f"no ModerationModels in {namespace or 'any namespace'}")
         return

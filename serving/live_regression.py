@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tiergate.client import EndpointMismatch, ModerationClient
 from tiergate.errors import TiergateError
@@ -20,7 +20,7 @@ def connect(
     model: str,
     taxonomy: Taxonomy,
     *,
-    protocol: str = "http",
+    protocol: Literal["http", "grpc"] = "http",
     wait_s: float = 0.0,
     poll_s: float = 2.0,
     timeout_s: float = 30.0,

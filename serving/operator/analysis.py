@@ -54,7 +54,7 @@ def analyze(
     now: datetime,
 ) -> Analysis:
     """Never raises for the endpoint's sake: an unreachable canary is an `EndpointError` analysis (retried)."""
-    record = {
+    record: dict[str, Any] = {
         "version": version,
         "step_index": step_index,
         "traffic_percent": traffic_percent,

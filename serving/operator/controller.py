@@ -250,7 +250,7 @@ class Controller:
         """List, queue every model it concerns, then follow the watch; relist on expiry or error."""
         while not stop.is_set():
             try:
-                items, version = self.kube.list(kind, self.settings.namespace)
+                items, version = self.kube.list_objects(kind, self.settings.namespace)
                 for item in items:
                     self._enqueue(kind, item)
                 if kind == MODELS:
@@ -272,7 +272,7 @@ class Controller:
 
     def resync_once(self) -> None:
         try:
-            items, _ = self.kube.list(MODELS, self.settings.namespace)
+            items, _ = self.kube.list_objects(MODELS, self.settings.namespace)
         except (ApiException, OSError) as error:
             log.warning("resync: %s", getattr(error, "reason", error))
             return

@@ -72,7 +72,7 @@ class Kube:
             kind.group, kind.version, namespace, kind.plural, name, _request_timeout=self.timeout,
         )  # fmt: skip
 
-    def list(self, kind: Kind, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+    def list_objects(self, kind: Kind, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
         """Items and the list's resourceVersion (where a watch resumes)."""
         if namespace:
             answer = self.objects.list_namespaced_custom_object(
@@ -85,6 +85,7 @@ class Kube:
     def watch(self, kind: Kind, namespace: str | None, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
         """Events after `resource_version` until the server closes the stream (`timeout_s`)."""
         stream = watch.Watch()
+        args: tuple[str, ...]
         if namespace:
             call, args = self.objects.list_namespaced_custom_object, (kind.group, kind.version, namespace, kind.plural)
         else:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from tiergate.moderation_model import (
     SETTLED_PHASES,
@@ -138,7 +138,7 @@ def _conditions(status: ModerationModelStatus, generation: int, now: datetime, v
     return kept
 
 
-def _with(snapshot: Snapshot, verified: bool | None = None, **changes: object) -> ModerationModelStatus:
+def _with(snapshot: Snapshot, verified: bool | None = None, **changes: Any) -> ModerationModelStatus:
     status = snapshot.status.model_copy(update=changes)
     return status.model_copy(update={"conditions": _conditions(status, snapshot.generation, snapshot.now, verified)})
 
@@ -170,7 +170,12 @@ def decide(snapshot: Snapshot) -> Decision:
 def _start(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     """A new spec: verify its version before anything is deployed (or confirm the version already serving)."""
     current = snapshot.status.current
-    base = {"observed_generation": snapshot.generation, "rejected_generation": None, "step_index": 0, "step_started_at": None}
+    base: dict[str, Any] = {
+        "observed_generation": snapshot.generation,
+        "rejected_generation": None,
+        "step_index": 0,
+        "step_started_at": None,
+    }
     if current is not None and current.same(spec.model) and current.gate_digest == spec.model.gate_digest:
         status = _with(
             snapshot, **base, phase="Promoted", candidate=None, traffic_percent=100, message=f"serving {current.version}"
@@ -263,6 +268,7 @@ def analysed(snapshot: Snapshot, analysis: Analysis) -> Decision:
         more = len(analysis.failing_vectors) - MAX_FAILING_IN_MESSAGE
         detail = f"{failing}{f' and {more} more' if more > 0 else ''}" if failing else analysis.reason
         return _reject(snapshot, "AnalysisFailed", f"live regression failed at {analysis.traffic_percent} %: {detail}")
+    assert status.candidate is not None
     steps = plan_steps(spec, status)
     if status.step_index + 1 >= len(steps):
         return _promote(snapshot)  # the first version: its one step (100 %) passed live

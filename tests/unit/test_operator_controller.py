@@ -388,7 +388,8 @@ def test_status_shows_versions_phase_traffic_and_the_failing_vectors(rig: Rig, s
     result = cli("status", "--kubeconfig", str(config))
     assert result.returncode == 0, result.stderr
     assert "ml/tiergate: RolledBack" in result.stdout and "version fake-2: 0 % of traffic; serving fake-1" in result.stdout
-    failing = json.loads(cli("status", NAME, "-n", NS, "--kubeconfig", str(config), "--json").stdout)["lastAnalysis"]["failingVectors"]
+    as_json = json.loads(cli("status", NAME, "-n", NS, "--kubeconfig", str(config), "--json").stdout)
+    failing = as_json["lastAnalysis"]["failingVectors"]
     assert failing and all(f"FAIL {vector['id']} [{vector['context']}]" in result.stdout for vector in failing)
     assert "    positives: " in result.stdout and "(need 100%)" in result.stdout
     as_json = json.loads(cli("status", NAME, "-n", NS, "--kubeconfig", str(config), "--json").stdout)
