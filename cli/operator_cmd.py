@@ -47,7 +47,7 @@ def run(
     from tiergate.profiles import load_profile
     from tiergate.serving import live_regression
     from tiergate.serving.operator.controller import Controller, Settings
-    from tiergate.serving.operator.kube import Kube, api_client
+    from tiergate.serving.operator.kube import MODELS, Kube, api_client
     from tiergate.serving.operator.leader import LeaderElector
     from tiergate.serving.operator.runner import run as run_operator
     from tiergate.taxonomy import load_taxonomy
@@ -59,7 +59,10 @@ def run(
             _check_dns_label(kind, value)
     taxonomy = load_taxonomy()
     resolved = load_profile(profile)
-    kube = Kube(api_client(kubeconfig, context))
+    client = api_client(kubeconfig, context)
+    kube = Kube(client)
+    with _api_errors(client.configuration.host):  # a wrong cluster or missing CRD is one line now, not a retry loop
+        kube.list_objects(MODELS, namespace or None)
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     settings = Settings(
         namespace=namespace or None,
@@ -119,7 +122,9 @@ def status(
     if not items:
         typer.echo(f"no ModerationModels in {namespace or 'any namespace'}")
         return
-    for item in sorted(items, key=lambda entry: (entry["metadata"]["namespace"], entry["metadata"]["name"])):
+    for item in sorted(
+        items, key=lambda entry: (str(entry.get("metadata", {}).get("namespace")), str(entry.get("metadata", {}).get("name")))
+    ):
         typer.echo(json.dumps(_summary(item)) if as_json else _describe(item))
 
 
@@ -145,19 +150,37 @@ def _api_errors(host: str) -> Iterator[None]:
 
 
 def _summary(item: dict[str, Any]) -> dict[str, Any]:
-    metadata, spec, state = item["metadata"], item.get("spec") or {}, item.get("status") or {}
+    """What `status` shows of one object, read through the operator's own models: a damaged field is
+    reported, never a crash, and one odd object does not hide the others."""
+    from tiergate.moderation_model import parse_status
+
+    metadata, spec = _mapping(item.get("metadata")), _mapping(item.get("spec"))
+    model = _mapping(spec.get("model"))
+    status, damage = parse_status(item)
+    analysis = status.last_analysis.wire() if status.last_analysis else None
     return {
-        "namespace": metadata["namespace"],
-        "name": metadata["name"],
-        "version": (spec.get("model") or {}).get("version"),
-        "phase": state.get("phase", "Pending"),
-        "traffic": state.get("trafficPercent", 0),
-        "serving": (state.get("current") or {}).get("version"),
-        "previous": (state.get("previous") or {}).get("version"),
-        "message": state.get("message", ""),
-        "stale": state.get("observedGeneration", 0) != metadata.get("generation"),
-        "lastAnalysis": state.get("lastAnalysis"),
+        "namespace": _clean(metadata.get("namespace")),
+        "name": _clean(metadata.get("name")),
+        "version": _clean(model.get("version")) or None,
+        "phase": status.phase if not damage else "Unknown",
+        "traffic": status.traffic_percent,
+        "serving": status.current.version if status.current else None,
+        "previous": status.previous.version if status.previous else None,
+        "message": _clean(status.message) if not damage else f"status unreadable: {_clean(damage)}",
+        "stale": status.observed_generation != metadata.get("generation"),
+        "lastAnalysis": analysis,
     }
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _clean(value: Any, limit: int = 300) -> str:
+    """Text from the cluster as one printable line: control characters (ANSI escapes, newlines) dropped."""
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    text = "".join(char if char.isprintable() else " " for char in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 MAX_SHOWN_VECTORS = 10
@@ -175,18 +198,14 @@ def _describe(item: dict[str, Any]) -> str:
         lines.append(f"  {entry['message']}")
     analysis = entry["lastAnalysis"]
     if analysis:
-        verdict = "passed" if analysis.get("passed") else f"failed ({analysis.get('reason')})"
-        lines.append(
-            f"  last analysis {analysis.get('time')}: {analysis.get('version')} at {analysis.get('trafficPercent')} % {verdict}"
-        )
+        verdict = "passed" if analysis["passed"] else f"failed ({_clean(analysis['reason'])})"
+        when, version = _clean(analysis["time"]), _clean(analysis["version"])
+        lines.append(f"  last analysis {when}: {version} at {analysis['trafficPercent']} % {verdict}")
         for suite, result in sorted((analysis.get("suites") or {}).items()):
-            lines.append(f"    {suite}: {result}")
+            lines.append(f"    {_clean(suite)}: {_clean(result)}")
         failing = analysis.get("failingVectors") or []
-        if analysis.get("passed") and failing:
-            lines.append(f"    {len(failing)} failing vector(s) within the allowed pass rate (--json lists them)")
-        elif failing:
-            for vector in failing[:MAX_SHOWN_VECTORS]:
-                lines.append(f"    FAIL {vector.get('id')} [{vector.get('context')}]: {vector.get('text')!r}")
-            if len(failing) > MAX_SHOWN_VECTORS:
-                lines.append(f"    ... and {len(failing) - MAX_SHOWN_VECTORS} more (--json lists them)")
+        for vector in failing[:MAX_SHOWN_VECTORS]:
+            lines.append(f"    FAIL {_clean(vector['id'])} [{_clean(vector['context'])}]: {_clean(vector['text'], 120)!r}")
+        if len(failing) > MAX_SHOWN_VECTORS:
+            lines.append(f"    ... and {len(failing) - MAX_SHOWN_VECTORS} more (--json lists them)")
     return "\n".join(lines)

@@ -249,7 +249,13 @@ def regression(
     options = _connection(header, ca_file, insecure)
     check_settings(url, protocol, **options)  # type: ignore[arg-type]  # bad settings fail now, not after --wait-s
     client = live_regression.connect(
-        url, model, taxonomy, protocol=protocol, wait_s=wait_s, expect_version=expect_version, **options  # type: ignore[arg-type]
+        url,
+        model,
+        taxonomy,
+        protocol=protocol,  # type: ignore[arg-type]
+        wait_s=wait_s,
+        expect_version=expect_version,
+        **options,  # type: ignore[arg-type]
     )
     result = live_regression.run(client, live_regression.load(suites, taxonomy), taxonomy)
     for name, summary in result["summary"].items():

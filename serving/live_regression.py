@@ -24,6 +24,7 @@ def connect(
     wait_s: float = 0.0,
     poll_s: float = 2.0,
     timeout_s: float = 30.0,
+    retries: int = 3,
     expect_version: str | None = None,
     **options: Any,
 ) -> ModerationClient:
@@ -39,6 +40,7 @@ def connect(
                 protocol,
                 model,
                 timeout_s=timeout_s,
+                retries=retries,
                 expected_labels=taxonomy.labels,
                 **options,  # type: ignore[arg-type]
             )

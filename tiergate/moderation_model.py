@@ -162,6 +162,7 @@ class ModerationModelStatus(_Resource):
     current: VersionRef | None = None
     previous: VersionRef | None = None
     rejected_generation: int | None = None
+    rejected_key: str | None = None  # sha256 of the rejected spec's model + rollout: the same try is not repeated
     last_analysis: Analysis | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
@@ -174,9 +175,27 @@ def parse_spec(resource: dict[str, Any]) -> ModerationModelSpec:
         raise ConfigError(f"spec: {format_validation_error(error)}") from None
 
 
-def parse_status(resource: dict[str, Any]) -> ModerationModelStatus:
-    """The recorded status; one that no longer parses (hand-edited) starts over from Pending."""
+def parse_status(resource: dict[str, Any]) -> tuple[ModerationModelStatus, str]:
+    """The recorded status, and what was wrong with it ("" when nothing).
+
+    A status that no longer parses (a hand edit, a newer operator's phase) is salvaged field by field and
+    its phase set to Pending, which starts the spec's rollout over from verification. What serves
+    (`current`) is kept whenever it still reads, so a damaged status never drops the verified version.
+    """
+    raw = resource.get("status")
     try:
-        return ModerationModelStatus.model_validate(resource.get("status") or {})
-    except ValidationError:
-        return ModerationModelStatus()
+        return ModerationModelStatus.model_validate(raw or {}), ""
+    except ValidationError as error:
+        problem = format_validation_error(error)
+    salvaged: dict[str, Any] = {}
+    fields = ModerationModelStatus.model_fields
+    for name, info in fields.items():
+        key = info.alias or name
+        if not isinstance(raw, dict) or key not in raw or name in ("phase", "step_index", "step_started_at"):
+            continue
+        try:
+            ModerationModelStatus.model_validate({key: raw[key]})
+        except ValidationError:
+            continue
+        salvaged[key] = raw[key]
+    return ModerationModelStatus.model_validate({**salvaged, "phase": "Pending"}), problem

@@ -98,7 +98,8 @@ def read_marker(filesystem: Any, version_root: str) -> dict[str, Any] | None:
 def require_in_store(uri: str, settings: PublishSettings) -> None:
     """A URI this deployment trusts lies under the profile's store (a hand-made commit could point anywhere)."""
     store = settings.store.rstrip("/") + "/"
-    if not uri.startswith(store):
+    escapes = any(part in ("", ".", "..") for part in uri[len(store) :].split("/"))  # `<store>/../elsewhere`
+    if not uri.startswith(store) or escapes:
         raise PromotionRefused(f"{uri} is not in the configured model store {settings.store}")
 
 

@@ -7,6 +7,7 @@ under its own policy, exactly as the offline gate and `tiergate regression` judg
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -52,27 +53,40 @@ def analyze(
     step_index: int,
     traffic_percent: int,
     now: datetime,
+    deadline_s: float = 900.0,
 ) -> Analysis:
-    """Never raises for the endpoint's sake: an unreachable canary is an `EndpointError` analysis (retried)."""
+    """Never raises for the endpoint's sake: an unreachable, wrong or too slow canary is an `EndpointError`
+    analysis (retried until the step's timeout). The whole analysis gets `deadline_s`: a canary that
+    answers slowly cannot hold the operator's one worker longer than that."""
     record: dict[str, Any] = {
-        "version": version,
-        "step_index": step_index,
-        "traffic_percent": traffic_percent,
-        "time": timestamp(now),
-        "url": url,
-    }
+        "version": version, "step_index": step_index, "traffic_percent": traffic_percent, "time": timestamp(now), "url": url,
+    }  # fmt: skip
     missing = unknown_suites(rules, suites)
     if missing:
-        return Analysis(**record, passed=False, reason=f"UnknownSuite: {', '.join(missing)} (known: "
-                        f"{', '.join(sorted(suite.suite for suite in suites))})")  # fmt: skip
-    try:
-        client = live_regression.connect(url, model, taxonomy, timeout_s=rules.request_timeout_seconds, expect_version=version)
+        return Analysis(**record, passed=False, reason=f"UnknownSuite: {', '.join(missing)}")
+    outcome: list[dict[str, Any] | TiergateError] = []
+
+    def run() -> None:
         try:
-            result = live_regression.run(client, suites, taxonomy)
-        finally:
-            client.close()
-    except TiergateError as error:
-        return Analysis(**record, passed=False, reason="EndpointError", suites={"error": str(error)[:300]})
+            client = live_regression.connect(
+                url, model, taxonomy, timeout_s=rules.request_timeout_seconds, expect_version=version, retries=1
+            )
+            try:
+                outcome.append(live_regression.run(client, suites, taxonomy))
+            finally:
+                client.close()
+        except TiergateError as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, name="canary-analysis", daemon=True)  # abandoned, not awaited, past the deadline
+    worker.start()
+    worker.join(deadline_s)
+    if not outcome:
+        error_text = f"the analysis took longer than {deadline_s:.0f} s (the step timeout)"
+        return Analysis(**record, passed=False, reason="EndpointError", suites={"error": error_text})
+    result = outcome[0]
+    if isinstance(result, TiergateError):
+        return Analysis(**record, passed=False, reason="EndpointError", suites={"error": str(result)[:300]})
     passed, lines, deciding = judge(result, rules)
     failing = [
         FailingVector(id=vector["id"], suite=vector["suite"], text=vector["text"][:MAX_TEXT_CHARS], context=vector["context"])
@@ -83,5 +97,5 @@ def analyze(
         passed=passed,
         reason="Passed" if passed else "VectorsFailed",
         suites=lines,
-        failing_vectors=failing[:MAX_RECORDED_VECTORS],
+        failing_vectors=failing[:MAX_RECORDED_VECTORS] if not passed else [],
     )

@@ -23,14 +23,31 @@ from kubernetes.client.exceptions import ApiException
 
 from tiergate.errors import ConfigError
 from tiergate.gate import GatePolicy
-from tiergate.moderation_model import FINALIZER, KIND, ModerationModelSpec, parse_spec, parse_status
+from tiergate.moderation_model import (
+    FINALIZER,
+    KIND,
+    ModerationModelSpec,
+    ModerationModelStatus,
+    VersionRef,
+    parse_spec,
+    parse_status,
+)
 from tiergate.profiles import PublishSettings
 from tiergate.regression import Suite
 from tiergate.serving.operator import rollout
-from tiergate.serving.operator.analysis import analyze
-from tiergate.serving.operator.inferenceservice import cluster_local, desired_body, is_owned_by, merge_patch, observe
+from tiergate.serving.operator.analysis import analyze, unknown_suites
+from tiergate.serving.operator.inferenceservice import (
+    DIGEST_ANNOTATION,
+    VERSION_ANNOTATION,
+    Observed,
+    cluster_local,
+    desired_body,
+    is_owned_by,
+    merge_patch,
+    observe,
+)
 from tiergate.serving.operator.kube import MODELS, SERVICES, Conflict, Kind, Kube
-from tiergate.serving.operator.verification import verify_model
+from tiergate.serving.operator.verification import verify_model, verify_version
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -52,6 +69,22 @@ class Settings:
     analysis_address: Literal["cluster-local", "status"] = "cluster-local"
     resync_seconds: float = 60.0
     watch_timeout_seconds: int = 300
+
+
+def _deploy_key(version: VersionRef) -> tuple[str, str, str]:
+    return (version.storage_uri, version.digest, version.gate_digest)
+
+
+def recover_current(status: ModerationModelStatus, isvc: dict[str, Any] | None, observed: Observed) -> ModerationModelStatus:
+    """After a damaged status: what the owned service serves is the version to fall back to, if the status
+    lost it. It is re-verified before the service is ever moved to it (`Controller._deployable_now`)."""
+    if status.current is not None or isvc is None or not observed.storage_uri:
+        return status
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    version, digest = annotations.get(VERSION_ANNOTATION), str(annotations.get(DIGEST_ANNOTATION, "")).removeprefix("sha256:")
+    if not isinstance(version, str) or not version or len(digest) != 64:
+        return status
+    return status.model_copy(update={"current": VersionRef(version=version, storage_uri=observed.storage_uri, digest=digest)})
 
 
 class WorkQueue:
@@ -91,6 +124,7 @@ class Controller:
         self.kube, self.settings, self.clock = kube, settings, clock
         self.queue = WorkQueue()
         self.synced = threading.Event()  # the first full list was queued
+        self._deployable: set[tuple[str, str, str]] = set()  # versions verified by this process
         self.last_loop = time.monotonic()
 
     # --- one key ------------------------------------------------------------------------------------------
@@ -109,18 +143,27 @@ class Controller:
         if isvc is not None and not is_owned_by(isvc, model):
             return self._foreign_service(model)
         spec, error = self._spec(model)
+        observed = observe(isvc)
+        status, damage = parse_status(model)
+        events: list[rollout.Event] = []
+        if damage:
+            status = recover_current(status, isvc, observed)
+            message = f"the status was unreadable ({damage[:200]}); starting over from what serves"
+            events.append(rollout.Event("Warning", "StatusReset", message))
+            log.warning("%s: %s", name, message)
         snapshot = rollout.Snapshot(
             generation=int(model["metadata"].get("generation") or 1),
             spec=spec,
-            status=parse_status(model),
-            isvc=observe(isvc),
+            status=status,
+            isvc=observed,
             now=self.clock(),
             spec_error=error,
         )
-        decision, events = self._decide(snapshot, model)
-        status = decision.status.wire()
-        if status != (model.get("status") or {}):
-            model = self.kube.write_status(model, status)
+        decision, decided = self._decide(snapshot, model)
+        events += decided
+        written = decision.status.wire()
+        if written != (model.get("status") or {}):
+            model = self.kube.write_status(model, written)
         for event in events:  # they tell the transition just recorded, whatever happens to the service next
             self.kube.event(model, event.type, event.reason, event.message, self.settings.identity)
         self._apply(model, spec, isvc, decision.service)
@@ -141,13 +184,24 @@ class Controller:
                 break
             current = replace(snapshot, status=decision.status, now=self.clock())
             if decision.action == "verify":
-                outcome, message = verify_model(snapshot.spec.model, self.settings.store, self.settings.policy)
+                outcome, message = self._verify(snapshot.spec)
                 log.info("%s: verification %s: %s", model["metadata"]["name"], outcome, message)
                 decision = rollout.verified(current, outcome, message)
             else:
                 decision = rollout.analysed(current, self._analyze(current, snapshot.spec, model))
             events += decision.events
         return decision, events
+
+    def _verify(self, spec: ModerationModelSpec) -> tuple[str, str]:
+        """The stored copy (trust chain), and that the analysis can run as asked, before anything deploys."""
+        missing = unknown_suites(spec.rollout.analysis, self.settings.suites)
+        if missing:
+            known = ", ".join(sorted(suite.suite for suite in self.settings.suites))
+            return "refused", f"rollout.analysis names unknown suites {', '.join(missing)} (known: {known})"
+        outcome, message = verify_model(spec.model, self.settings.store, self.settings.policy)
+        if outcome == "verified":
+            self._deployable.add(_deploy_key(VersionRef.of(spec.model)))
+        return outcome, message
 
     def _analyze(self, snapshot: rollout.Snapshot, spec: ModerationModelSpec, model: dict[str, Any]) -> Any:
         status = snapshot.status
@@ -160,7 +214,7 @@ class Controller:
         log.info("%s: analysing %s at %s %% on %s", model["metadata"]["name"], status.candidate.version, steps[index], url)
         return analyze(
             url, spec.model.name, status.candidate.version, spec.rollout.analysis, self.settings.suites,
-            self.settings.taxonomy, index, steps[index], self.clock(),
+            self.settings.taxonomy, index, steps[index], self.clock(), deadline_s=spec.rollout.timeout_seconds,
         )  # fmt: skip
 
     def _apply(
@@ -186,6 +240,12 @@ class Controller:
             return
         if spec is None:
             return  # no valid spec to build a service from: leave the one that serves alone
+        serving = observe(isvc).storage_uri
+        if target.version.storage_uri != serving and not self._deployable_now(target.version):
+            message = f"not deploying {target.version.version} ({target.version.storage_uri}): its stored copy does not verify"
+            log.warning("%s: %s", name, message)
+            self.kube.event(model, "Warning", "RefusedToDeploy", message, self.settings.identity)
+            return
         body = desired_body(model, spec, target.version, target.canary_percent)
         if isvc is None:
             log.info("%s: creating its InferenceService at %s", name, target.version.version)
@@ -196,6 +256,17 @@ class Controller:
             log.info("%s: patching its InferenceService: %s", name, sorted(patch.get("spec", {}).get("predictor", {})))
             self.kube.patch(SERVICES, namespace, name, patch)
 
+    def _deployable_now(self, version: VersionRef) -> bool:
+        """Every version the service is moved to is verified first, whatever the status says (a status is
+        writable by whoever holds the status RBAC; a forged `current` must not route traffic). Cached per process."""
+        key = _deploy_key(version)
+        if key in self._deployable:
+            return True
+        if verify_version(version, self.settings.store, self.settings.policy)[0] != "verified":
+            return False
+        self._deployable.add(key)
+        return True
+
     def _foreign_service(self, model: dict[str, Any]) -> float:
         """An InferenceService of that name that this model does not own is never taken over: wait and say so."""
         metadata = model["metadata"]
@@ -203,7 +274,7 @@ class Controller:
             f"InferenceService {metadata['namespace']}/{metadata['name']} exists and is not owned by this {KIND}; "
             "delete it (it was rendered by an older chart?) and the rollout starts"
         )
-        status = parse_status(model)
+        status, _ = parse_status(model)
         if status.message != message:
             waiting = status.model_copy(update={"phase": "Pending", "message": message})
             self.kube.write_status(model, waiting.wire())
@@ -261,7 +332,7 @@ class Controller:
                     if event.get("type") == "ERROR":
                         break  # 410 Gone: the resourceVersion expired; relist
                     self._enqueue(kind, event.get("object") or {})
-            except (ApiException, OSError, ValueError) as error:
+            except Exception as error:  # urllib3's connection errors included: a blip must not end the watch
                 log.warning("watch %s: %s; relisting", kind.plural, getattr(error, "reason", error))
                 stop.wait(2.0)
 
@@ -273,7 +344,7 @@ class Controller:
     def resync_once(self) -> None:
         try:
             items, _ = self.kube.list_objects(MODELS, self.settings.namespace)
-        except (ApiException, OSError) as error:
+        except Exception as error:  # retried at the next resync
             log.warning("resync: %s", getattr(error, "reason", error))
             return
         for item in items:

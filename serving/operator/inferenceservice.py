@@ -127,13 +127,13 @@ def merge_patch(observed: dict[str, Any], desired: dict[str, Any]) -> dict[str, 
     metadata = {}
     for key in ("labels", "annotations"):
         wanted = desired["metadata"].get(key) or {}
-        have = observed.get("metadata", {}).get(key) or {}
+        have = _mapping(_mapping(observed.get("metadata")).get(key))
         changed = {name: value for name, value in wanted.items() if have.get(name) != value}
         if changed:
             metadata[key] = changed
     if metadata:
         patch["metadata"] = metadata
-    observed_predictor = observed.get("spec", {}).get("predictor", {})
+    observed_predictor = _mapping(_mapping(observed.get("spec")).get("predictor"))
     predictor = _diff(observed_predictor, desired["spec"]["predictor"])
     if "canaryTrafficPercent" in observed_predictor and "canaryTrafficPercent" not in desired["spec"]["predictor"]:
         predictor["canaryTrafficPercent"] = None

@@ -1,9 +1,11 @@
 """Leader election on a coordination.k8s.io Lease: with several replicas, one reconciles at a time.
 
-The client-go protocol: the holder renews `renewTime` every `renew_s`; anyone may take the Lease once
-`renewTime + leaseDurationSeconds` has passed. Every write is a replace guarded by resourceVersion,
-so two candidates racing for an expired Lease cannot both win. A leader that fails to renew within
-the lease duration stops leading before anyone else can start (it checks its own deadline).
+The client-go protocol: the holder renews `renewTime` every `renew_s`; a candidate may take the Lease
+once it has seen the same record, unrenewed, for `leaseDurationSeconds` on its *own* monotonic clock —
+never by comparing the record's timestamps with its wall clock, so replicas with skewed clocks cannot
+both lead or wait an hour. Every write is a replace guarded by resourceVersion, so two candidates
+racing for an expired Lease cannot both win. A leader that fails to renew within the lease duration
+stops leading before anyone else can start (it checks its own deadline).
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-
-from kubernetes.client.exceptions import ApiException
 
 from tiergate.serving.operator.kube import LEASES, Conflict, Kube
 
@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 
 def _micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp) if stamp else None
 
 
 class LeaderElector:
@@ -39,14 +35,26 @@ class LeaderElector:
         lease_s: int = 15,
         renew_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.kube, self.namespace, self.name, self.identity = kube, namespace, name, identity
-        self.lease_s, self.renew_s, self.clock = lease_s, renew_s, clock
+        self.lease_s, self.renew_s, self.clock, self.monotonic = lease_s, renew_s, clock, monotonic
         self._leading_until = 0.0  # monotonic deadline of the last successful renew
+        self._observed: tuple[Any, ...] | None = None  # the other holder's record as last seen
+        self._observed_at = 0.0  # when (our monotonic clock) it was first seen unchanged
 
     @property
     def leading(self) -> bool:
-        return time.monotonic() < self._leading_until
+        return self.monotonic() < self._leading_until
+
+    def _expired(self, spec: dict[str, Any]) -> bool:
+        """Has this record gone unrenewed for its duration, as *we* measure time?"""
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
+        if record != self._observed:
+            self._observed, self._observed_at = record, self.monotonic()
+        duration = spec.get("leaseDurationSeconds")
+        duration = duration if isinstance(duration, int) and duration > 0 else self.lease_s
+        return self.monotonic() - self._observed_at > duration
 
     def _spec(self, now: datetime, transitions: int, acquired: str | None) -> dict[str, Any]:
         return {
@@ -59,7 +67,7 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; True when this identity holds the Lease now."""
-        started = time.monotonic()
+        started = self.monotonic()
         now = self.clock()
         try:
             lease = self.kube.get(LEASES, self.namespace, self.name)
@@ -72,22 +80,21 @@ class LeaderElector:
                 }
                 self.kube.create(LEASES, self.namespace, body)
             else:
-                spec = lease.get("spec") or {}
+                raw = lease.get("spec")
+                spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 holder = spec.get("holderIdentity")
-                renewed = _parse(spec.get("renewTime"))
-                duration = int(spec.get("leaseDurationSeconds") or self.lease_s)
-                expired = renewed is None or now > renewed + timedelta(seconds=duration)
-                if holder and holder != self.identity and not expired:
+                if holder and holder != self.identity and not self._expired(spec):
                     self._leading_until = 0.0
                     return False
                 mine = holder == self.identity
-                transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
+                previous = spec.get("leaseTransitions")
+                transitions = (previous if isinstance(previous, int) else 0) + (0 if mine else 1)
                 lease["spec"] = self._spec(now, transitions, spec.get("acquireTime") if mine else None)
                 self.kube.replace(LEASES, self.namespace, self.name, lease)
         except Conflict:
             self._leading_until = 0.0
             return False
-        except (ApiException, OSError) as error:
+        except Exception as error:  # API down (urllib3 errors too), an odd Lease: keep trying, never die
             log.warning("leader election: %s", getattr(error, "reason", error))
             return self.leading  # keep leading until our own deadline; the next renew may succeed
         self._leading_until = started + self.lease_s - self.renew_s  # stop before anyone may take over
@@ -102,6 +109,6 @@ class LeaderElector:
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = ""
                 self.kube.replace(LEASES, self.namespace, self.name, lease)
-        except (ApiException, Conflict, OSError):
+        except Exception:  # best effort on the way out; the Lease expires anyway
             pass
         self._leading_until = 0.0

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from tiergate.hashing import sha256_json
 from tiergate.moderation_model import (
     SETTLED_PHASES,
     Analysis,
@@ -86,10 +87,25 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(stamp: str | None) -> datetime | None:
+    """A status timestamp; None when absent or unreadable (a hand edit): the caller restarts its timer."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _seconds_since(stamp: str | None, now: datetime) -> float:
-    if not stamp:
-        return 0.0
-    return (now - datetime.fromisoformat(stamp)).total_seconds()
+    moment = parse_time(stamp)
+    return 0.0 if moment is None else (now - moment).total_seconds()
+
+
+def rollout_key(spec: ModerationModelSpec) -> str:
+    """What a rejection is about: the version and how it was judged. Another replica count is not a new try."""
+    return sha256_json({"model": spec.model.wire(), "rollout": spec.rollout.wire()})
 
 
 def plan_steps(spec: ModerationModelSpec, status: ModerationModelStatus) -> list[int]:
@@ -107,10 +123,19 @@ def plan_steps(spec: ModerationModelSpec, status: ModerationModelStatus) -> list
 
 
 def hold(status: ModerationModelStatus, isvc: Observed) -> ServiceTarget | None:
-    """Traffic back on the last verified version; a candidate the service still runs gets none."""
+    """Traffic back on the last verified version; a candidate the service still runs gets none.
+
+    With no verified version, only a rejected first version is removed; a service the status cannot
+    account for is left alone (an operator that lost its memory must not delete what serves).
+    """
     if status.current is None:
-        return ServiceTarget(None, None, delete=True) if isvc.exists else None
+        rejected_first = status.candidate is not None and isvc.storage_uri == status.candidate.storage_uri
+        return ServiceTarget(None, None, delete=True) if isvc.exists and rejected_first else None
     if not isvc.exists or isvc.storage_uri == status.current.storage_uri:
+        return ServiceTarget(status.current, None)
+    if isvc.canary_percent == 0 and isvc.ready and (isvc.latest_percent or 0) > 0:
+        # 0 % left the candidate with traffic: the service has no earlier revision to fall back to
+        # (it was recreated); serve the verified version as a new revision instead.
         return ServiceTarget(status.current, None)
     # canaryTrafficPercent 0: KServe sends everything to the previously rolled-out revision at once,
     # without waiting for a new revision of the old model to start.
@@ -156,27 +181,57 @@ def decide(snapshot: Snapshot) -> Decision:
             rejected_generation=snapshot.generation,
         )
         return Decision(failed, hold(failed, isvc), events=(Event("Warning", "InvalidSpec", snapshot.spec_error),))
+    spec = snapshot.spec
     if status.observed_generation != snapshot.generation or status.phase == "Pending":
-        return _start(snapshot, snapshot.spec)
+        return _start(snapshot, spec)
+    in_flight = status.phase in ("Verifying", "Canary")
+    if in_flight and not _is_spec_model(status.candidate, spec):
+        return _start(snapshot, spec)  # the status names another candidate than the spec: never deploy that
     if status.phase == "Verifying":
         return Decision(status, hold(status, isvc), action="verify")
     if status.phase == "Canary":
-        return _canary(snapshot, snapshot.spec)
-    if status.phase == "Promoted" and status.current is not None:
+        return _canary(snapshot, spec)
+    if status.phase == "Promoted":
+        if status.current is None:
+            return _start(snapshot, spec)  # Promoted with nothing serving: the status lost its memory
         return Decision(status, ServiceTarget(status.current, None))
     return Decision(status, hold(status, isvc))  # RolledBack, Failed: settled until the spec changes
 
 
+def _is_spec_model(version: VersionRef | None, spec: ModerationModelSpec) -> bool:
+    return version is not None and version.same(spec.model) and version.gate_digest == spec.model.gate_digest
+
+
+def _passed_before(status: ModerationModelStatus, steps: list[int], index: int) -> bool:
+    """Step `index` is earned only by a passing analysis of this candidate at the step before it."""
+    if index == 0:
+        return True
+    analysis, candidate = status.last_analysis, status.candidate
+    return (
+        analysis is not None
+        and candidate is not None
+        and analysis.passed
+        and analysis.version == candidate.version
+        and analysis.step_index == index - 1
+        and analysis.traffic_percent == steps[index - 1]
+    )
+
+
 def _start(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     """A new spec: verify its version before anything is deployed (or confirm the version already serving)."""
-    current = snapshot.status.current
+    current, status = snapshot.status.current, snapshot.status
+    if status.phase in ("RolledBack", "Failed") and status.rejected_key == rollout_key(spec):
+        # the same version judged the same way was rejected: a change elsewhere in the spec is no retry
+        settled = _with(snapshot, observed_generation=snapshot.generation)
+        return Decision(settled, hold(settled, snapshot.isvc))
     base: dict[str, Any] = {
         "observed_generation": snapshot.generation,
         "rejected_generation": None,
+        "rejected_key": None,
         "step_index": 0,
         "step_started_at": None,
     }
-    if current is not None and current.same(spec.model) and current.gate_digest == spec.model.gate_digest:
+    if current is not None and _is_spec_model(current, spec):
         status = _with(
             snapshot, **base, phase="Promoted", candidate=None, traffic_percent=100, message=f"serving {current.version}"
         )
@@ -209,6 +264,7 @@ def verified(snapshot: Snapshot, outcome: str, message: str) -> Decision:
             phase="Failed",
             message=f"{candidate.version} not deployed: {message}",
             rejected_generation=snapshot.generation,
+            rejected_key=rollout_key(snapshot.spec),
         )
         return Decision(status, hold(status, snapshot.isvc), events=(Event("Warning", "VerificationFailed", status.message),))
     steps = plan_steps(snapshot.spec, snapshot.status)
@@ -228,12 +284,25 @@ def verified(snapshot: Snapshot, outcome: str, message: str) -> Decision:
 def _canary(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     """Hold the candidate at its step until its revision is ready and the interval passed, then analyse it."""
     status, isvc = snapshot.status, snapshot.isvc
-    assert status.candidate is not None
+    candidate, current = status.candidate, status.current
+    assert candidate is not None
     steps = plan_steps(spec, status)
-    index = min(status.step_index, len(steps) - 1)
+    index = status.step_index
+    if index >= len(steps) or not _passed_before(status, steps, index):
+        # a step the analyses did not earn (a hand-edited status): start the canary over at its first step
+        return _restart_step(snapshot, 0, f"step {index} was not earned by a passing analysis; back to {steps[0]} %")
+    if parse_time(status.step_started_at) is None:
+        return _restart_step(snapshot, index, f"{candidate.version} at step {index}: timer restarted")
     percent = steps[index]
-    target = ServiceTarget(status.candidate, None if percent == 100 else percent)
-    at_step = isvc.exists and isvc.storage_uri == status.candidate.storage_uri and isvc.canary_percent == target.canary_percent
+    if current is not None and isvc.storage_uri not in (candidate.storage_uri, current.storage_uri):
+        # the service is gone (or serves neither): bring back the verified version first, so the canary
+        # has a previous revision to share traffic with; a new service would give the candidate it all
+        restore = ServiceTarget(current, None)
+        return _restart_step(snapshot, index, f"recreating the service at {current.version} first", restore)
+    target = ServiceTarget(candidate, None if percent == 100 else percent)
+    if current is not None and isvc.storage_uri == current.storage_uri and not isvc.ready:
+        target = ServiceTarget(current, None)  # wait for the verified revision before canarying against it
+    at_step = isvc.exists and isvc.storage_uri == candidate.storage_uri and isvc.canary_percent == target.canary_percent
     elapsed = _seconds_since(status.step_started_at, snapshot.now)
     if not (at_step and isvc.ready):
         if elapsed > spec.rollout.timeout_seconds:
@@ -243,13 +312,21 @@ def _canary(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
         wait = min(NOT_READY_POLL_SECONDS, spec.rollout.timeout_seconds - elapsed + 1)
         waiting = _with(snapshot, traffic_percent=(isvc.latest_percent or 0) if at_step else 0)
         return Decision(waiting, target, requeue_after=wait)
-    status = _with(snapshot, traffic_percent=percent, message=f"{status.candidate.version} at {percent} % of traffic")
-    if percent == 100 and status.current is not None:
+    observed = isvc.latest_percent if isvc.latest_percent is not None else percent
+    status = _with(snapshot, traffic_percent=observed, message=f"{candidate.version} at {percent} % of traffic")
+    if percent == 100 and current is not None:
         return _promote(replace(snapshot, status=status))
     remaining = spec.rollout.step_interval_seconds - elapsed
     if remaining > 0:
         return Decision(status, target, requeue_after=remaining)
     return Decision(status, target, action="analyze")
+
+
+def _restart_step(snapshot: Snapshot, index: int, message: str, target: ServiceTarget | None = None) -> Decision:
+    """Begin step `index` again now (timer and all); the next reconcile moves the service."""
+    status = _with(snapshot, step_index=index, step_started_at=timestamp(snapshot.now), traffic_percent=0, message=message)
+    service = target if target is not None else hold(status, snapshot.isvc)
+    return Decision(status, service, requeue_after=1.0)
 
 
 def analysed(snapshot: Snapshot, analysis: Analysis) -> Decision:
@@ -259,14 +336,16 @@ def analysed(snapshot: Snapshot, analysis: Analysis) -> Decision:
     snapshot = replace(snapshot, status=status)
     if not analysis.passed:
         elapsed = _seconds_since(status.step_started_at, snapshot.now)
-        if analysis.reason == "EndpointError" and elapsed <= spec.rollout.timeout_seconds:
-            waiting = _with(snapshot, message=f"canary unreachable, retrying: {analysis.url}")
+        error = analysis.suites.get("error", "")
+        window = spec.rollout.step_interval_seconds + spec.rollout.timeout_seconds  # opens when the analysis was due
+        if analysis.reason == "EndpointError" and elapsed <= window:
+            waiting = _with(snapshot, message=f"canary not answering as expected, retrying: {error or analysis.url}")
             return Decision(
                 waiting, ServiceTarget(status.candidate, _step_canary(spec, status)), requeue_after=ANALYSIS_RETRY_SECONDS
             )
         failing = ", ".join(vector.id for vector in analysis.failing_vectors[:MAX_FAILING_IN_MESSAGE])
         more = len(analysis.failing_vectors) - MAX_FAILING_IN_MESSAGE
-        detail = f"{failing}{f' and {more} more' if more > 0 else ''}" if failing else analysis.reason
+        detail = f"{failing}{f' and {more} more' if more > 0 else ''}" if failing else f"{analysis.reason} {error}".strip()
         return _reject(snapshot, "AnalysisFailed", f"live regression failed at {analysis.traffic_percent} %: {detail}")
     assert status.candidate is not None
     steps = plan_steps(spec, status)
@@ -316,11 +395,13 @@ def _reject(snapshot: Snapshot, reason: str, message: str) -> Decision:
     assert status.candidate is not None
     phase = "RolledBack" if status.current is not None else "Failed"
     where = f"; all traffic on {status.current.version}" if status.current is not None else "; nothing serves"
+    assert snapshot.spec is not None
     rejected = _with(
         snapshot,
         phase=phase,
         traffic_percent=0,
         rejected_generation=snapshot.generation,
+        rejected_key=rollout_key(snapshot.spec),
         message=f"{status.candidate.version} {'rolled back' if status.current else 'failed'}: {message}{where}",
     )
     return Decision(rejected, hold(rejected, snapshot.isvc), events=(Event("Warning", reason, rejected.message),))

@@ -230,6 +230,30 @@ def test_many_failing_vectors_are_counted_not_listed(lua: Any) -> None:
     assert message.endswith("failing vectors: " + ", ".join(vectors[:10]) + " and 3 more")
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"candidate": 5},
+        {"observedGeneration": "2"},
+        {"lastAnalysis": {"version": "v2", "failingVectors": "abc"}},
+        {"lastAnalysis": {"version": "v2", "failingVectors": [1, 2]}},
+        {"trafficPercent": {}},
+        {"current": {"version": {}}},
+        {"message": ["x"]},
+        {"lastAnalysis": {"version": "v2", "failingVectors": [{"id": "x" * 5000}] * 3}},
+    ],
+)
+def test_a_hand_edited_status_degrades_the_message_never_the_check(lua: Any, damage: dict[str, Any]) -> None:
+    status = {"phase": "RolledBack", "observedGeneration": 2, "candidate": V2, "current": V1, **damage}
+    result = health(lua, resource(status))
+    assert result["status"] in ("Degraded", "Progressing") and len(result["message"]) <= 500
+
+
+def test_promoted_naming_no_serving_version_is_not_healthy(lua: Any) -> None:
+    result = health(lua, resource({"phase": "Promoted", "observedGeneration": 2, "trafficPercent": 100}))
+    assert result["status"] == "Progressing"
+
+
 def test_every_phase_of_the_crd_is_mapped(lua: Any) -> None:
     """A phase added to the CRD without a mapping here would show as Unknown in Argo CD."""
     crd = yaml.safe_load((PROJECT_ROOT / "tiergate" / "crds" / "tiergate.io_moderationmodels.yaml").read_text())

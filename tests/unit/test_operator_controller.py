@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
@@ -78,6 +79,10 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def mono(self) -> float:
+        """A monotonic clock that moves with `advance` (leader election measures expiry on it)."""
+        return (self.now - datetime(2026, 11, 26, tzinfo=UTC)).total_seconds()
 
 
 @dataclass
@@ -276,6 +281,34 @@ def test_a_crash_between_status_and_service_is_repaired_from_the_status(rig: Rig
     assert rig.isvc() is not None and rig.reasons().count("Verified") == 1  # not verified twice
 
 
+def test_a_forged_current_version_never_gets_the_service(rig: Rig, stored: Stored) -> None:
+    promote_first(rig, stored)
+    forged = {"version": "evil", "storageUri": "file:///etc/../tmp/evil/tiergate/evil/" + "e" * 64, "digest": "e" * 64}
+    rig.kube.patch_status(GROUP, VERSION, PLURAL, NS, NAME, {"current": forged})
+    rig.step()
+    assert (rig.isvc() or {})["spec"]["predictor"]["model"]["storageUri"] == stored.models["fake-1"]["storageUri"]
+    assert "RefusedToDeploy" in rig.reasons()
+
+
+def test_unknown_suite_is_refused_before_anything_is_deployed(rig: Rig, stored: Stored) -> None:
+    rig.kube.put(model_resource(stored.models["fake-1"], analysis={"suites": [{"name": "nosuchsuite"}]}))
+    rig.step()
+    assert rig.status()["phase"] == "Failed" and "unknown suites nosuchsuite" in rig.status()["message"]
+    assert rig.isvc() is None
+
+
+def test_service_deleted_mid_canary_never_gives_the_candidate_all_traffic(rig: Rig, stored: Stored) -> None:
+    promote_first(rig, stored)
+    Kube(rig.kube.api_client()).patch(MODELS, NS, NAME, {"spec": {"model": stored.models["fake-2"]}})
+    rig.step(2)
+    Kube(rig.kube.api_client()).delete(SERVICES, NS, NAME)
+    rig.kserve = FakeKServe(rig.kube, rig.kserve.backends)  # the new service starts with no revisions
+    rig.step(3)
+    old, new = stored.models["fake-1"]["storageUri"], stored.models["fake-2"]["storageUri"]
+    assert rig.kserve.splits[0] == {old: 100}  # the verified version came back first
+    assert rig.kserve.splits[-1] == {old: 80, new: 20} and rig.status()["trafficPercent"] == 20
+
+
 def test_deleted_service_is_recreated_at_the_promoted_version(rig: Rig, stored: Stored) -> None:
     promote_first(rig, stored)
     Kube(rig.kube.api_client()).delete(SERVICES, NS, NAME)
@@ -325,19 +358,28 @@ def test_service_events_wake_their_model_and_the_queue_deduplicates(rig: Rig) ->
 def test_one_leader_at_a_time_and_takeover_after_expiry() -> None:
     clock = Clock()
     with FakeKube() as kube:
-        first = LeaderElector(Kube(kube.api_client()), NS, "lease", "a", lease_s=15, renew_s=5, clock=clock)
-        second = LeaderElector(Kube(kube.api_client()), NS, "lease", "b", lease_s=15, renew_s=5, clock=clock)
+
+        def elector(identity: str, skew_s: float = 0.0) -> LeaderElector:
+            wall = lambda: clock() + timedelta(seconds=skew_s)  # noqa: E731
+            return LeaderElector(
+                Kube(kube.api_client()), NS, "lease", identity, lease_s=15, renew_s=5, clock=wall, monotonic=clock.mono
+            )
+
+        first, second = elector("a"), elector("b", skew_s=3600)  # b's wall clock is an hour ahead
         assert first.try_acquire_or_renew() and first.leading
-        assert not second.try_acquire_or_renew() and not second.leading
+        assert not second.try_acquire_or_renew() and not second.leading  # skew does not make a live Lease look old
         clock.advance(10)
         assert first.try_acquire_or_renew()  # renewed
         clock.advance(14)
-        assert not second.try_acquire_or_renew()  # 14 s after the renew: still held
+        assert not second.try_acquire_or_renew()  # sees the renewed record: its own 15 s start now
+        clock.advance(14)
+        assert not second.try_acquire_or_renew()
         clock.advance(2)
-        assert second.try_acquire_or_renew()  # expired: taken over
+        assert second.try_acquire_or_renew()  # unrenewed for 16 s by b's own clock: taken over
         lease = kube.get("coordination.k8s.io", "v1", "leases", NS, "lease")
         assert lease is not None and lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
-        assert not first.try_acquire_or_renew() and not first.leading  # the old leader sees it lost
+        assert not first.leading  # a's own deadline (10 s after its last renew) passed long ago
+        assert not first.try_acquire_or_renew()
         second.release()
         assert first.try_acquire_or_renew()  # released: no wait
 
@@ -345,12 +387,33 @@ def test_one_leader_at_a_time_and_takeover_after_expiry() -> None:
 def test_racing_for_an_expired_lease_has_one_winner() -> None:
     clock = Clock()
     with FakeKube() as kube:
-        first = LeaderElector(Kube(kube.api_client()), NS, "lease", "a", clock=clock)
-        assert first.try_acquire_or_renew()
+        first = LeaderElector(Kube(kube.api_client()), NS, "lease", "a", clock=clock, monotonic=clock.mono)
+        second = LeaderElector(Kube(kube.api_client()), NS, "lease", "b", clock=clock, monotonic=clock.mono)
+        assert first.try_acquire_or_renew() and not second.try_acquire_or_renew()
         clock.advance(60)
         kube.fail_next("PUT", r"/leases/lease$", 409)  # another replica wrote first
-        second = LeaderElector(Kube(kube.api_client()), NS, "lease", "b", clock=clock)
         assert not second.try_acquire_or_renew() and not second.leading
+
+
+def test_an_odd_lease_or_a_dead_api_never_kills_the_election() -> None:
+    clock = Clock()
+    with FakeKube() as kube:
+        kube.put(
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": "lease", "namespace": NS},
+                "spec": {"holderIdentity": "x", "leaseDurationSeconds": "15s", "leaseTransitions": "many"},
+            }
+        )
+        elector = LeaderElector(Kube(kube.api_client()), NS, "lease", "a", clock=clock, monotonic=clock.mono)
+        assert not elector.try_acquire_or_renew()
+        clock.advance(16)
+        assert elector.try_acquire_or_renew()
+    nowhere = kubernetes.client.Configuration()
+    nowhere.host = "http://127.0.0.1:9"  # discard port: connection refused
+    dead = LeaderElector(Kube(kubernetes.client.ApiClient(nowhere), request_timeout_s=2), NS, "lease", "a")
+    assert dead.try_acquire_or_renew() is False  # urllib3's MaxRetryError: a warning, not an exception
 
 
 # --- the CLI --------------------------------------------------------------------------------------------------
@@ -390,7 +453,8 @@ def test_status_shows_versions_phase_traffic_and_the_failing_vectors(rig: Rig, s
     assert "ml/tiergate: RolledBack" in result.stdout and "version fake-2: 0 % of traffic; serving fake-1" in result.stdout
     as_json = json.loads(cli("status", NAME, "-n", NS, "--kubeconfig", str(config), "--json").stdout)
     failing = as_json["lastAnalysis"]["failingVectors"]
-    assert failing and all(f"FAIL {vector['id']} [{vector['context']}]" in result.stdout for vector in failing)
+    assert failing and all(f"FAIL {vector['id']} [{vector['context']}]" in result.stdout for vector in failing[:10])
+    assert len(failing) <= 10 or f"... and {len(failing) - 10} more" in result.stdout
     assert "    positives: " in result.stdout and "(need 100%)" in result.stdout
     as_json = json.loads(cli("status", NAME, "-n", NS, "--kubeconfig", str(config), "--json").stdout)
     assert as_json["phase"] == "RolledBack" and as_json["serving"] == "fake-1" and as_json["traffic"] == 0
@@ -414,10 +478,30 @@ def test_cli_mistakes_are_one_line(args: list[str], message: str, tmp_path: Path
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+def test_status_reads_damaged_objects_without_hiding_the_others(tmp_path: Path) -> None:
+    with FakeKube() as kube:
+        base = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModerationModel"}
+        kube.put({**base, "metadata": {"name": "a", "namespace": NS}, "spec": {"model": "oops"}, "status": {"current": "v1"}})
+        kube.put(
+            {
+                **base,
+                "metadata": {"name": "b", "namespace": NS},
+                "spec": {},
+                "status": {"phase": "Promoted", "message": "ok\x1b[31m\nINJECTED", "lastAnalysis": "x"},
+            }
+        )
+        result = cli("status", "--kubeconfig", str(kubeconfig(kube, tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "ml/a: Unknown" in result.stdout and "ml/b: Unknown" in result.stdout and "status unreadable" in result.stdout
+    assert "\x1b" not in result.stdout and "\nINJECTED" not in result.stdout
+
+
 def test_cli_without_credentials_or_server_is_one_line(tmp_path: Path) -> None:
     missing = cli("status", "--kubeconfig", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no usable Kubernetes credentials" in missing.stderr
     with FakeKube() as kube:
         config = kubeconfig(kube, tmp_path)
     down = cli("status", "--kubeconfig", str(config))  # the server is gone
-    assert down.returncode in (1, 2) and down.stderr.count("\n") == 1 and "Traceback" not in down.stderr
+    assert down.returncode == 2 and down.stderr.count("\n") == 1 and "cannot reach the Kubernetes API" in down.stderr
+    operator = cli("operator", "run", "--kubeconfig", str(config), "--namespace", NS, "--health-port", "0")
+    assert operator.returncode == 2 and operator.stderr.count("\n") == 1 and "cannot reach the Kubernetes API" in operator.stderr

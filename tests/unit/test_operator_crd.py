@@ -115,7 +115,7 @@ def test_every_status_the_operator_writes_is_admitted_by_the_crd() -> None:
     document["status"] = status.wire()
     validate_manifest(document)
     jsonschema.Draft7Validator(schema()).validate(document)
-    assert parse_status(document) == status  # and it reads back the same
+    assert parse_status(document) == (status, "")  # and it reads back the same
 
 
 @pytest.mark.parametrize(
@@ -141,6 +141,10 @@ def test_bad_specs_are_refused_by_both_sides(change: dict[str, Any], where: str)
         validate_manifest(document)
 
 
-def test_a_status_that_no_longer_parses_starts_over() -> None:
-    assert parse_status({"status": {"phase": "Exploded"}}) == ModerationModelStatus()
-    assert parse_status({}) == ModerationModelStatus()
+def test_a_damaged_status_starts_over_but_keeps_what_serves() -> None:
+    current = {"version": "v1", "storageUri": MODEL["storageUri"], "digest": "b" * 64, "gateDigest": "f" * 64}
+    status, problem = parse_status({"status": {"phase": "Paused", "current": current, "trafficPercent": "ten", "stepIndex": 7}})
+    assert "phase" in problem and "trafficPercent" in problem
+    assert status.phase == "Pending" and status.current is not None and status.current.version == "v1"
+    assert status.step_index == 0 and status.traffic_percent == 0
+    assert parse_status({}) == (ModerationModelStatus(), "")

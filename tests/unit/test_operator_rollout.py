@@ -76,6 +76,17 @@ def snap(
 def canary_status(
     step: int, started: datetime = NOW - timedelta(seconds=61), current: VersionRef | None = OLD
 ) -> ModerationModelStatus:
+    """At `step` of [10, 50, 100], with the passing analysis of the step before that earned it."""
+    earned = None
+    if step > 0:
+        earned = Analysis(
+            version="v2",
+            step_index=step - 1,
+            traffic_percent=[10, 50, 100][step - 1],
+            time=timestamp(NOW),
+            passed=True,
+            reason="Passed",
+        )
     return ModerationModelStatus(
         phase="Canary",
         observed_generation=2,
@@ -83,6 +94,7 @@ def canary_status(
         current=current,
         step_index=step,
         step_started_at=timestamp(started),
+        last_analysis=earned,
     )
 
 
@@ -305,7 +317,7 @@ def test_plan_steps_and_hold() -> None:
     assert plan_steps(spec_for(NEW), ModerationModelStatus()) == [100]
     assert plan_steps(spec_for(NEW, steps=[5, 100]), PROMOTED_OLD) == [5, 100]
     assert plan_steps(spec_for(NEW, steps=[100]), PROMOTED_OLD) == [0, 100]
-    assert hold(ModerationModelStatus(), service(NEW)) == ServiceTarget(None, None, delete=True)
+    assert hold(ModerationModelStatus(), service(NEW)) is None  # a service the status does not account for stays
     assert hold(ModerationModelStatus(), service(None)) is None
 
 
@@ -318,3 +330,93 @@ def test_bad_steps_are_refused(steps: list[int], message: str) -> None:
 
     with pytest.raises(ValidationError, match=message):
         spec_for(NEW, steps=steps)
+
+
+# --- what a damaged or forged status cannot do (the hostile probe's findings) --------------------------------
+
+
+def test_a_candidate_other_than_the_spec_is_never_deployed() -> None:
+    forged = canary_status(0).model_copy(update={"candidate": ref("evil", "e")})
+    decision = decide(snap(forged, service(OLD)))
+    assert decision.action == "verify" and decision.status.candidate == NEW and decision.status.phase == "Verifying"
+
+
+@pytest.mark.parametrize("step", [1, 2, 99])
+def test_a_step_no_analysis_earned_starts_the_canary_over(step: int) -> None:
+    forged = canary_status(0).model_copy(update={"step_index": step})
+    decision = decide(snap(forged, service(NEW, canary=50)))
+    assert decision.status.phase == "Canary" and decision.status.step_index == 0 and decision.action is None
+    assert decision.status.step_started_at == timestamp(NOW) and "not earned" in decision.status.message
+
+
+def test_promotion_needs_the_analysis_of_this_candidate() -> None:
+    other = canary_status(2).model_copy(
+        update={"last_analysis": Analysis(version="v9", step_index=1, traffic_percent=50, time="", passed=True, reason="Passed")}
+    )
+    assert decide(snap(other, service(NEW, canary=None))).status.phase == "Canary"  # not promoted
+
+
+def test_service_deleted_mid_canary_is_recreated_at_the_verified_version_first() -> None:
+    decision = decide(snap(canary_status(1), service(None)))
+    assert decision.service == ServiceTarget(OLD, None) and decision.status.step_index == 1
+    assert decision.status.step_started_at == timestamp(NOW) and decision.status.traffic_percent == 0
+    starting = decide(snap(decision.status, service(OLD, ready=False)))
+    assert starting.service == ServiceTarget(OLD, None)  # wait for it before canarying against it
+    ready = decide(snap(decision.status, service(OLD, ready=True)))
+    assert ready.service == ServiceTarget(NEW, 50)
+
+
+def test_zero_percent_that_left_the_candidate_all_traffic_serves_the_verified_version() -> None:
+    """A recreated service has no earlier revision: canary 0 cannot move traffic back, a new revision must."""
+    decision = decide(snap(rolled_back(), service(NEW, canary=0, ready=True, latest=100)))
+    assert decision.service == ServiceTarget(OLD, None)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        ModerationModelStatus(phase="Promoted", observed_generation=2, current=None, traffic_percent=100),
+        ModerationModelStatus(phase="Failed", observed_generation=2, current=None),
+    ],
+)
+def test_a_status_that_lost_its_memory_never_deletes_what_serves(status: ModerationModelStatus) -> None:
+    decision = decide(snap(status, service(OLD)))
+    assert decision.service is None or not decision.service.delete
+
+
+def test_only_a_rejected_first_version_is_removed() -> None:
+    first = ModerationModelStatus(phase="Failed", observed_generation=2, candidate=NEW, current=None)
+    assert hold(first, service(NEW)) == ServiceTarget(None, None, delete=True)
+    assert hold(first, service(OLD)) is None
+
+
+def test_a_change_elsewhere_in_the_spec_does_not_retry_a_rejected_version() -> None:
+    rejected = analysed(snap(canary_status(0), service(NEW, canary=10)), analysis(False, failing=("pos-1",))).status
+    more_replicas = spec_for(NEW).model_copy(update={"serving": spec_for(NEW).serving.model_copy(update={"max_replicas": 9})})
+    again = decide(snap(rejected, service(NEW, canary=0), generation=3, spec=more_replicas))
+    assert again.action is None and again.status.phase == "RolledBack" and again.status.observed_generation == 3
+    judged_otherwise = decide(snap(rejected, service(NEW, canary=0), generation=4, spec=spec_for(NEW, stepIntervalSeconds=5)))
+    assert judged_otherwise.action == "verify"  # another rollout of it is a new try
+
+
+@pytest.mark.parametrize("stamp", ["2026-11-26T11:58:00", "yesterday", ""])
+def test_odd_timestamps_restart_the_timer_or_read_as_utc(stamp: str) -> None:
+    decision = decide(snap(canary_status(0).model_copy(update={"step_started_at": stamp}), service(NEW, canary=10)))
+    assert decision.status.phase == "Canary"
+    if stamp.startswith("2026"):
+        assert decision.action == "analyze"  # read as UTC: 120 s ago
+    else:
+        assert decision.status.step_started_at == timestamp(NOW)
+
+
+def test_a_long_interval_keeps_the_whole_retry_window() -> None:
+    spec = spec_for(NEW, stepIntervalSeconds=3600, timeoutSeconds=900)
+    status = canary_status(0, NOW - timedelta(seconds=3601))
+    early = analysed(snap(status, service(NEW, canary=10), spec=spec), analysis(False, reason="EndpointError"))
+    assert early.status.phase == "Canary" and early.requeue_after
+
+
+def test_an_endpoint_error_rollback_says_what_the_endpoint_did() -> None:
+    failed = analysis(False, reason="EndpointError").model_copy(update={"suites": {"error": "serves model version 'v9'"}})
+    late = analysed(snap(canary_status(0, NOW - timedelta(seconds=700)), service(NEW, canary=10)), failed)
+    assert late.status.phase == "RolledBack" and "serves model version 'v9'" in late.status.message

@@ -505,6 +505,9 @@ def test_rollback_refuses_a_target_outside_the_configured_store(tmp_path: Path, 
     elsewhere = result["uri"].replace("pvc://tiergate-models/store/", "pvc://other-claim/x/")
     with pytest.raises(PromotionRefused, match="is not in the configured model store"):
         verify_published(elsewhere, settings)
+    climbing = result["uri"].replace("pvc://tiergate-models/store/", "pvc://tiergate-models/store/../elsewhere/")
+    with pytest.raises(PromotionRefused, match="is not in the configured model store"):  # a prefix that climbs out
+        verify_published(climbing, settings)
 
 
 def test_unreadable_gate_and_special_files_are_one_line_refusals(tmp_path: Path) -> None:

@@ -1,124 +1,154 @@
 -- Argo CD health check for tiergate.io/ModerationModel: the tiergate operator's status.phase.
 -- Installed as argocd-cm key resource.customizations.health.tiergate.io_ModerationModel
 -- (manifests/argocd/argocd-cm-patch.yaml holds this file's text; tests/unit/test_argocd.py runs it).
---   Promoted                   -> Healthy
+--   Promoted                   -> Healthy (Progressing when it names no serving version: the operator re-checks)
 --   Pending, Verifying, Canary -> Progressing (phase, traffic on the candidate, its version)
 --   RolledBack, Failed         -> Degraded (the rejected version and its failing vectors)
 --   no status yet, or a status older than the spec (observedGeneration < generation) -> Progressing
+-- Every field is read by type: a hand-edited status degrades the message, never the health check.
 local hs = {}
+local MAX_MESSAGE = 500
 
-local function version_of(ref)
-  if ref ~= nil and ref.version ~= nil then
-    return ref.version
+local function text(value)
+  if type(value) == "string" and value ~= "" then
+    return string.sub(value, 1, 80)
   end
   return nil
 end
 
-local function candidate_version(status)
-  local version = version_of(status.candidate)
-  if version == nil and status.lastAnalysis ~= nil then
-    version = status.lastAnalysis.version
+local function number(value)
+  if type(value) == "number" then
+    return value
   end
-  if version == nil and obj.spec ~= nil and obj.spec.model ~= nil then
-    version = obj.spec.model.version
+  return nil
+end
+
+local function record(value)
+  if type(value) == "table" then
+    return value
+  end
+  return nil
+end
+
+local function finish(state, message)
+  hs.status = state
+  hs.message = string.sub(message, 1, MAX_MESSAGE)
+  return hs
+end
+
+local function version_of(ref)
+  ref = record(ref)
+  if ref ~= nil then
+    return text(ref.version)
+  end
+  return nil
+end
+
+local spec = record(obj.spec) or {}
+local status = record(obj.status)
+
+local function candidate_version()
+  local version = version_of(status.candidate)
+  if version == nil then
+    version = version_of(status.lastAnalysis)
+  end
+  if version == nil then
+    version = version_of(spec.model)
   end
   return version or "?"
 end
 
 local function failing_vectors(analysis)
-  if analysis == nil or analysis.failingVectors == nil then
+  local vectors = analysis ~= nil and record(analysis.failingVectors) or nil
+  if vectors == nil then
     return ""
   end
   local ids = {}
   local total = 0
-  for _, vector in ipairs(analysis.failingVectors) do
+  for _, vector in ipairs(vectors) do
     total = total + 1
     if total <= 10 then
-      table.insert(ids, vector.id or "?")
+      table.insert(ids, (record(vector) and text(vector.id)) or "?")
     end
   end
   if total == 0 then
     return ""
   end
-  local text = table.concat(ids, ", ")
+  local joined = table.concat(ids, ", ")
   if total > 10 then
-    text = text .. " and " .. (total - 10) .. " more"
+    joined = joined .. " and " .. (total - 10) .. " more"
   end
-  return text
+  return joined
 end
 
-local status = obj.status
-if status == nil or status.phase == nil then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the tiergate operator to pick up this ModerationModel"
-  return hs
+if status == nil or text(status.phase) == nil then
+  return finish("Progressing", "Waiting for the tiergate operator to pick up this ModerationModel")
 end
 
-local generation = obj.metadata.generation
-if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the tiergate operator to observe generation " .. generation
-  return hs
+local metadata = record(obj.metadata) or {}
+local generation = number(metadata.generation)
+local observed = number(status.observedGeneration)
+if generation ~= nil and (observed == nil or observed < generation) then
+  return finish("Progressing", "Waiting for the tiergate operator to observe generation " .. generation)
 end
 
 local phase = status.phase
-local traffic = status.trafficPercent or 0
+local traffic = number(status.trafficPercent) or 0
 local serving = version_of(status.current)
+local message = text(status.message)
 
 if phase == "Promoted" then
-  hs.status = "Healthy"
-  hs.message = "Promoted: " .. (serving or candidate_version(status)) .. " serves all traffic"
-  return hs
+  if serving == nil then
+    return finish("Progressing", "Promoted names no serving version: the operator verifies the spec's version again")
+  end
+  return finish("Healthy", "Promoted: " .. serving .. " serves all traffic")
 end
 
 if phase == "Pending" or phase == "Verifying" or phase == "Canary" then
-  hs.status = "Progressing"
-  hs.message = phase .. ": " .. traffic .. "% of traffic on " .. candidate_version(status)
-  if serving ~= nil and serving ~= candidate_version(status) then
-    hs.message = hs.message .. " (" .. serving .. " serves the rest)"
+  local candidate = candidate_version()
+  local line = phase .. ": " .. traffic .. "% of traffic on " .. candidate
+  if serving ~= nil and serving ~= candidate then
+    line = line .. " (" .. serving .. " serves the rest)"
   end
-  return hs
+  return finish("Progressing", line)
 end
 
 -- The analysis of the rejected version itself (an older one would name the wrong vectors).
-local function rejected_analysis(status, rejected)
-  if status.lastAnalysis ~= nil and status.lastAnalysis.version == rejected then
-    return status.lastAnalysis
+local function rejected_analysis(rejected)
+  local analysis = record(status.lastAnalysis)
+  if analysis ~= nil and version_of(analysis) == rejected then
+    return analysis
   end
   return nil
 end
 
 if phase == "RolledBack" then
-  hs.status = "Degraded"
-  local rejected = candidate_version(status)
-  hs.message = "RolledBack: " .. rejected .. " was rejected"
+  local rejected = candidate_version()
+  local line = "RolledBack: " .. rejected .. " was rejected"
   if serving ~= nil then
-    hs.message = hs.message .. ", all traffic on " .. serving
+    line = line .. ", all traffic on " .. serving
   end
-  local vectors = failing_vectors(rejected_analysis(status, rejected))
+  local vectors = failing_vectors(rejected_analysis(rejected))
   if vectors ~= "" then
-    hs.message = hs.message .. "; failing vectors: " .. vectors
-  elseif status.message ~= nil and status.message ~= "" then
-    hs.message = hs.message .. "; " .. status.message
+    line = line .. "; failing vectors: " .. vectors
+  elseif type(status.message) == "string" and status.message ~= "" then
+    line = line .. "; " .. status.message
   end
-  return hs
+  return finish("Degraded", line)
 end
 
 if phase == "Failed" then
-  hs.status = "Degraded"
-  local rejected = candidate_version(status)
-  if status.message ~= nil and status.message ~= "" then
-    hs.message = "Failed: " .. status.message
-  else
-    hs.message = "Failed: " .. rejected .. " cannot be deployed"
+  local rejected = candidate_version()
+  local line = "Failed: " .. rejected .. " cannot be deployed"
+  if type(status.message) == "string" and status.message ~= "" then
+    line = "Failed: " .. status.message
   end
-  local vectors = failing_vectors(rejected_analysis(status, rejected))
+  local vectors = failing_vectors(rejected_analysis(rejected))
   if vectors ~= "" then
-    hs.message = hs.message .. "; failing vectors: " .. vectors
+    line = line .. "; failing vectors: " .. vectors
   end
-  return hs
+  return finish("Degraded", line)
 end
 
-hs.status = "Unknown"
-hs.message = "Unknown phase " .. tostring(phase)
+finish("Unknown", "Unknown phase " .. tostring(phase))
 return hs
