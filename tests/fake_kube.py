@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -463,6 +464,21 @@ class FakeKube:
 
     def api_client(self) -> kubernetes.client.ApiClient:
         return kubernetes.client.ApiClient(self.client_configuration())
+
+    def write_kubeconfig(self, path: Path, namespace: str | None = None) -> Path:
+        """A kubeconfig file naming this server (no credentials), for a process such as `tiergate operator run`."""
+        context: Json = {"cluster": "fake", "user": "tester", **({"namespace": namespace} if namespace else {})}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {}}],
+            "contexts": [{"name": "fake", "context": context}],
+            "current-context": "fake",
+        }
+        path.write_text(json.dumps(config))  # JSON is YAML
+        path.chmod(0o644)  # readable by a container's non-root user
+        return path
 
     def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()

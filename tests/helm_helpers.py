@@ -15,6 +15,17 @@ from helm_python import Chart
 
 from tiergate.k8s_validation import validate_text
 
+# The container securityContext every chart's pods run with (the images' UID/GID 1000).
+HARDENED = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
 
 def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """`extra` merged into a copy of `base`, maps recursively (as Helm merges values into the defaults)."""

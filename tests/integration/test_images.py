@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,46 @@ def test_serving_image_has_tritonserver_and_the_served_modules() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
     server = docker_run(IMAGES.triton, ["sh", "-c", "command -v tritonserver && ls /opt/tritonserver/backends"])
     assert server.returncode == 0 and "python" in server.stdout.split(), server.stdout + server.stderr
+
+
+def test_cpu_image_runs_the_operator_as_its_chart_does(tmp_path: Path) -> None:
+    """The operator chart runs the project's CPU image: its `tiergate operator run` reconciles a
+    ModerationModel against an API server (the fake, on the host's loopback) and refuses a version
+    outside the model store before anything is deployed."""
+    import time
+
+    from tests.fake_kube import FakeKube
+
+    with FakeKube() as kube:
+        config = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        digest = "a" * 64
+        model = {"name": "tiergate", "version": "v1", "storageUri": f"s3://elsewhere/tiergate/v1/{digest}", "digest": digest}
+        kube.put(
+            {
+                "apiVersion": "tiergate.io/v1alpha1",
+                "kind": "ModerationModel",
+                "metadata": {"name": "tiergate", "namespace": "ml"},
+                "spec": {"model": {**model, "gateDigest": "b" * 64}},
+            }
+        )
+        command = [
+            "docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,exec", "--network", "host", "--workdir", "/",
+            "-v", f"{config}:/kube/config:ro", IMAGES.cpu,
+            "timeout", "40", "tiergate", "operator", "run", "--kubeconfig", "/kube/config", "--namespace", "ml",
+            "--profile", "production", "--lease-namespace", "ml", "--identity", "image-test", "--health-port", "0",
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 40
+            status: dict[str, object] = {}
+            while time.monotonic() < deadline and status.get("phase") != "Failed":
+                status = (kube.get("tiergate.io", "v1alpha1", "moderationmodels", "ml", "tiergate") or {}).get("status") or {}
+                time.sleep(0.5)
+        finally:
+            process.kill()
+            output = process.communicate(timeout=30)[0]
+        assert status.get("phase") == "Failed", output[-3000:]
+        assert "not in the configured model store" in str(status.get("message")), status
+        assert kube.get("serving.kserve.io", "v1beta1", "inferenceservices", "ml", "tiergate") is None
+        lease = kube.get("coordination.k8s.io", "v1", "leases", "ml", "tiergate-operator")
+        assert lease is not None and lease["spec"]["holderIdentity"] == "image-test"

@@ -37,14 +37,14 @@ from tests.conftest import tiny_profile
 from tests.fake_kserve import FakeKServe
 from tests.fake_kube import FakeKube
 from tests.helm_helpers import render_documents
+from tests.operator_helpers import operator_settings
 from tests.trust_helpers import passing_gate
 from tiergate.gate import configured_policy, load_gate, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
 from tiergate.moderation_model import GROUP, PLURAL, VERSION
 from tiergate.paths import project_path
 from tiergate.profiles import PublishSettings, load_profile
-from tiergate.regression import load_suites
-from tiergate.serving.operator.controller import Controller, Settings
+from tiergate.serving.operator.controller import Controller
 from tiergate.serving.operator.kube import MODELS, Kube
 from tiergate.serving.operator.leader import LeaderElector
 from tiergate.serving.operator.runner import run
@@ -190,17 +190,7 @@ def reasons(kube: FakeKube) -> list[str]:
 def operator(world: World, taxonomy: Taxonomy) -> Iterator[tuple[FakeKube, FakeKServe]]:
     with FakeKube() as kube, FakeKServe(kube, {v.uri: v.url for v in world.versions.values() if v.url}) as kserve:
         client = Kube(kube.api_client())
-        settings = Settings(
-            namespace=NAMESPACE,
-            store=world.store,
-            policy=configured_policy(taxonomy, load_profile("local")),
-            taxonomy=taxonomy,
-            suites=load_suites(project_path("config/regression"), taxonomy),
-            identity="operator-test",
-            analysis_address="status",
-            resync_seconds=2,
-            watch_timeout_seconds=5,
-        )
+        settings = operator_settings(NAMESPACE, world.store, taxonomy, "operator-test", resync_seconds=2, watch_timeout_seconds=5)
         stop = threading.Event()
         elector = LeaderElector(client, NAMESPACE, "tiergate-operator", "operator-test", lease_s=6, renew_s=2)
         thread = threading.Thread(target=run, args=(Controller(client, settings), elector, None, stop), daemon=True)
@@ -295,17 +285,7 @@ def _granted_by_chart() -> set[tuple[str, str, str]]:
 
 
 def kubeconfig(kube: FakeKube, folder: Path) -> Path:
-    path = folder / "kubeconfig"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-        "users": [{"name": "tester", "user": {}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": NAMESPACE}}],
-        "current-context": "fake",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return kube.write_kubeconfig(folder / "kubeconfig", namespace=NAMESPACE)
 
 
 class OperatorProcess:

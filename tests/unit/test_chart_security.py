@@ -24,7 +24,7 @@ import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
 
-from tests.helm_helpers import merged, render_documents
+from tests.helm_helpers import HARDENED, merged, render_documents
 from tiergate.paths import PROJECT_ROOT
 
 CHART = PROJECT_ROOT / "charts" / "tiergate-serving"
@@ -48,15 +48,6 @@ KNATIVE_CONTAINER_SECURITY_FIELDS = {
 }
 KNATIVE_QUEUE_PROXY_PORTS = {8012, 8013, 8022, 9090, 9091}
 
-HARDENED = {
-    "runAsNonRoot": True,
-    "runAsUser": 1000,
-    "runAsGroup": 1000,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 def render(extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

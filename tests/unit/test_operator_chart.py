@@ -20,7 +20,7 @@ import yaml
 from helm_python import Chart, HelmError
 from helm_python.chart import lint
 
-from tests.helm_helpers import merged, render_documents
+from tests.helm_helpers import HARDENED, merged, render_documents
 from tiergate.k8s_validation import validate_text
 from tiergate.paths import PROJECT_ROOT
 
@@ -40,15 +40,6 @@ OPERATOR_RULES = {
 }
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
-HARDENED = {
-    "runAsNonRoot": True,
-    "runAsUser": 1000,
-    "runAsGroup": 1000,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 def render(extra: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> list[dict[str, Any]]:

@@ -19,20 +19,17 @@ from typing import Any
 
 import kubernetes
 import pytest
-import yaml
 from kubernetes.client.exceptions import ApiException
 
 from tests.fake_kserve import FakeKServe
 from tests.fake_kube import FakeKube
 from tests.fake_triton import FakeTriton
+from tests.operator_helpers import operator_settings
 from tests.trust_helpers import make_repository
-from tiergate.gate import configured_policy
 from tiergate.k8s_validation import validate_manifest
 from tiergate.moderation_model import GROUP, PLURAL, VERSION
-from tiergate.paths import project_path
-from tiergate.profiles import PublishSettings, load_profile
-from tiergate.regression import load_suites
-from tiergate.serving.operator.controller import Controller, Settings, WorkQueue
+from tiergate.profiles import PublishSettings
+from tiergate.serving.operator.controller import Controller, WorkQueue
 from tiergate.serving.operator.kube import MODELS, SERVICES, Conflict, Kube
 from tiergate.serving.operator.leader import LeaderElector
 from tiergate.taxonomy import Taxonomy
@@ -133,15 +130,7 @@ def rig(stored: Stored, taxonomy: Taxonomy) -> Iterator[Rig]:
         backends = {stored.models["fake-1"]["storageUri"]: canary.url, stored.models["fake-2"]["storageUri"]: second.url}
         kserve = FakeKServe(kube, backends)
         clock = Clock()
-        settings = Settings(
-            namespace=NS,
-            store=stored.store,
-            policy=configured_policy(taxonomy, load_profile("local")),
-            taxonomy=taxonomy,
-            suites=load_suites(project_path("config/regression"), taxonomy),
-            identity="unit",
-            analysis_address="status",
-        )
+        settings = operator_settings(NS, stored.store, taxonomy, "unit")
         yield Rig(kube, kserve, Controller(Kube(kube.api_client()), settings, clock), clock, canary)
 
 
@@ -195,13 +184,18 @@ def test_second_version_canaries_then_promotes_and_keeps_the_previous(rig: Rig, 
     assert rig.kserve.splits[-1] == {stored.models["fake-2"]["storageUri"]: 100}
 
 
-def test_failing_suite_rolls_back(rig: Rig, stored: Stored) -> None:
+def roll_out_a_failing_second_version(rig: Rig, stored: Stored) -> None:
+    """fake-1 promoted, then fake-2 judged on every `positives` vector (the fake canary fails most)."""
     promote_first(rig, stored)
     strict = {"analysis": {"suites": [{"name": "positives", "minPassRate": 1.0}]}}
     Kube(rig.kube.api_client()).patch(MODELS, NS, NAME, {"spec": {"model": stored.models["fake-2"], "rollout": strict}})
     rig.step(2)
     rig.clock.advance(31)
     rig.step(2)
+
+
+def test_failing_suite_rolls_back(rig: Rig, stored: Stored) -> None:
+    roll_out_a_failing_second_version(rig, stored)
     status = rig.status()
     assert status["phase"] == "RolledBack" and status["current"]["version"] == "fake-1"
     assert status["lastAnalysis"]["failingVectors"] and status["lastAnalysis"]["reason"] == "VectorsFailed"
@@ -420,20 +414,7 @@ def test_an_odd_lease_or_a_dead_api_never_kills_the_election() -> None:
 
 
 def kubeconfig(kube: FakeKube, folder: Path) -> Path:
-    path = folder / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-                "users": [{"name": "tester", "user": {}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester"}}],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
+    return kube.write_kubeconfig(folder / "kubeconfig")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -441,12 +422,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_status_shows_versions_phase_traffic_and_the_failing_vectors(rig: Rig, stored: Stored, tmp_path: Path) -> None:
-    promote_first(rig, stored)
-    strict = {"analysis": {"suites": [{"name": "positives", "minPassRate": 1.0}]}}
-    Kube(rig.kube.api_client()).patch(MODELS, NS, NAME, {"spec": {"model": stored.models["fake-2"], "rollout": strict}})
-    rig.step(2)
-    rig.clock.advance(31)
-    rig.step(2)
+    roll_out_a_failing_second_version(rig, stored)
     config = kubeconfig(rig.kube, tmp_path)
     result = cli("status", "--kubeconfig", str(config))
     assert result.returncode == 0, result.stderr
