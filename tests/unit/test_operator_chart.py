@@ -32,11 +32,11 @@ RELEASE = "tiergate-operator"
 
 # What serving/operator does with the API: (apiGroup, resource) -> verbs, and nothing else.
 OPERATOR_RULES = {
-    ("tiergate.io", "moderationmodels"): {"get", "list", "watch", "update", "patch"},
-    ("tiergate.io", "moderationmodels/status"): {"get", "update", "patch"},
+    ("tiergate.io", "moderationmodels"): {"get", "list", "watch", "patch"},
+    ("tiergate.io", "moderationmodels/status"): {"update"},
     ("tiergate.io", "moderationmodels/finalizers"): {"update"},
-    ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "create", "update", "patch", "delete"},
-    ("", "events"): {"create", "patch"},
+    ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "events"): {"create"},
 }
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 

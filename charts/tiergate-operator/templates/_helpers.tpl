@@ -41,17 +41,17 @@ status and finalizer, own the InferenceServices it creates, record Events.
 {{- define "tiergate-operator.rules" -}}
 - apiGroups: [tiergate.io]
   resources: [moderationmodels]
-  verbs: [get, list, watch, update, patch]
+  verbs: [get, list, watch, patch]  # patch: the finalizer
 - apiGroups: [tiergate.io]
   resources: [moderationmodels/status]
-  verbs: [get, update, patch]
+  verbs: [update]  # a PUT guarded by resourceVersion
 - apiGroups: [tiergate.io]
   resources: [moderationmodels/finalizers]
-  verbs: [update]
+  verbs: [update]  # blockOwnerDeletion on the InferenceService it owns (OwnerReferencesPermissionEnforcement)
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
