@@ -35,7 +35,7 @@ def run(
     leader_election: Annotated[bool, typer.Option(help="Elect a leader (needed with more than one replica).")] = True,
     identity: Annotated[str, typer.Option(help="This replica's name in the Lease (default: $POD_NAME, else host-pid).")] = "",
     health_port: Annotated[int, typer.Option(help="Port of /healthz and /readyz (0: none).", min=0, max=65535)] = 8081,
-    resync_seconds: Annotated[float, typer.Option(help="Look at every model at least this often.", min=1.0)] = 60.0,
+    resync_seconds: Annotated[float, typer.Option(help="Look at every model at least this often.", min=1.0, max=3600.0)] = 60.0,
     analysis_address: Annotated[
         str, typer.Option(help="Canary URL for the analysis: cluster-local (in a pod) or status (as KServe reports it).")
     ] = "cluster-local",
@@ -164,8 +164,8 @@ def _summary(item: dict[str, Any]) -> dict[str, Any]:
         "version": _clean(model.get("version")) or None,
         "phase": status.phase if not damage else "Unknown",
         "traffic": status.traffic_percent,
-        "serving": status.current.version if status.current else None,
-        "previous": status.previous.version if status.previous else None,
+        "serving": _clean(status.current.version) if status.current else None,
+        "previous": _clean(status.previous.version) if status.previous else None,
         "message": _clean(status.message) if not damage else f"status unreadable: {_clean(damage)}",
         "stale": status.observed_generation != metadata.get("generation"),
         "lastAnalysis": analysis,

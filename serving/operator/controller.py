@@ -37,9 +37,10 @@ from tiergate.regression import Suite
 from tiergate.serving.operator import rollout
 from tiergate.serving.operator.analysis import analyze, unknown_suites
 from tiergate.serving.operator.inferenceservice import (
-    DIGEST_ANNOTATION,
-    VERSION_ANNOTATION,
-    Observed,
+    STABLE_DIGEST_ANNOTATION,
+    STABLE_GATE_ANNOTATION,
+    STABLE_URI_ANNOTATION,
+    STABLE_VERSION_ANNOTATION,
     cluster_local,
     desired_body,
     is_owned_by,
@@ -75,16 +76,23 @@ def _deploy_key(version: VersionRef) -> tuple[str, str, str]:
     return (version.storage_uri, version.digest, version.gate_digest)
 
 
-def recover_current(status: ModerationModelStatus, isvc: dict[str, Any] | None, observed: Observed) -> ModerationModelStatus:
-    """After a damaged status: what the owned service serves is the version to fall back to, if the status
-    lost it. It is re-verified before the service is ever moved to it (`Controller._deployable_now`)."""
-    if status.current is not None or isvc is None or not observed.storage_uri:
+def recover_current(status: ModerationModelStatus, isvc: dict[str, Any] | None) -> ModerationModelStatus:
+    """A status with no verified version while the owned service records one (its stable annotations,
+    written at every promotion): the status lost its memory (emptied, damaged), so take it back from
+    there, never from what the service happens to run (mid-canary that is the candidate). The version
+    is re-verified before the service is ever moved to it (`Controller._deployable_now`)."""
+    if status.current is not None or isvc is None:
         return status
     annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-    version, digest = annotations.get(VERSION_ANNOTATION), str(annotations.get(DIGEST_ANNOTATION, "")).removeprefix("sha256:")
-    if not isinstance(version, str) or not version or len(digest) != 64:
+    fields: dict[str, Any] = {
+        "version": annotations.get(STABLE_VERSION_ANNOTATION),
+        "storage_uri": annotations.get(STABLE_URI_ANNOTATION),
+        "digest": annotations.get(STABLE_DIGEST_ANNOTATION),
+        "gate_digest": annotations.get(STABLE_GATE_ANNOTATION) or "",
+    }
+    if not all(isinstance(value, str) for value in fields.values()) or not all(list(fields.values())[:3]):
         return status
-    return status.model_copy(update={"current": VersionRef(version=version, storage_uri=observed.storage_uri, digest=digest)})
+    return status.model_copy(update={"current": VersionRef.model_validate(fields)})
 
 
 class WorkQueue:
@@ -125,6 +133,7 @@ class Controller:
         self.queue = WorkQueue()
         self.synced = threading.Event()  # the first full list was queued
         self._deployable: set[tuple[str, str, str]] = set()  # versions verified by this process
+        self._refusals: set[tuple[str, str, str]] = set()  # RefusedToDeploy events already recorded
         self.last_loop = time.monotonic()
 
     # --- one key ------------------------------------------------------------------------------------------
@@ -147,10 +156,14 @@ class Controller:
         status, damage = parse_status(model)
         events: list[rollout.Event] = []
         if damage:
-            status = recover_current(status, isvc, observed)
             message = f"the status was unreadable ({damage[:200]}); starting over from what serves"
             events.append(rollout.Event("Warning", "StatusReset", message))
             log.warning("%s: %s", name, message)
+        recovered = recover_current(status, isvc)
+        if recovered is not status:
+            message = f"the status names no verified version; the service records {recovered.current.version}"  # type: ignore[union-attr]
+            events.append(rollout.Event("Warning", "StatusRecovered", message))
+            status = recovered
         snapshot = rollout.Snapshot(
             generation=int(model["metadata"].get("generation") or 1),
             spec=spec,
@@ -166,7 +179,7 @@ class Controller:
             model = self.kube.write_status(model, written)
         for event in events:  # they tell the transition just recorded, whatever happens to the service next
             self.kube.event(model, event.type, event.reason, event.message, self.settings.identity)
-        self._apply(model, spec, isvc, decision.service)
+        self._apply(model, spec, isvc, decision.service, decision.status.current)
         return decision.requeue_after
 
     def _spec(self, model: dict[str, Any]) -> tuple[ModerationModelSpec | None, str]:
@@ -223,6 +236,7 @@ class Controller:
         spec: ModerationModelSpec | None,
         isvc: dict[str, Any] | None,
         target: rollout.ServiceTarget | None,
+        stable: VersionRef | None,
     ) -> None:
         namespace, name = model["metadata"]["namespace"], model["metadata"]["name"]
         if target is None:
@@ -241,12 +255,12 @@ class Controller:
         if spec is None:
             return  # no valid spec to build a service from: leave the one that serves alone
         serving = observe(isvc).storage_uri
-        if target.version.storage_uri != serving and not self._deployable_now(target.version):
-            message = f"not deploying {target.version.version} ({target.version.storage_uri}): its stored copy does not verify"
-            log.warning("%s: %s", name, message)
-            self.kube.event(model, "Warning", "RefusedToDeploy", message, self.settings.identity)
-            return
-        body = desired_body(model, spec, target.version, target.canary_percent)
+        if target.version.storage_uri != serving:
+            outcome, reason = self._deployable_now(target.version)
+            if outcome != "verified":
+                self._refused(model, target.version, outcome, reason)
+                return
+        body = desired_body(model, spec, target.version, target.canary_percent, stable)
         if isvc is None:
             log.info("%s: creating its InferenceService at %s", name, target.version.version)
             self.kube.create(SERVICES, namespace, body)
@@ -256,16 +270,26 @@ class Controller:
             log.info("%s: patching its InferenceService: %s", name, sorted(patch.get("spec", {}).get("predictor", {})))
             self.kube.patch(SERVICES, namespace, name, patch)
 
-    def _deployable_now(self, version: VersionRef) -> bool:
-        """Every version the service is moved to is verified first, whatever the status says (a status is
-        writable by whoever holds the status RBAC; a forged `current` must not route traffic). Cached per process."""
+    def _deployable_now(self, version: VersionRef) -> tuple[str, str]:
+        """Every version the service is moved to is verified first, whatever the status says (a forged or
+        recovered `current` must not route unverified bytes). Cached per process."""
         key = _deploy_key(version)
         if key in self._deployable:
-            return True
-        if verify_version(version, self.settings.store, self.settings.policy)[0] != "verified":
-            return False
-        self._deployable.add(key)
-        return True
+            return "verified", ""
+        outcome, message = verify_version(version, self.settings.store, self.settings.policy)
+        if outcome == "verified":
+            self._deployable.add(key)
+        return outcome, message
+
+    def _refused(self, model: dict[str, Any], version: VersionRef, outcome: str, reason: str) -> None:
+        """One event per version and reason, not one per reconcile; an unreachable store is said as such."""
+        what = "the model store is unreachable, retrying" if outcome == "unavailable" else "its stored copy does not verify"
+        message = f"not deploying {version.version} ({version.storage_uri}): {what}: {reason}"[:1000]
+        log.warning("%s: %s", model["metadata"]["name"], message)
+        key = (model["metadata"].get("uid", ""), version.storage_uri, outcome)
+        if key not in self._refusals:
+            self._refusals.add(key)
+            self.kube.event(model, "Warning", "RefusedToDeploy", message, self.settings.identity)
 
     def _foreign_service(self, model: dict[str, Any]) -> float:
         """An InferenceService of that name that this model does not own is never taken over: wait and say so."""

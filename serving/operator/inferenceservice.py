@@ -20,6 +20,12 @@ ISVC_VERSION = "v1beta1"
 ISVC_PLURAL = "inferenceservices"
 VERSION_ANNOTATION = "tiergate.io/model-version"
 DIGEST_ANNOTATION = "tiergate.io/repository-digest"
+# The last verified, promoted version (what traffic falls back to), kept on the service too: a status
+# that loses its memory is read back from here (controller.recover_current), never guessed.
+STABLE_VERSION_ANNOTATION = "tiergate.io/stable-version"
+STABLE_URI_ANNOTATION = "tiergate.io/stable-storage-uri"
+STABLE_DIGEST_ANNOTATION = "tiergate.io/stable-digest"
+STABLE_GATE_ANNOTATION = "tiergate.io/stable-gate-digest"
 TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 CANARY_TAG = "latest"
 
@@ -68,15 +74,27 @@ def _environment(spec: ModerationModelSpec, version: VersionRef) -> list[dict[st
 
 
 def desired_body(
-    resource: dict[str, Any], spec: ModerationModelSpec, version: VersionRef, canary_percent: int | None
+    resource: dict[str, Any],
+    spec: ModerationModelSpec,
+    version: VersionRef,
+    canary_percent: int | None,
+    stable: VersionRef | None = None,
 ) -> dict[str, Any]:
-    """The whole InferenceService serving `version`; `canary_percent` None means all traffic to it."""
+    """The whole InferenceService serving `version`; `canary_percent` None means all traffic to it.
+    `stable` is the verified version traffic falls back to (recorded in annotations)."""
     name = resource["metadata"]["name"]
     annotations = {
         VERSION_ANNOTATION: version.version,
         DIGEST_ANNOTATION: f"sha256:{version.digest}",
         TAG_ROUTING_ANNOTATION: "true",
     }
+    if stable is not None:
+        annotations |= {
+            STABLE_VERSION_ANNOTATION: stable.version,
+            STABLE_URI_ANNOTATION: stable.storage_uri,
+            STABLE_DIGEST_ANNOTATION: stable.digest,
+            STABLE_GATE_ANNOTATION: stable.gate_digest,
+        }
     if spec.serving.prometheus_scraping:
         annotations["serving.kserve.io/enable-prometheus-scraping"] = "true"
     predictor: dict[str, Any] = {

@@ -174,6 +174,7 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
 
     Raises ConfigError (one line) when neither is there, instead of the client's long traceback.
     """
+    import logging
     import os
 
     from kubernetes import config
@@ -182,6 +183,9 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
     from tiergate.errors import ConfigError
 
     configuration = client.Configuration()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)  # the loader logs its own errors (an exec plugin missing) before raising them
     try:
         if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
@@ -190,4 +194,6 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
     except (ConfigException, OSError, TypeError, ValueError) as error:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ConfigError(f"no usable Kubernetes credentials ({where}): {' '.join(str(error).split())[:300]}") from None
+    finally:
+        root.setLevel(level)
     return client.ApiClient(configuration)

@@ -40,6 +40,9 @@ from tiergate.serving.operator.inferenceservice import Observed
 NOT_READY_POLL_SECONDS = 10.0
 ANALYSIS_RETRY_SECONDS = 10.0
 STORE_RETRY_SECONDS = 30.0
+MAX_FUTURE_SECONDS = 60.0  # a step that "starts" later than this is a bad timestamp (or a skewed clock)
+# What an analysis that did not judge the model says: retried until the step times out, never a verdict.
+RETRIED_REASONS = frozenset({"EndpointError", "UnknownSuite"})
 MAX_FAILING_IN_MESSAGE = 5
 
 
@@ -103,6 +106,13 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
     return 0.0 if moment is None else (now - moment).total_seconds()
 
 
+def _usable_start(stamp: str | None, now: datetime) -> bool:
+    """A step start the timers can count from: readable, and not in the future (a forged or skewed stamp
+    would otherwise hold a canary forever, never analysed and never timed out)."""
+    moment = parse_time(stamp)
+    return moment is not None and (moment - now).total_seconds() <= MAX_FUTURE_SECONDS
+
+
 def rollout_key(spec: ModerationModelSpec) -> str:
     """What a rejection is about: the version and how it was judged. Another replica count is not a new try."""
     return sha256_json({"model": spec.model.wire(), "rollout": spec.rollout.wire()})
@@ -125,12 +135,12 @@ def plan_steps(spec: ModerationModelSpec, status: ModerationModelStatus) -> list
 def hold(status: ModerationModelStatus, isvc: Observed) -> ServiceTarget | None:
     """Traffic back on the last verified version; a candidate the service still runs gets none.
 
-    With no verified version, only a rejected first version is removed; a service the status cannot
-    account for is left alone (an operator that lost its memory must not delete what serves).
+    With no verified version there is nothing to fall back to, and nothing unverified keeps answering:
+    the service goes. (A status that merely lost its memory does not get here: the controller reads the
+    verified version back from the service's stable annotations first, `recover_current`.)
     """
     if status.current is None:
-        rejected_first = status.candidate is not None and isvc.storage_uri == status.candidate.storage_uri
-        return ServiceTarget(None, None, delete=True) if isvc.exists and rejected_first else None
+        return ServiceTarget(None, None, delete=True) if isvc.exists else None
     if not isvc.exists or isvc.storage_uri == status.current.storage_uri:
         return ServiceTarget(status.current, None)
     if isvc.canary_percent == 0 and isvc.ready and (isvc.latest_percent or 0) > 0:
@@ -220,10 +230,12 @@ def _passed_before(status: ModerationModelStatus, steps: list[int], index: int) 
 def _start(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     """A new spec: verify its version before anything is deployed (or confirm the version already serving)."""
     current, status = snapshot.status.current, snapshot.status
-    if status.phase in ("RolledBack", "Failed") and status.rejected_key == rollout_key(spec):
-        # the same version judged the same way was rejected: a change elsewhere in the spec is no retry
-        settled = _with(snapshot, observed_generation=snapshot.generation)
-        return Decision(settled, hold(settled, snapshot.isvc))
+    if status.rejected_key == rollout_key(spec):
+        # the same version judged the same way was rejected: a change elsewhere in the spec (or a damaged
+        # phase) is no retry. A serving change applies to the verified version, as a new revision of it.
+        phase = status.phase if status.phase in ("RolledBack", "Failed") else ("RolledBack" if current else "Failed")
+        settled = _with(snapshot, observed_generation=snapshot.generation, phase=phase, traffic_percent=0)
+        return Decision(settled, ServiceTarget(current, None) if current is not None else hold(settled, snapshot.isvc))
     base: dict[str, Any] = {
         "observed_generation": snapshot.generation,
         "rejected_generation": None,
@@ -291,15 +303,15 @@ def _canary(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     if index >= len(steps) or not _passed_before(status, steps, index):
         # a step the analyses did not earn (a hand-edited status): start the canary over at its first step
         return _restart_step(snapshot, 0, f"step {index} was not earned by a passing analysis; back to {steps[0]} %")
-    if parse_time(status.step_started_at) is None:
+    if not _usable_start(status.step_started_at, snapshot.now):
         return _restart_step(snapshot, index, f"{candidate.version} at step {index}: timer restarted")
     percent = steps[index]
+    target = ServiceTarget(candidate, None if percent == 100 else percent)
     if current is not None and isvc.storage_uri not in (candidate.storage_uri, current.storage_uri):
         # the service is gone (or serves neither): bring back the verified version first, so the canary
-        # has a previous revision to share traffic with; a new service would give the candidate it all
-        restore = ServiceTarget(current, None)
-        return _restart_step(snapshot, index, f"recreating the service at {current.version} first", restore)
-    target = ServiceTarget(candidate, None if percent == 100 else percent)
+        # has a previous revision to share traffic with (a new service would give the candidate it all).
+        # The step's timer runs on: a service that cannot come back times the step out.
+        target = ServiceTarget(current, None)
     if current is not None and isvc.storage_uri == current.storage_uri and not isvc.ready:
         target = ServiceTarget(current, None)  # wait for the verified revision before canarying against it
     at_step = isvc.exists and isvc.storage_uri == candidate.storage_uri and isvc.canary_percent == target.canary_percent
@@ -315,6 +327,8 @@ def _canary(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     observed = isvc.latest_percent if isvc.latest_percent is not None else percent
     status = _with(snapshot, traffic_percent=observed, message=f"{candidate.version} at {percent} % of traffic")
     if percent == 100 and current is not None:
+        if isvc.latest_percent not in (None, 100):  # KServe has not moved all traffic yet
+            return Decision(status, target, requeue_after=NOT_READY_POLL_SECONDS)
         return _promote(replace(snapshot, status=status))
     remaining = spec.rollout.step_interval_seconds - elapsed
     if remaining > 0:
@@ -322,11 +336,10 @@ def _canary(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     return Decision(status, target, action="analyze")
 
 
-def _restart_step(snapshot: Snapshot, index: int, message: str, target: ServiceTarget | None = None) -> Decision:
-    """Begin step `index` again now (timer and all); the next reconcile moves the service."""
+def _restart_step(snapshot: Snapshot, index: int, message: str) -> Decision:
+    """Begin step `index` again now (timer and all), the candidate without traffic meanwhile."""
     status = _with(snapshot, step_index=index, step_started_at=timestamp(snapshot.now), traffic_percent=0, message=message)
-    service = target if target is not None else hold(status, snapshot.isvc)
-    return Decision(status, service, requeue_after=1.0)
+    return Decision(status, hold(status, snapshot.isvc), requeue_after=1.0)
 
 
 def analysed(snapshot: Snapshot, analysis: Analysis) -> Decision:
@@ -338,7 +351,7 @@ def analysed(snapshot: Snapshot, analysis: Analysis) -> Decision:
         elapsed = _seconds_since(status.step_started_at, snapshot.now)
         error = analysis.suites.get("error", "")
         window = spec.rollout.step_interval_seconds + spec.rollout.timeout_seconds  # opens when the analysis was due
-        if analysis.reason == "EndpointError" and elapsed <= window:
+        if analysis.reason in RETRIED_REASONS and elapsed <= window:
             waiting = _with(snapshot, message=f"canary not answering as expected, retrying: {error or analysis.url}")
             return Decision(
                 waiting, ServiceTarget(status.candidate, _step_canary(spec, status)), requeue_after=ANALYSIS_RETRY_SECONDS

@@ -284,6 +284,42 @@ def test_a_forged_current_version_never_gets_the_service(rig: Rig, stored: Store
     assert "RefusedToDeploy" in rig.reasons()
 
 
+@pytest.mark.parametrize("damage", [None, {"current": None}, {"current": {"version": 7}}, {"phase": "Paused"}])
+def test_a_status_that_loses_its_memory_mid_canary_falls_back_to_the_verified_version(
+    rig: Rig, stored: Stored, damage: dict[str, Any] | None
+) -> None:
+    """The stable annotations the operator keeps on the service bring the verified version back: what serves
+    is never deleted, and the candidate never takes more than its step (the second hostile probe's cases)."""
+    strict = {"analysis": {"suites": [{"name": "positives", "minPassRate": 1.0}]}}
+    promote_first(rig, stored)
+    Kube(rig.kube.api_client()).patch(MODELS, NS, NAME, {"spec": {"model": stored.models["fake-2"], "rollout": strict}})
+    rig.step(2)
+    isvc = rig.isvc() or {}
+    assert isvc["metadata"]["annotations"]["tiergate.io/stable-version"] == "fake-1"
+    rig.kube.patch_status(GROUP, VERSION, PLURAL, NS, NAME, damage)  # None: the whole status emptied
+    for _ in range(6):
+        rig.clock.advance(31)
+        rig.step()
+    old, new = stored.models["fake-1"]["storageUri"], stored.models["fake-2"]["storageUri"]
+    assert rig.isvc() is not None, "what served was deleted"
+    assert all(split.get(new, 0) <= 20 for split in rig.kserve.splits), rig.kserve.splits
+    assert rig.status()["current"]["version"] == "fake-1" and rig.kserve.splits[-1] == {old: 100}
+    assert {"StatusRecovered", "StatusReset"} & set(rig.reasons())
+
+
+def test_refusals_are_recorded_once_not_per_reconcile(rig: Rig, stored: Stored) -> None:
+    promote_first(rig, stored)
+    forged = {
+        "version": "evil",
+        "storageUri": stored.models["fake-1"]["storageUri"].replace("fake-1", "evil"),
+        "digest": "e" * 64,
+    }
+    rig.kube.patch_status(GROUP, VERSION, PLURAL, NS, NAME, {"current": forged})
+    Kube(rig.kube.api_client()).delete(SERVICES, NS, NAME)
+    rig.step(5)
+    assert rig.isvc() is None and rig.reasons().count("RefusedToDeploy") == 1
+
+
 def test_unknown_suite_is_refused_before_anything_is_deployed(rig: Rig, stored: Stored) -> None:
     rig.kube.put(model_resource(stored.models["fake-1"], analysis={"suites": [{"name": "nosuchsuite"}]}))
     rig.step()

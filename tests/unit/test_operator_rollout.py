@@ -317,7 +317,7 @@ def test_plan_steps_and_hold() -> None:
     assert plan_steps(spec_for(NEW), ModerationModelStatus()) == [100]
     assert plan_steps(spec_for(NEW, steps=[5, 100]), PROMOTED_OLD) == [5, 100]
     assert plan_steps(spec_for(NEW, steps=[100]), PROMOTED_OLD) == [0, 100]
-    assert hold(ModerationModelStatus(), service(NEW)) is None  # a service the status does not account for stays
+    assert hold(ModerationModelStatus(), service(NEW)) == ServiceTarget(None, None, delete=True)  # nothing verified
     assert hold(ModerationModelStatus(), service(None)) is None
 
 
@@ -357,13 +357,16 @@ def test_promotion_needs_the_analysis_of_this_candidate() -> None:
 
 
 def test_service_deleted_mid_canary_is_recreated_at_the_verified_version_first() -> None:
-    decision = decide(snap(canary_status(1), service(None)))
+    status = canary_status(1, NOW - timedelta(seconds=30))
+    decision = decide(snap(status, service(None)))
     assert decision.service == ServiceTarget(OLD, None) and decision.status.step_index == 1
-    assert decision.status.step_started_at == timestamp(NOW) and decision.status.traffic_percent == 0
-    starting = decide(snap(decision.status, service(OLD, ready=False)))
+    assert decision.status.step_started_at == status.step_started_at and decision.status.traffic_percent == 0  # timer runs on
+    starting = decide(snap(status, service(OLD, ready=False)))
     assert starting.service == ServiceTarget(OLD, None)  # wait for it before canarying against it
-    ready = decide(snap(decision.status, service(OLD, ready=True)))
+    ready = decide(snap(status, service(OLD, ready=True)))
     assert ready.service == ServiceTarget(NEW, 50)
+    never = decide(snap(canary_status(1, NOW - timedelta(seconds=601)), service(None)))
+    assert never.status.phase == "RolledBack"  # a service that cannot come back times the step out
 
 
 def test_zero_percent_that_left_the_candidate_all_traffic_serves_the_verified_version() -> None:
@@ -372,22 +375,40 @@ def test_zero_percent_that_left_the_candidate_all_traffic_serves_the_verified_ve
     assert decision.service == ServiceTarget(OLD, None)
 
 
-@pytest.mark.parametrize(
-    "status",
-    [
+def test_with_nothing_verified_nothing_keeps_answering() -> None:
+    """No verified version (the controller has already tried the service's stable annotations): an
+    unverified or rejected version is not left serving, whatever the phase."""
+    for status in (
         ModerationModelStatus(phase="Promoted", observed_generation=2, current=None, traffic_percent=100),
-        ModerationModelStatus(phase="Failed", observed_generation=2, current=None),
-    ],
-)
-def test_a_status_that_lost_its_memory_never_deletes_what_serves(status: ModerationModelStatus) -> None:
-    decision = decide(snap(status, service(OLD)))
-    assert decision.service is None or not decision.service.delete
+        ModerationModelStatus(phase="Failed", observed_generation=2, candidate=NEW, current=None),
+    ):
+        decision = decide(snap(status, service(NEW)))
+        assert decision.service == ServiceTarget(None, None, delete=True) or decision.action == "verify"
+    assert hold(ModerationModelStatus(phase="Failed", observed_generation=2), service(None)) is None
 
 
-def test_only_a_rejected_first_version_is_removed() -> None:
-    first = ModerationModelStatus(phase="Failed", observed_generation=2, candidate=NEW, current=None)
-    assert hold(first, service(NEW)) == ServiceTarget(None, None, delete=True)
-    assert hold(first, service(OLD)) is None
+def test_promotion_waits_for_kserve_to_move_all_traffic() -> None:
+    half = Observed(exists=True, storage_uri=NEW.storage_uri, canary_percent=None, ready=True, latest_percent=50, canary_url="u")
+    decision = decide(snap(canary_status(2), half))
+    assert decision.status.phase == "Canary" and decision.requeue_after
+
+
+def test_a_future_step_start_restarts_the_timer() -> None:
+    future = canary_status(0).model_copy(update={"step_started_at": "2099-01-01T00:00:00Z"})
+    decision = decide(snap(future, service(NEW, canary=10)))
+    assert decision.status.step_started_at == timestamp(NOW)
+
+
+def test_a_damaged_phase_does_not_retry_a_rejected_version() -> None:
+    rejected = analysed(snap(canary_status(0), service(NEW, canary=10)), analysis(False, failing=("pos-1",))).status
+    damaged = rejected.model_copy(update={"phase": "Pending"})  # what parse_status makes of a phase it cannot read
+    decision = decide(snap(damaged, service(NEW, canary=0), generation=2))
+    assert decision.action is None and decision.status.phase == "RolledBack"
+
+
+def test_an_unknown_suite_at_analysis_time_is_retried_not_a_verdict() -> None:
+    early = analysed(snap(canary_status(0), service(NEW, canary=10)), analysis(False, reason="UnknownSuite"))
+    assert early.status.phase == "Canary" and early.requeue_after
 
 
 def test_a_change_elsewhere_in_the_spec_does_not_retry_a_rejected_version() -> None:
@@ -395,6 +416,7 @@ def test_a_change_elsewhere_in_the_spec_does_not_retry_a_rejected_version() -> N
     more_replicas = spec_for(NEW).model_copy(update={"serving": spec_for(NEW).serving.model_copy(update={"max_replicas": 9})})
     again = decide(snap(rejected, service(NEW, canary=0), generation=3, spec=more_replicas))
     assert again.action is None and again.status.phase == "RolledBack" and again.status.observed_generation == 3
+    assert again.service == ServiceTarget(OLD, None)  # the serving change applies to the verified version
     judged_otherwise = decide(snap(rejected, service(NEW, canary=0), generation=4, spec=spec_for(NEW, stepIntervalSeconds=5)))
     assert judged_otherwise.action == "verify"  # another rollout of it is a new try
 
