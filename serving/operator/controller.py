@@ -46,6 +46,7 @@ from tiergate.serving.operator.inferenceservice import (
     is_owned_by,
     merge_patch,
     observe,
+    stable_annotations,
 )
 from tiergate.serving.operator.kube import MODELS, SERVICES, Conflict, Kind, Kube
 from tiergate.serving.operator.verification import verify_model, verify_version
@@ -248,12 +249,17 @@ class Controller:
             return
         if target.version is None:  # keep the model, move the traffic
             if isvc is not None and observe(isvc).canary_percent != target.canary_percent:
-                self.kube.patch(
-                    SERVICES, namespace, name, {"spec": {"predictor": {"canaryTrafficPercent": target.canary_percent}}}
-                )
+                patch: dict[str, Any] = {"spec": {"predictor": {"canaryTrafficPercent": target.canary_percent}}}
+                if stable is not None:
+                    patch["metadata"] = {"annotations": stable_annotations(stable)}
+                self.kube.patch(SERVICES, namespace, name, patch)
             return
         if spec is None:
             return  # no valid spec to build a service from: leave the one that serves alone
+        if target.canary_percent is None and stable is not None:
+            # all traffic goes to this version: it is the fallback from now on, recorded in the same patch
+            # (an annotation-only change later would make KServe roll out one more identical revision)
+            stable = target.version
         serving = observe(isvc).storage_uri
         if target.version.storage_uri != serving:
             outcome, reason = self._deployable_now(target.version)
@@ -265,10 +271,10 @@ class Controller:
             log.info("%s: creating its InferenceService at %s", name, target.version.version)
             self.kube.create(SERVICES, namespace, body)
             return
-        patch = merge_patch(isvc, body)
-        if patch:
-            log.info("%s: patching its InferenceService: %s", name, sorted(patch.get("spec", {}).get("predictor", {})))
-            self.kube.patch(SERVICES, namespace, name, patch)
+        changes = merge_patch(isvc, body)
+        if changes:
+            log.info("%s: patching its InferenceService: %s", name, sorted(changes.get("spec", {}).get("predictor", {})))
+            self.kube.patch(SERVICES, namespace, name, changes)
 
     def _deployable_now(self, version: VersionRef) -> tuple[str, str]:
         """Every version the service is moved to is verified first, whatever the status says (a forged or

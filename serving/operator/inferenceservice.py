@@ -73,6 +73,15 @@ def _environment(spec: ModerationModelSpec, version: VersionRef) -> list[dict[st
     return env
 
 
+def stable_annotations(stable: VersionRef) -> dict[str, str]:
+    return {
+        STABLE_VERSION_ANNOTATION: stable.version,
+        STABLE_URI_ANNOTATION: stable.storage_uri,
+        STABLE_DIGEST_ANNOTATION: stable.digest,
+        STABLE_GATE_ANNOTATION: stable.gate_digest,
+    }
+
+
 def desired_body(
     resource: dict[str, Any],
     spec: ModerationModelSpec,
@@ -89,12 +98,7 @@ def desired_body(
         TAG_ROUTING_ANNOTATION: "true",
     }
     if stable is not None:
-        annotations |= {
-            STABLE_VERSION_ANNOTATION: stable.version,
-            STABLE_URI_ANNOTATION: stable.storage_uri,
-            STABLE_DIGEST_ANNOTATION: stable.digest,
-            STABLE_GATE_ANNOTATION: stable.gate_digest,
-        }
+        annotations |= stable_annotations(stable)
     if spec.serving.prometheus_scraping:
         annotations["serving.kserve.io/enable-prometheus-scraping"] = "true"
     predictor: dict[str, Any] = {
