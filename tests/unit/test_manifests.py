@@ -105,10 +105,21 @@ def test_moderation_model_metadata_is_object_meta_and_status_validates() -> None
         "observedGeneration": 3,
         "trafficPercent": 0,
         "current": {"version": "v1", "storageUri": "s3://m/tiergate/v1/" + "a" * 64, "digest": "a" * 64},
-        "lastAnalysis": {"version": "v2", "passed": False, "failingVectors": [{"id": "pos-1", "suite": "positives"}]},
+        "lastAnalysis": {
+            "version": "v2",
+            "stepIndex": 0,
+            "trafficPercent": 10,
+            "time": "2026-11-26T00:00:00Z",
+            "passed": False,
+            "reason": "VectorsFailed",
+            "failingVectors": [{"id": "pos-1", "suite": "positives"}],
+        },
         "conditions": [{"type": "Ready", "status": "False", "reason": "RolledBack"}],
     }
     validate_manifest(document)
+    del document["status"]["lastAnalysis"]["reason"]  # the CRD requires what the operator always writes
+    with pytest.raises(ManifestError, match="reason"):
+        validate_manifest(document)
 
 
 def test_tiergate_crds_ship_in_the_package() -> None:
