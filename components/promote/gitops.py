@@ -78,6 +78,24 @@ def ensure_local_repository(settings: PromoteSettings) -> None:
     log.info("created local GitOps repository %s", bare)
 
 
+def sync_local_chart(work: Path, settings: PromoteSettings) -> bool:
+    """A local GitOps repository is tiergate's own simulation of one (seeded by `ensure_local_repository`):
+    its chart follows this tiergate's, staged in the promotion's commit, so `make run` keeps working after
+    the chart changes. A remote repository's chart is its owners' to upgrade (README), never touched."""
+    from tiergate.hashing import folder_digests
+
+    if not is_local(settings.repo_url):
+        return False
+    chart = work / settings.chart_path
+    if chart.is_dir() and folder_digests(chart) == folder_digests(CHART_SOURCE):
+        return False
+    shutil.rmtree(chart, ignore_errors=True)
+    shutil.copytree(CHART_SOURCE, chart)
+    git(["add", "-A", settings.chart_path], work)
+    log.info("%s: updated to this tiergate's chart", settings.chart_path)
+    return True
+
+
 def _identity(work: Path, settings: PromoteSettings) -> None:
     git(["config", "user.name", settings.author_name], work)
     git(["config", "user.email", settings.author_email], work)
@@ -107,7 +125,11 @@ def render_and_validate(work: Path, settings: PromoteSettings, values: dict[str,
     try:
         rendered = Chart.load(str(chart_dir)).render(values, name="tiergate", namespace="tiergate")
     except HelmError as error:
-        raise GitOpsError(f"the chart refuses these values: {error}") from None
+        hint = (
+            f" (is {settings.chart_path} in the GitOps repository older than this tiergate's chart? README: "
+            "'Upgrading a GitOps repository from the InferenceService chart')"
+        )
+        raise GitOpsError(f"the chart refuses these values: {' '.join(str(error).split())}{hint}") from None
     for name, text in rendered.items():  # vendored CRDs: a missing schema is a ManifestError, never a skip
         if name.endswith((".yaml", ".yml")) and text.strip():
             validate_text(text)
@@ -126,11 +148,14 @@ def commit_and_push(settings: PromoteSettings, edit: Edit, message: str, branch_
             values = edit(read_values(work, settings))
             if values is None:
                 return {"changed": False, "commit": git(["rev-parse", "HEAD"], work).stdout.strip(), "branch": settings.branch}
+            chart_updated = sync_local_chart(work, settings)
             render_and_validate(work, settings, values)
             path = work / settings.values_path
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
             git(["add", settings.values_path], work)
+            if chart_updated:
+                message += f"\n\n{settings.chart_path}: updated to this tiergate's chart (a local GitOps repository it seeded)"
             git(["commit", "-m", message], work)
             pushed = git(["push", "origin", f"HEAD:refs/heads/{target}"], work, check=False)
             if pushed.returncode == 0:

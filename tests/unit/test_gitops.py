@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -335,3 +336,36 @@ def test_rollback_takes_the_gate_digest_from_the_verified_manifest(
     monkeypatch.setattr(step, "history", lambda settings: older)
     assert rollback(gitops, local_publish(tmp_path), "v1")["changed"]
     assert _values(gitops, tmp_path)["model"]["gateDigest"] == v1_gate
+
+
+def test_a_local_repository_seeded_by_an_older_tiergate_gets_this_chart(gitops: PromoteSettings, tmp_path: Path) -> None:
+    """`make run` after the chart changed (here: the schema before `model.gateDigest`): the local GitOps
+    repository tiergate seeded takes this tiergate's chart in the promotion's commit, instead of refusing."""
+    from tiergate.components.promote.gitops import CHART_SOURCE, ensure_local_repository
+
+    ensure_local_repository(gitops)
+    old = tmp_path / "old-seed"
+    subprocess.run(["git", "clone", "-q", gitops.repo_url, str(old)], check=True)
+    schema = old / gitops.chart_path / "values.schema.json"
+    schema.write_text(schema.read_text().replace('"gateDigest"', '"gateDigestOld"'))
+    for command in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "old chart"], ["push", "-q"]):
+        subprocess.run(["git", *command], cwd=old, check=True)
+    evaluation, repo, published = _published(tmp_path, "v1")
+    assert _promote(gitops, tmp_path, evaluation, repo, published, "run-1")["changed"]
+    clone = tmp_path / "after"
+    subprocess.run(["git", "clone", "-q", gitops.repo_url, str(clone)], check=True)
+    assert (clone / gitops.chart_path / "values.schema.json").read_text() == (CHART_SOURCE / "values.schema.json").read_text()
+    message = subprocess.run(["git", "log", "-1", "--format=%B"], cwd=clone, capture_output=True, text=True).stdout
+    assert "updated to this tiergate's chart" in message
+
+
+def test_a_remote_repositorys_chart_is_never_touched_and_the_refusal_says_why(tmp_path: Path) -> None:
+    from tiergate.components.promote.gitops import render_and_validate
+
+    settings = load_profile("local", {"promote": {"repo_url": "https://example.com/gitops.git"}}).promote
+    work = tmp_path / "work"
+    shutil.copytree(CHART, work / settings.chart_path)
+    schema = work / settings.chart_path / "values.schema.json"
+    schema.write_text(schema.read_text().replace('"gateDigest"', '"gateDigestOld"'))
+    with pytest.raises(GitOpsError, match="older than this tiergate's chart"):
+        render_and_validate(work, settings, VALUES)
