@@ -84,8 +84,8 @@ def sync_local_chart(work: Path, settings: PromoteSettings) -> bool:
     the chart changes. A remote repository's chart is its owners' to upgrade (README), never touched."""
     from tiergate.hashing import folder_digests
 
-    if not is_local(settings.repo_url):
-        return False
+    if not is_local(settings.repo_url) or not (CHART_SOURCE / "Chart.yaml").is_file():
+        return False  # a remote repository, or an installed tiergate (an image) that carries no chart to offer
     chart = work / settings.chart_path
     if chart.is_dir() and folder_digests(chart) == folder_digests(CHART_SOURCE):
         return False

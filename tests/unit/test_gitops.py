@@ -369,3 +369,17 @@ def test_a_remote_repositorys_chart_is_never_touched_and_the_refusal_says_why(tm
     schema.write_text(schema.read_text().replace('"gateDigest"', '"gateDigestOld"'))
     with pytest.raises(GitOpsError, match="older than this tiergate's chart"):
         render_and_validate(work, settings, VALUES)
+
+
+def test_an_installed_tiergate_without_the_chart_leaves_the_local_repository_as_it_is(
+    gitops: PromoteSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In an image TIERGATE_HOME holds no charts/: there is nothing to offer, and promotion goes on as before."""
+    from tiergate.components.promote import gitops as module
+
+    module.ensure_local_repository(gitops)
+    monkeypatch.setattr(module, "CHART_SOURCE", tmp_path / "no-charts-here")
+    work = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", gitops.repo_url, str(work)], check=True)
+    assert module.sync_local_chart(work, gitops) is False
+    assert (work / gitops.chart_path / "Chart.yaml").is_file()
