@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +27,69 @@ class ColumnMapping:
     default_context: str = "general/message"
 
 
-def _read_frame(path: Path, file_format: str) -> pd.DataFrame:
+def _read_rows(path: Path, file_format: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
+    """(columns, (row number, row) pairs, problems found while reading). Rows are numbered as a person
+    finds them: CSV data rows from 1, JSONL by line. Nothing is cut or converted on the way: a NUL byte
+    or a line that is not a JSON object is a problem naming its line, never a shortened or skipped row."""
     if file_format == "auto":
         suffix = path.suffix.lower().lstrip(".")
         file_format = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(suffix, suffix)
     if file_format not in FORMATS:
         raise InputDataError(f"{path}: unknown format {file_format!r}; use one of {', '.join(FORMATS)}")
+    if file_format == "jsonl":
+        return _read_jsonl(path)
+    problems: list[str] = []
     try:
         if file_format == "csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if file_format == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_parquet(path)
+            raw = path.read_bytes()
+            for line_number, line in enumerate(raw.split(b"\n"), start=1):
+                if b"\x00" in line:
+                    problems.append(f"line {line_number}: NUL byte (a CSV reader would cut the text there)")
+            if problems:
+                return [], [], problems
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            frame = pd.read_parquet(path)
     except (ValueError, OSError) as error:
-        raise InputDataError(f"{path}: cannot read as {file_format}: {error}") from None
+        raise InputDataError(f"{path}: cannot read as {file_format}: {' '.join(str(error).split())[:300]}") from None
+    rows = list(enumerate(frame.to_dict(orient="records"), start=1))
+    return [str(column) for column in frame.columns], rows, problems
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputDataError(f"{path}: cannot read as jsonl: {error}") from None
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    columns: dict[str, None] = {}
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError) as error:
+            problems.append(f"line {line_number}: not JSON ({' '.join(str(error).split())[:80]})")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"line {line_number}: a JSON {type(value).__name__}, not an object")
+            continue
+        columns.update(dict.fromkeys(value))
+        rows.append((line_number, value))
+    return list(columns), rows, problems
+
+
+def _text(value: Any) -> str:
+    """The text exactly as given: a missing, null or non-string value is an error, never its repr
+    ("nan", "True", "['a']" would otherwise become a labelled example)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        raise ValueError("missing text")
+    if not isinstance(value, str):
+        raise ValueError(f"text is a {type(value).__name__}, not a string")
+    if "\x00" in value:
+        raise ValueError("text contains a NUL character")
+    return value.strip()
 
 
 def _labels(value: Any, separator: str) -> list[str]:
@@ -61,19 +111,20 @@ def import_file(
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"import file not found: {path}")
-    frame = _read_frame(path, file_format)
+    columns, rows, problems = _read_rows(path, file_format)
+    if not rows and not problems:
+        raise InputDataError(f"{path}: no rows to import (a header alone, or an empty file)")
     needed = [mapping.text, mapping.labels] + ([mapping.kind] if mapping.kind else [])
-    missing = [column for column in needed if column not in frame.columns]
-    if missing:
-        raise InputDataError(f"{path}: missing columns {missing}; found {list(frame.columns)}")
+    missing = [column for column in needed if column not in columns]
+    if missing and not problems:
+        raise InputDataError(f"{path}: missing columns {missing}; found {columns}")
     known = set(taxonomy.labels)
-    problems: list[str] = []
     records: list[Record] = []
-    for row_number, row in enumerate(frame.to_dict(orient="records"), start=1):
-        text = str(row.get(mapping.text) or "").strip()
+    for row_number, row in rows:
         try:
+            text = _text(row.get(mapping.text))
             labels = _labels(row.get(mapping.labels), mapping.label_separator)
-            raw_context = row.get(mapping.context) if mapping.context and mapping.context in frame.columns else None
+            raw_context = row.get(mapping.context) if mapping.context and mapping.context in columns else None
             context = Context.parse(
                 str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces
             )

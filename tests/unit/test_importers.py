@@ -74,3 +74,50 @@ def test_missing_columns_and_files(taxonomy: Taxonomy, tmp_path: Path) -> None:
     odd.write_text("x")
     with pytest.raises(InputDataError, match="unknown format 'xlsx'"):
         import_file(taxonomy, odd, tmp_path / "out", ColumnMapping())
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ({"labels": ["threats"]}, "missing text"),
+        ({"text": None, "labels": ["threats"]}, "missing text"),
+        ({"text": True, "labels": ["threats"]}, "text is a bool"),
+        ({"text": ["a", "b"], "labels": ["threats"]}, "text is a list"),
+        ({"text": 7, "labels": ["threats"]}, "text is a int"),
+        ({"text": "cut\u0000here", "labels": ["threats"]}, "text contains a NUL character"),
+    ],
+)
+def test_a_text_that_is_not_a_string_is_refused_never_its_repr(
+    taxonomy: Taxonomy, tmp_path: Path, line: dict[str, object], problem: str
+) -> None:
+    """Issue 16: a missing, null or non-string text became "nan", "True" or "['a', 'b']" and was imported as a
+    labelled positive."""
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "fine", "labels": ["threats"]}) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(InputDataError, match=rf"row 2: {problem}"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+
+
+def test_one_broken_jsonl_line_is_named_by_its_line(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    good = json.dumps({"text": "fine", "labels": ["threats"]})
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([good] * 4 + ['{"text": "broken', good, "[1, 2]", good]) + "\n")
+    with pytest.raises(InputDataError) as caught:
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+    assert "line 5: not JSON" in str(caught.value) and "line 7: a JSON list" in str(caught.value)
+    assert "2 invalid row(s)" in str(caught.value)
+
+
+def test_a_nul_byte_in_csv_is_named_not_cut(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,labels\nfine,threats\ncut\x00here,threats\n")
+    with pytest.raises(InputDataError, match=r"line 3: NUL byte"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+
+
+@pytest.mark.parametrize(("name", "content"), [("d.csv", "text,labels\n"), ("d.jsonl", "\n\n")])
+def test_a_file_with_no_rows_is_an_error_not_zero_records(taxonomy: Taxonomy, tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InputDataError, match="no rows to import"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
