@@ -306,7 +306,7 @@ def _canary(snapshot: Snapshot, spec: ModerationModelSpec) -> Decision:
     if not _usable_start(status.step_started_at, snapshot.now):
         return _restart_step(snapshot, index, f"{candidate.version} at step {index}: timer restarted")
     percent = steps[index]
-    target = ServiceTarget(candidate, None if percent == 100 else percent)
+    target = ServiceTarget(candidate, _step_canary(spec, status))
     if current is not None and isvc.storage_uri not in (candidate.storage_uri, current.storage_uri):
         # the service is gone (or serves neither): bring back the verified version first, so the canary
         # has a previous revision to share traffic with (a new service would give the candidate it all).
@@ -377,7 +377,9 @@ def analysed(snapshot: Snapshot, analysis: Analysis) -> Decision:
 
 
 def _step_canary(spec: ModerationModelSpec, status: ModerationModelStatus) -> int | None:
-    percent = plan_steps(spec, status)[min(status.step_index, len(plan_steps(spec, status)) - 1)]
+    """The canaryTrafficPercent of the current step (None at 100 %: all traffic, the field removed)."""
+    steps = plan_steps(spec, status)
+    percent = steps[min(status.step_index, len(steps) - 1)]
     return None if percent == 100 else percent
 
 
