@@ -6,10 +6,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from tiergate.errors import InputDataError, LabelMismatchError
 from tiergate.hashing import read_json
+from tiergate.records import Record
 from tiergate.taxonomy import Taxonomy, taxonomy_sha256
 
 
@@ -22,6 +24,29 @@ def encode_labels(names: Iterable[str], labels: Sequence[str]) -> list[float]:
             raise InputDataError(f"unknown label {name!r}; not in the taxonomy")
         vector[index[name]] = 1.0
     return vector
+
+
+UNKNOWN_TARGET = -1.0  # a training target the loss masks out: the record's source did not label that category
+
+
+def encode_targets(record: Record, labels: Sequence[str]) -> list[float]:
+    """The training target: 1 positive, 0 negative, UNKNOWN_TARGET where the record's label is unknown."""
+    vector = encode_labels(record.labels, labels)
+    index = {name: position for position, name in enumerate(labels)}
+    for name in record.unknown:
+        if name not in index:
+            raise InputDataError(f"unknown label {name!r}; not in the taxonomy")
+        vector[index[name]] = UNKNOWN_TARGET
+    return vector
+
+
+def targets_and_known(records: Sequence[Record], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, known) boolean matrices, rows = records, columns in `labels` order.
+
+    Every metric and threshold search reads both: a cell whose label is unknown counts as
+    neither a positive nor a negative."""
+    encoded = np.array([encode_targets(record, labels) for record in records], dtype=float).reshape(-1, len(labels))
+    return encoded > 0.5, encoded >= 0
 
 
 def check_labels(artifact_labels: Sequence[str], expected: Sequence[str], artifact: str) -> None:

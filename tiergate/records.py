@@ -2,6 +2,11 @@
 
 Labels travel by *name*; a record never stores a bare vector. The id is a hash of
 the normalised text, so the same sentence always has the same id and the same split.
+
+Labels are partial: for each category a record is positive (`labels`), unknown
+(`unknown`) or negative (every other category). Generated data knows every category;
+a public set knows only its own (a tweet labelled "hate" says nothing about self-harm),
+so its other categories are unknown and never trained or scored as negatives.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tiergate.errors import InputDataError
 from tiergate.hashing import canonical_json, sha256_text
@@ -29,6 +34,14 @@ class Kind(StrEnum):
     HARD_NEGATIVE = "hard_negative"
     INNOCUOUS = "innocuous"
     PERTURBATION = "perturbation"
+
+
+class LabelState(StrEnum):
+    """What a record says about one category."""
+
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+    UNKNOWN = "unknown"
 
 
 QUOTE_CHARS = 40
@@ -91,14 +104,37 @@ class Record(BaseModel):
     context: Context
     labels: tuple[str, ...]
     source: Source
+    unknown: tuple[str, ...] = ()  # categories this record's source did not label: neither positive nor negative
 
-    @field_validator("labels")
+    @field_validator("labels", "unknown")
     @classmethod
     def _sorted_unique(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(sorted(set(labels)))
 
+    @model_validator(mode="after")
+    def _positive_or_unknown(self) -> Record:
+        both = set(self.labels) & set(self.unknown)
+        if both:
+            raise ValueError(f"categories both positive and unknown: {sorted(both)}")
+        return self
+
+    def label_state(self, category: str) -> LabelState:
+        """positive / negative / unknown for one category."""
+        if category in self.labels:
+            return LabelState.POSITIVE
+        return LabelState.UNKNOWN if category in self.unknown else LabelState.NEGATIVE
+
+    @property
+    def fully_labelled(self) -> bool:
+        return not self.unknown
+
     def to_json(self) -> str:
-        return canonical_json(self.model_dump(mode="json"))
+        """Canonical JSON; `unknown` only when some category is unknown, so a fully labelled record's
+        line (and every dataset digest built from such lines) is what it was before partial labels."""
+        data = self.model_dump(mode="json")
+        if not self.unknown:
+            del data["unknown"]
+        return canonical_json(data)
 
 
 def normalise_text(text: str) -> str:
@@ -110,9 +146,11 @@ def text_id(text: str) -> str:
     return sha256_text(normalise_text(text))[:20]
 
 
-def make_record(text: str, context: Context, labels: Iterable[str], source: Source) -> Record:
+def make_record(
+    text: str, context: Context, labels: Iterable[str], source: Source, unknown: Iterable[str] = ()
+) -> Record:
     clean = _WHITESPACE.sub(" ", text).strip()
-    return Record(id=text_id(clean), text=clean, context=context, labels=tuple(labels), source=source)
+    return Record(id=text_id(clean), text=clean, context=context, labels=tuple(labels), source=source, unknown=tuple(unknown))
 
 
 def split_key(record: Record) -> str:
