@@ -51,6 +51,14 @@ class NearDuplicateSettings(StrictModel):
     num_perm: int = Field(ge=16)
 
 
+class LeakageSettings(StrictModel):
+    """Eval-leakage guard: a training text this similar to a regression vector is quarantined (components/merge/leakage.py)."""
+
+    threshold: float = Field(gt=0, le=1)  # exact Jaccard of character shingles of the normalised texts
+    shingle_size: int = Field(ge=1)
+    num_perm: int = Field(ge=16)
+
+
 class SplitSettings(StrictModel):
     train: float = Field(gt=0, lt=1)
     val: float = Field(gt=0, lt=1)
@@ -67,6 +75,7 @@ class SplitSettings(StrictModel):
 
 class MergeSettings(StrictModel):
     near_duplicate: NearDuplicateSettings
+    leakage: LeakageSettings
     keyword_colabel_rules: bool
     previous_model_min_score: float = Field(gt=0, le=1)
     splits: SplitSettings
