@@ -146,11 +146,14 @@ def text_id(text: str) -> str:
     return sha256_text(normalise_text(text))[:20]
 
 
-def make_record(
-    text: str, context: Context, labels: Iterable[str], source: Source, unknown: Iterable[str] = ()
-) -> Record:
+def make_record(text: str, context: Context, labels: Iterable[str], source: Source, unknown: Iterable[str] = ()) -> Record:
     clean = _WHITESPACE.sub(" ", text).strip()
     return Record(id=text_id(clean), text=clean, context=context, labels=tuple(labels), source=source, unknown=tuple(unknown))
+
+
+def source_name(record: Record) -> str:
+    """The data source a record is reported under: `public:<set>` for a public set, else its generator."""
+    return f"{record.source.generator}:{record.source.model}" if record.source.generator == "public" else record.source.generator
 
 
 def split_key(record: Record) -> str:

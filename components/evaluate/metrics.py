@@ -63,12 +63,18 @@ def evaluate_split(
     confidence: float,
     seed: int,
     pr_points: int,
+    known: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Every test metric the gate and the report read, at the tuned thresholds."""
+    """Every test metric the gate and the report read, at the tuned thresholds.
+
+    Each category is scored on the rows that know its label (`known`, default all): a public set's
+    row is never counted as a false positive for a category its source did not label."""
     labels, tiers_by_column = taxonomy.labels, taxonomy.tier_vector()
+    known = np.ones_like(targets, dtype=bool) if known is None else known
     per_category: dict[str, Any] = {}
     for column, name in enumerate(labels):
-        predicted, actual = flags[:, column], targets[:, column]
+        rows = known[:, column]
+        predicted, actual = flags[rows, column], targets[rows, column]
         precision, recall, f1 = prf(predicted, actual)
         support = int(actual.sum())
         val_f1 = thresholds["search"][name]["val_f1"]
@@ -79,17 +85,18 @@ def evaluate_split(
             "recall": recall,
             "f1": f1,
             "support": support,
+            "known": int(rows.sum()),
             "false_positives": int(np.sum(predicted & ~actual)),
             "false_negatives": int(np.sum(~predicted & actual)),
             "measurable": support >= min_support,
             "interval": bootstrap_intervals(predicted, actual, bootstrap_samples, confidence, seed + column),
             "val_f1": val_f1,
             "val_test_gap": None if val_f1 is None else float(val_f1 - f1),
-            "false_positive_true_labels": false_positive_true_labels(labels, column, predicted, actual, targets),
-            "pr_curve": pr_curve(scores[:, column], actual, pr_points),
+            "false_positive_true_labels": false_positive_true_labels(labels, column, predicted, actual, targets[rows]),
+            "pr_curve": pr_curve(scores[rows, column], actual, pr_points),
         }
     measured = [entry for entry in per_category.values() if entry["support"] > 0]
-    micro = prf(flags, targets)
+    micro = prf(flags, targets, known)
     return {
         "records": len(records),
         "per_category": per_category,
@@ -98,7 +105,7 @@ def evaluate_split(
         "micro_precision": micro[0],
         "micro_recall": micro[1],
         "tiers": tier_metrics(taxonomy, per_category),
-        "contexts": context_metrics(records, flags, targets),
+        "contexts": context_metrics(records, flags, targets, known),
         "not_measurable": [name for name, entry in per_category.items() if not entry["measurable"]],
     }
 
@@ -123,16 +130,23 @@ def tier_metrics(taxonomy: Taxonomy, per_category: dict[str, Any]) -> dict[int, 
     return tiers
 
 
-def context_metrics(records: Sequence[Record], flags: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """Macro and micro F1 per context (audience/surface): context sensitivity is a product feature."""
+def context_metrics(
+    records: Sequence[Record], flags: np.ndarray, targets: np.ndarray, known: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Macro and micro F1 per context (audience/surface), known cells only: context sensitivity is a product feature."""
+    known = np.ones_like(targets, dtype=bool) if known is None else known
     contexts: dict[str, Any] = {}
     for context in sorted({str(record.context) for record in records}):
         rows = np.array([str(record.context) == context for record in records])
-        sub_flags, sub_targets = flags[rows], targets[rows]
-        values = [prf(sub_flags[:, c], sub_targets[:, c])[2] for c in range(flags.shape[1]) if sub_targets[:, c].any()]
+        sub_flags, sub_targets, sub_known = flags[rows], targets[rows], known[rows]
+        values = [
+            prf(sub_flags[:, c], sub_targets[:, c], sub_known[:, c])[2]
+            for c in range(flags.shape[1])
+            if (sub_targets[:, c] & sub_known[:, c]).any()
+        ]
         contexts[context] = {
             "records": int(rows.sum()),
             "macro_f1": float(np.mean(values)) if values else None,
-            "micro_f1": prf(sub_flags, sub_targets)[2],
+            "micro_f1": prf(sub_flags, sub_targets, sub_known)[2],
         }
     return contexts

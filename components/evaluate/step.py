@@ -40,7 +40,7 @@ from tiergate.exports import ExportManifest, require_same_dataset, verify_export
 from tiergate.gate import GateRecord, Judged, decide, gate_policy, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
 from tiergate.inference import ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
-from tiergate.labels import encode_labels
+from tiergate.labels import targets_and_known
 from tiergate.numeric import sigmoid
 from tiergate.onnx_model import check_onnx_labels
 from tiergate.outputs import atomic_output
@@ -70,10 +70,9 @@ class EvaluationInputs:
     suites: list[Suite]
 
 
-def _targets(records: list[Record], taxonomy: Taxonomy) -> np.ndarray:
-    return np.array([encode_labels(record.labels, taxonomy.labels) for record in records], dtype=bool).reshape(
-        -1, len(taxonomy.labels)
-    )
+def _targets(records: list[Record], taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, known) matrices: partial labels are scored only where known."""
+    return targets_and_known(records, taxonomy.labels)
 
 
 def _texts_and_contexts(records: list[Record]) -> tuple[list[str], list[Context]]:
@@ -154,7 +153,7 @@ def placeholder_thresholds(taxonomy: Taxonomy) -> ThresholdSet:
 def tune_on_validation(taxonomy: Taxonomy, pipeline: ModerationPipeline, val: list[Record], out_dir: Path) -> dict[str, Any]:
     """Tune thresholds on val through the served path, write them, and install them as written."""
     val_scores = sigmoid(pipeline.logits(*_texts_and_contexts(val)))
-    document = tune_thresholds(taxonomy, val_scores, _targets(val, taxonomy))
+    document = tune_thresholds(taxonomy, val_scores, *_targets(val, taxonomy))
     write_json(out_dir / THRESHOLDS_FILE, document)
     # Reload what was written, so test metrics use exactly the file that is served.
     pipeline.postprocessor = Postprocessor(ThresholdSet.load(out_dir / THRESHOLDS_FILE, taxonomy.labels))
@@ -169,7 +168,7 @@ def measure_test(
     settings = profile.evaluate
     test_logits = pipeline.logits(*_texts_and_contexts(test))
     decisions = pipeline.postprocessor.decide(test_logits)
-    targets = _targets(test, taxonomy)
+    targets, known = _targets(test, taxonomy)
     metrics = evaluate_split(
         taxonomy,
         test,
@@ -182,15 +181,23 @@ def measure_test(
         settings.confidence,
         profile.seed,
         settings.pr_curve_points,
+        known,
     )
     without = pipeline.postprocessor.decide(test_logits, enabled_optional=[])
-    metrics["optional_categories"] = optional_comparison(taxonomy, metrics["micro_f1"], decisions.flags, without.flags, targets)
+    metrics["optional_categories"] = optional_comparison(
+        taxonomy, metrics["micro_f1"], decisions.flags, without.flags, targets, known
+    )
     metrics["routing_confusion"] = routing_confusion(taxonomy, targets, decisions.max_tier)
     return metrics
 
 
 def optional_comparison(
-    taxonomy: Taxonomy, enabled_micro_f1: float, enabled: np.ndarray, disabled: np.ndarray, targets: np.ndarray
+    taxonomy: Taxonomy,
+    enabled_micro_f1: float,
+    enabled: np.ndarray,
+    disabled: np.ndarray,
+    targets: np.ndarray,
+    known: np.ndarray,
 ) -> dict[str, Any]:
     """What switching the optional categories off at inference changes on test."""
     optional = taxonomy.optional_labels()
@@ -198,7 +205,7 @@ def optional_comparison(
     return {
         "categories": optional,
         "enabled": {"micro_f1": enabled_micro_f1, "flags": int(enabled[:, columns].sum())},
-        "disabled": {"micro_f1": prf(disabled, targets)[2], "flags": int(disabled[:, columns].sum())},
+        "disabled": {"micro_f1": prf(disabled, targets, known)[2], "flags": int(disabled[:, columns].sum())},
         "note": "an inference-time switch in the post-processor; the weights are identical both ways",
     }
 

@@ -19,8 +19,10 @@ def candidates(low: float, high: float, step: float) -> np.ndarray:
     return np.round(low + step * np.arange(count), 6)
 
 
-def prf(flags: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
-    """Precision, recall, F1 of boolean decisions (any shape); 0 where undefined."""
+def prf(flags: np.ndarray, targets: np.ndarray, known: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Precision, recall, F1 of boolean decisions (any shape) over the `known` cells; 0 where undefined."""
+    if known is not None:
+        flags, targets = flags & known, targets & known
     true_positive, predicted, actual = float(np.sum(flags & targets)), float(np.sum(flags)), float(np.sum(targets))
     precision = true_positive / predicted if predicted else 0.0
     recall = true_positive / actual if actual else 0.0
@@ -67,19 +69,27 @@ def search_threshold(
     }
 
 
-def tune_thresholds(taxonomy: Taxonomy, val_scores: np.ndarray, val_targets: np.ndarray) -> dict[str, Any]:
-    """The thresholds.json document: thresholds, label list, taxonomy hash and the search record."""
+def tune_thresholds(
+    taxonomy: Taxonomy, val_scores: np.ndarray, val_targets: np.ndarray, val_known: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The thresholds.json document: thresholds, label list, taxonomy hash and the search record.
+
+    Each category is tuned on the validation rows that know its label (`val_known`); a row whose
+    source left it unknown is neither a positive nor a negative for it."""
+    known = np.ones_like(val_targets, dtype=bool) if val_known is None else val_known
     search = {}
     for column, name in enumerate(taxonomy.labels):
         low, high = taxonomy.threshold_bounds(name)
+        rows = known[:, column]
         search[name] = search_threshold(
-            val_scores[:, column],
-            val_targets[:, column].astype(bool),
+            val_scores[rows, column],
+            val_targets[rows, column].astype(bool),
             low,
             high,
             taxonomy.threshold_search.step,
             taxonomy.tier_of(name).recall_floor,
         )
+        search[name]["known_rows"] = int(rows.sum())
     return {
         "labels": taxonomy.labels,
         "taxonomy_sha256": taxonomy.labels_sha256,

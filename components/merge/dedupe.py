@@ -18,7 +18,7 @@ from datasketch import MinHash, MinHashLSH
 
 from tiergate.formatting import reading_key
 from tiergate.profiles import NearDuplicateSettings
-from tiergate.records import Kind, Record, normalise_text, record_sort_key
+from tiergate.records import Kind, LabelState, Record, normalise_text, record_sort_key
 
 
 @dataclass
@@ -37,29 +37,39 @@ class FoldResult:
 
 def fold_exact(records: Sequence[Record]) -> FoldResult:
     """Fold records the model reads as the same input in the same context (`reading_key`): a perturbation the
-    normalisation undoes (`k i l l` -> `kill`) is its origin again, and would only weigh that text twice."""
+    normalisation undoes (`k i l l` -> `kill`) is its origin again, and would only weigh that text twice.
+
+    Positives fold into one record carrying the union of their labels. A record without positives conflicts
+    only where it *knows* one of those labels as negative (a public set that labels threats alone says nothing
+    about hate speech); a conflicting record is quarantined, one that agrees adds what it knows: a category
+    stays unknown only where every folded record leaves it unknown."""
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in sorted(records, key=record_sort_key):
         groups[(reading_key(record.text), str(record.context))].append(record)
     result = FoldResult(records=[])
     for members in groups.values():
-        positives = [record for record in members if record.labels]
-        negatives = [record for record in members if not record.labels]
         result.exact_duplicates += len(members) - 1
-        if positives:
-            labels = sorted({label for record in positives for label in record.labels})
-            keeper = positives[0]
-            if tuple(labels) != keeper.labels:
-                result.folded_multilabel += 1
-                keeper = keeper.model_copy(update={"labels": tuple(labels)})
-            result.records.append(keeper)
-            for negative in negatives:
+        positives = [record for record in members if record.labels]
+        labels = sorted({label for record in positives for label in record.labels})
+        agreeing = list(positives)
+        for record in members:
+            if record.labels:
+                continue
+            denied = [label for label in labels if record.label_state(label) is LabelState.NEGATIVE]
+            if denied:
                 result.quarantined.append(
-                    Quarantined(negative, f"conflict: same text and context is a positive for {', '.join(labels)}")
+                    Quarantined(record, f"conflict: same text and context is a positive for {', '.join(denied)}")
                 )
                 result.exact_duplicates -= 1
-        else:
-            result.records.append(negatives[0])
+            else:
+                agreeing.append(record)
+        keeper = agreeing[0]
+        unknown = set.intersection(*(set(record.unknown) for record in agreeing)) - set(labels)
+        if positives and tuple(labels) != keeper.labels:
+            result.folded_multilabel += 1
+        if tuple(labels) != keeper.labels or tuple(sorted(unknown)) != keeper.unknown:
+            keeper = keeper.model_copy(update={"labels": tuple(labels), "unknown": tuple(sorted(unknown))})
+        result.records.append(keeper)
     result.records.sort(key=record_sort_key)
     return result
 
@@ -97,7 +107,7 @@ def remove_near_duplicates(records: Sequence[Record], settings: NearDuplicateSet
         for key in sorted(lsh.query(signature)):
             other = by_key[key]
             if other.context == record.context and other.id != record.id:
-                if other.labels == record.labels:
+                if other.labels == record.labels and other.unknown == record.unknown:
                     duplicate_of = other
                     break
                 conflicts.append((other.id, record.id))

@@ -2,7 +2,8 @@
 
 Counts per category × split × kind × context, positive rate per label, min-support
 warnings (log: csam had 4–5 test items and "passed" on noise), label co-occurrence,
-quarantine and dedupe figures, and the generators' shortfalls and refusals.
+known-label coverage per category and source (partial labels: a public set knows only
+its own categories), quarantine and dedupe figures, and the generators' shortfalls and refusals.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
-from tiergate.records import Record
+from tiergate.records import LabelState, Record, source_name
 from tiergate.taxonomy import Taxonomy
 
 
@@ -30,6 +31,7 @@ def build_report(
             positives = [record for record in records if name in record.labels]
             entry[split] = {
                 "positives": len(positives),
+                "known": sum(1 for record in records if record.label_state(name) is not LabelState.UNKNOWN),
                 "positive_rate": round(len(positives) / len(records), 6) if records else 0.0,
                 "by_kind": dict(sorted(Counter(record.source.kind.value for record in positives).items())),
                 "by_context": dict(sorted(Counter(str(record.context) for record in positives).items())),
@@ -58,11 +60,28 @@ def build_report(
         "by_context": {
             split: dict(sorted(Counter(str(record.context) for record in records).items())) for split, records in splits.items()
         },
+        "by_source": {
+            split: dict(sorted(Counter(source_name(record) for record in records).items())) for split, records in splits.items()
+        },
+        "coverage": label_coverage(taxonomy, [record for records in splits.values() for record in records]),
         "multilabel_records": sum(1 for records in splits.values() for record in records if len(record.labels) > 1),
         "per_category": per_category,
         "low_support": low_support,
         "cooccurrence": dict(sorted(cooccurrence.items())),
         **stats,
+    }
+
+
+def label_coverage(taxonomy: Taxonomy, records: Sequence[Record]) -> dict[str, dict[str, dict[str, int]]]:
+    """category -> source -> {positive, negative, unknown}: how much of each category's training signal is known."""
+    coverage: dict[str, dict[str, Counter[str]]] = {name: defaultdict(Counter) for name in taxonomy.labels}
+    for record in records:
+        source = source_name(record)
+        for name in taxonomy.labels:
+            coverage[name][source][record.label_state(name).value] += 1
+    return {
+        name: {source: {state.value: counts[state.value] for state in LabelState} for source, counts in sorted(by_source.items())}
+        for name, by_source in coverage.items()
     }
 
 
@@ -119,6 +138,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             ]
         )
     lines += _table(["category", "tier", "train +", "val +", "test +", "train rate"], rows)
+    lines += coverage_markdown(report)
     if report["low_support"]:
         lines += ["", "## Min-support warnings", ""]
         lines += [
@@ -133,6 +153,30 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "## Label co-occurrence", ""]
         lines += _table(["pair", "records"], list(report["cooccurrence"].items()))
     return "\n".join(lines) + "\n"
+
+
+def coverage_markdown(report: Mapping[str, Any]) -> list[str]:
+    """Known-label coverage: per category and source, positives / known records (unknown ones are never negatives)."""
+    coverage = report.get("coverage") or {}
+    sources = sorted({source for by_source in coverage.values() for source in by_source})
+    if not sources:
+        return []
+    lines = ["", "## Known-label coverage (all splits)", ""]
+    lines += [
+        "Each cell: positives / records that know the label (known share). Unknown labels are masked in the loss, "
+        "the thresholds and the metrics.",
+        "",
+    ]
+    rows = []
+    for name, by_source in coverage.items():
+        cells = []
+        for source in sources:
+            counts = by_source.get(source, {"positive": 0, "negative": 0, "unknown": 0})
+            known = counts["positive"] + counts["negative"]
+            total = known + counts["unknown"]
+            cells.append(f"{counts['positive']} / {known} ({known / total:.0%})" if total else "-")
+        rows.append([name, *cells])
+    return lines + _table(["category", *sources], rows)
 
 
 def realised_overlaps(records: Sequence[Record]) -> dict[str, float]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tiergate.labels import encode_labels
+from tiergate.labels import encode_targets
 from tiergate.preprocessing import InputEncoder
 from tiergate.records import Record
 
@@ -17,7 +17,7 @@ class EncodedDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
     def __init__(self, records: Sequence[Record], encoder: InputEncoder, labels: Sequence[str]):
         self.encodings = encoder.token_ids([record.text for record in records], [record.context for record in records])
-        self.labels = [encode_labels(record.labels, labels) for record in records]
+        self.labels = [encode_targets(record, labels) for record in records]  # unknown cells: UNKNOWN_TARGET
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,4 +1,4 @@
-"""A Hugging Face Trainer with weighted, label-smoothed BCE, and the metrics it selects on."""
+"""A Hugging Face Trainer with weighted, label-smoothed BCE masked to known labels, and the metrics it selects on."""
 
 from __future__ import annotations
 
@@ -35,27 +35,43 @@ class WeightedBCETrainer(Trainer):
     ) -> Any:
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        logits = outputs.logits
-        targets = smoothed_targets(labels.to(logits.dtype), self.label_smoothing)
-        loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight.to(logits.device, logits.dtype))
+        loss = masked_bce(outputs.logits, labels, self.pos_weight, self.label_smoothing)
         return (loss, outputs) if return_outputs else loss
 
 
-def macro_f1(scores: np.ndarray, targets: np.ndarray, threshold: float) -> tuple[float, dict[int, float]]:
-    """Macro F1 over the labels that have positives in `targets` (absent labels are not scored)."""
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Weighted, smoothed BCE averaged over the KNOWN cells only: a target below 0 (UNKNOWN_TARGET) is a
+    category the record's source never labelled, so it contributes no gradient either way."""
+    labels = labels.to(logits.dtype)
+    known = (labels >= 0).to(logits.dtype)
+    targets = smoothed_targets(labels.clamp(min=0.0), smoothing)
+    cells = F.binary_cross_entropy_with_logits(
+        logits, targets, pos_weight=pos_weight.to(logits.device, logits.dtype), reduction="none"
+    )
+    return (cells * known).sum() / known.sum().clamp(min=1.0)
+
+
+def macro_f1(
+    scores: np.ndarray, targets: np.ndarray, threshold: float, known: np.ndarray | None = None
+) -> tuple[float, dict[int, float]]:
+    """Macro F1 over the labels that have positives in `targets` (absent labels are not scored), each
+    over the rows where that label is known."""
     predictions = scores >= threshold
+    known = np.ones_like(targets, dtype=bool) if known is None else known
     per_label = {}
     for column in range(targets.shape[1]):
-        if targets[:, column].sum() > 0:
-            per_label[column] = float(f1_score(targets[:, column], predictions[:, column], zero_division=0))
+        rows = known[:, column]
+        if targets[rows, column].sum() > 0:
+            per_label[column] = float(f1_score(targets[rows, column], predictions[rows, column], zero_division=0))
     return (float(np.mean(list(per_label.values()))) if per_label else 0.0), per_label
 
 
 def metrics_function(labels: Sequence[str], threshold: float) -> Any:
     def compute(prediction: Any) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        targets = (np.asarray(prediction.label_ids) >= 0.5).astype(int)
-        value, per_label = macro_f1(sigmoid(np.asarray(logits)), targets, threshold)
+        label_ids = np.asarray(prediction.label_ids)
+        targets = (label_ids >= 0.5).astype(int)
+        value, per_label = macro_f1(sigmoid(np.asarray(logits)), targets, threshold, known=label_ids >= 0)
         result = {"macro_f1": value}
         result.update({f"f1_{labels[column]}": score for column, score in per_label.items()})
         return result
