@@ -73,9 +73,29 @@ class SplitSettings(StrictModel):
         return self
 
 
+class CapSettings(StrictModel):
+    """How much any one source may contribute, so one large public set cannot drown the rest.
+
+    Sources are named as the dataset report names them: a generator (`offline`, `anthropic`) or
+    `public:<set>`. Caps apply after cleaning and before the splits, to a stable hash order of the
+    texts, so the same inputs always keep the same records."""
+
+    per_source: dict[str, int] = Field(default_factory=dict)  # source -> most records kept from it
+    default_per_source: int | None = Field(default=None, ge=1)  # for sources not named in per_source; null: no cap
+    per_category: int | None = Field(default=None, ge=1)  # most positives of one category from one source; null: no cap
+
+    @model_validator(mode="after")
+    def _positive_caps(self) -> CapSettings:
+        bad = sorted(name for name, cap in self.per_source.items() if cap < 1)
+        if bad:
+            raise ValueError(f"per_source caps must be at least 1: {bad}")
+        return self
+
+
 class MergeSettings(StrictModel):
     near_duplicate: NearDuplicateSettings
     leakage: LeakageSettings
+    caps: CapSettings = Field(default_factory=CapSettings)
     keyword_colabel_rules: bool
     previous_model_min_score: float = Field(gt=0, le=1)
     splits: SplitSettings
@@ -148,6 +168,7 @@ class EvaluateSettings(StrictModel):
     not_measurable: Literal["fail", "warn"]
     regression_dir: str
     pr_curve_points: int = Field(ge=2)
+    error_examples: int = Field(ge=0)  # top-k false positives / negatives per category in the report
 
 
 class Resources(StrictModel):

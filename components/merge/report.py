@@ -124,6 +124,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report["quarantine_reasons"]:
         lines += ["", "Quarantine reasons:", ""]
         lines += [f"- {reason}: {count}" for reason, count in report["quarantine_reasons"].items()]
+    if report.get("capped"):
+        lines += ["", "Removed by the profile's caps (merge.caps):", ""]
+        lines += [f"- {reason}: {count}" for reason, count in report["capped"].items()]
+    lines += sources_markdown(report)
     lines += ["", "## Per category", ""]
     rows = []
     for name, entry in report["per_category"].items():
@@ -153,6 +157,20 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "## Label co-occurrence", ""]
         lines += _table(["pair", "records"], list(report["cooccurrence"].items()))
     return "\n".join(lines) + "\n"
+
+
+def sources_markdown(report: Mapping[str, Any]) -> list[str]:
+    """Records per source and split: how much each public set and generator contributes after cleaning and caps."""
+    by_source = report.get("by_source") or {}
+    sources = sorted({source for counts in by_source.values() for source in counts})
+    if not sources:
+        return []
+    lines = ["", "## Sources", ""]
+    rows = [
+        [source, report.get("input_sources", {}).get(source, "-"), *[by_source[split].get(source, 0) for split in by_source]]
+        for source in sources
+    ]
+    return lines + _table(["source", "after folding", *by_source], rows)
 
 
 def coverage_markdown(report: Mapping[str, Any]) -> list[str]:

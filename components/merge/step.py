@@ -1,7 +1,8 @@
-"""The merge step: generated/imported datasets → cleaned, split, phased training data.
+"""The merge step: generated, public and imported datasets → cleaned, split, phased training data.
 
-Order matters and is fixed: verify inputs → (optional keyword co-labels) → fold exact
-duplicates → screen negatives → remove near-duplicates → stable splits → phases → report.
+Order matters and is fixed: verify inputs → exclude regression vectors and near-copies →
+(optional keyword co-labels) → fold exact duplicates across every source → screen negatives →
+remove near-duplicates → per-source / per-category caps → stable splits → phases → report.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tiergate.artifacts import DATASET_REPORT, DATASET_REPORT_MD, QUARANTINE, RECORDS, phase_file
+from tiergate.components.merge.caps import CapResult, apply_caps
 from tiergate.components.merge.dedupe import FoldResult, NearDuplicateResult, Quarantined, fold_exact, remove_near_duplicates
+from tiergate.components.merge.leakage import exclude_vectors
 from tiergate.components.merge.report import build_report, realised_overlaps, render_markdown
 from tiergate.components.merge.screen import KeywordScreener, Screener, screen
 from tiergate.components.merge.splits import SPLIT_FILES, assign_splits
@@ -24,8 +27,8 @@ from tiergate.hashing import canonical_json, write_json
 from tiergate.outputs import atomic_output
 from tiergate.paths import project_path
 from tiergate.profiles import MergeSettings, Profile, RecordKindName
-from tiergate.records import Kind, Record, iter_jsonl, write_jsonl
-from tiergate.regression import load_suites, reading_keys, vector_texts
+from tiergate.records import Kind, Record, iter_jsonl, source_name, write_jsonl
+from tiergate.regression import load_suites
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class Cleaned:
     folded: FoldResult
     near: NearDuplicateResult
     colabels_added: int
+    capped: CapResult
 
 
 def apply_keyword_colabels(taxonomy: Taxonomy, records: Sequence[Record]) -> tuple[list[Record], int]:
@@ -76,9 +80,9 @@ def _load_inputs(taxonomy: Taxonomy, inputs: Sequence[Path]) -> tuple[list[Recor
             )
         manifests.append(manifest)
         for record in iter_jsonl(Path(directory) / RECORDS):
-            unknown = set(record.labels) - set(taxonomy.labels)
-            if unknown:
-                raise InputDataError(f"{directory}: record {record.id} has unknown labels {sorted(unknown)}")
+            strangers = (set(record.labels) | set(record.unknown)) - set(taxonomy.labels)
+            if strangers:
+                raise InputDataError(f"{directory}: record {record.id} names categories not in the taxonomy: {sorted(strangers)}")
             records.append(record)
     return records, manifests
 
@@ -90,17 +94,6 @@ def _write_quarantine(path: Path, quarantined: Sequence[Quarantined]) -> int:
         for item in rows:
             handle.write(canonical_json({"reason": item.reason, "record": item.record.model_dump(mode="json")}) + "\n")
     return len(rows)
-
-
-def exclude_vectors(records: Sequence[Record], vector_texts: set[str]) -> tuple[list[Record], list[Quarantined]]:
-    """Regression vectors are the gate's exam: a training text equal to one would leak it."""
-    kept, leaked = [], []
-    for record in records:
-        if not reading_keys(record.text).isdisjoint(vector_texts):
-            leaked.append(Quarantined(record, "eval leakage: text is a regression vector"))
-        else:
-            kept.append(record)
-    return kept, leaked
 
 
 def merge_datasets(
@@ -116,7 +109,7 @@ def merge_datasets(
     settings = profile.merge
     records, manifests = _load_inputs(taxonomy, inputs)
     suites = load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy)
-    records, leaked = exclude_vectors(records, vector_texts(suites))
+    records, leaked = exclude_vectors(records, suites, settings.leakage)
     log.info("merge: %d records from %d datasets", len(records), len(manifests))
     cleaned = clean(taxonomy, settings, records, screeners if screeners is not None else [KeywordScreener(taxonomy)])
     splits = assign_splits(cleaned.kept, settings.splits)
@@ -133,20 +126,22 @@ def merge_datasets(
 
 
 def clean(taxonomy: Taxonomy, settings: MergeSettings, records: list[Record], screeners: Sequence[Screener]) -> Cleaned:
-    """Co-label (if enabled), fold exact duplicates, screen negatives, then drop near-duplicates."""
+    """Co-label (if enabled), fold exact duplicates, screen negatives, drop near-duplicates, apply the caps."""
     colabels_added = 0
     if settings.keyword_colabel_rules:
         records, colabels_added = apply_keyword_colabels(taxonomy, records)
     folded = fold_exact(records)
     screened, flagged = screen(folded.records, screeners)
     near = remove_near_duplicates(screened, settings.near_duplicate)
-    cleaned = Cleaned(near.records, folded.quarantined + flagged, folded, near, colabels_added)
+    capped = apply_caps(near.records, settings.caps, settings.splits.salt)
+    cleaned = Cleaned(capped.kept, folded.quarantined + flagged, folded, near, colabels_added, capped)
     log.info(
-        "merge: %d kept (%d exact dups, %d near dups, %d quarantined)",
+        "merge: %d kept (%d exact dups, %d near dups, %d quarantined, %d over a cap)",
         len(cleaned.kept),
         folded.exact_duplicates,
         len(near.removed),
         len(cleaned.quarantined),
+        sum(capped.removed.values()),
     )
     return cleaned
 
@@ -176,6 +171,8 @@ def merge_stats(
         "quarantined": len(quarantined),
         "quarantine_reasons": dict(sorted(Counter(item.reason.split(" [")[0] for item in quarantined).items())),
         "keyword_colabels_added": cleaned.colabels_added,
+        "capped": cleaned.capped.as_report(),
+        "input_sources": dict(sorted(Counter(source_name(record) for record in cleaned.folded.records).items())),
         "overlap_rates": {
             "configured": {f"{c.name}->{o}": r for c in taxonomy.categories for o, r in c.overlaps.items()},
             "realised": realised_overlaps([r for r in cleaned.kept if r.source.kind is Kind.POSITIVE]),

@@ -193,7 +193,7 @@ def test_keyword_colabels_are_off_by_default(taxonomy: Taxonomy, taxonomy_dict: 
     taxonomy_dict["categories"][32]["colabel_rules"] = [{"keywords": ["never be a real"], "label": "hate_speech"}]
     with_rules = parse_taxonomy(taxonomy_dict)
     dataset = _dataset(
-        with_rules, tmp_path / "in", [_record("you'll never be a real one", ("anti_trans",), category="anti_trans")]
+        with_rules, tmp_path / "in", [_record("this will never be a real road", ("anti_trans",), category="anti_trans")]
     )
     off = merge_datasets(with_rules, load_profile("local"), [dataset], tmp_path / "off")
     merge_datasets(with_rules, load_profile("local", {"merge": {"keyword_colabel_rules": True}}), [dataset], tmp_path / "on")
@@ -225,14 +225,15 @@ def test_merge_refuses_other_taxonomies_and_tampered_files(taxonomy: Taxonomy, l
 
 def test_a_disguised_copy_of_a_regression_vector_is_kept_out_of_training(taxonomy: Taxonomy) -> None:
     """What the model reads decides leakage: a fullwidth or leetspeak copy of a vector is the vector."""
-    from tiergate.components.merge.step import exclude_vectors
+    from tiergate.components.merge.leakage import exclude_vectors
     from tiergate.evasion import TRANSFORMS
     from tiergate.paths import project_path
-    from tiergate.regression import load_suites, vector_texts
+    from tiergate.regression import load_suites
 
-    vector = "i know where you live now, so watch your back"
-    keys = vector_texts(load_suites(project_path("config/regression"), taxonomy))
+    suites = load_suites(project_path("config/regression"), taxonomy)
+    vector = next(vector.text for suite in suites if suite.suite == "positives" for vector in suite.vectors)
     disguised = [TRANSFORMS[name](vector) for name in ("fullwidth", "leetspeak", "cyrillic_homoglyphs", "zero_width")]
-    kept, leaked = exclude_vectors([_record(text, ("threats",)) for text in [*disguised, "see you at the cafe"]], keys)
+    records = [_record(text, ("threats",)) for text in [*disguised, "see you at the cafe"]]
+    kept, leaked = exclude_vectors(records, suites, load_profile("local").merge.leakage)
     assert [record.text for record in kept] == ["see you at the cafe"]
     assert len(leaked) == 4 and all("eval leakage" in item.reason for item in leaked)
