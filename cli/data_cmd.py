@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from tiergate.cli.options import OverwriteOption, ProfileOption, TaxonomyOption
+from tiergate.dataset_adapters import DEFAULT_MAX_BAD_FRACTION, IMPORT_REPORT
 from tiergate.errors import InputDataError
+from tiergate.taxonomy import Taxonomy
 
 app = typer.Typer(help="Generate, import and merge training data.", no_args_is_help=True)
 
@@ -51,8 +53,20 @@ def generate(
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file of labelled texts.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")],
+    path: Annotated[Path | None, typer.Argument(help="CSV, JSONL or Parquet file of labelled texts (or use --dataset).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", "-d", help="A public set's adapter (see `tiergate data datasets`), or 'all' for every train set."
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None, typer.Option("--source", help="With --dataset: the set's folder (for 'all': the folder holding the sets).")
+    ] = None,
+    max_bad_fraction: Annotated[
+        float, typer.Option(help="Fail when more than this fraction of a file's or set's rows is bad (bad rows are reported).")
+    ] = DEFAULT_MAX_BAD_FRACTION,
     text_column: Annotated[str, typer.Option(help="Column with the text.")] = "text",
     labels_column: Annotated[str, typer.Option(help="Column with category names (separated string or list).")] = "labels",
     context_column: Annotated[str | None, typer.Option(help="Column with AUDIENCE/SURFACE; optional.")] = "context",
@@ -62,13 +76,61 @@ def import_(
     file_format: Annotated[str, typer.Option("--format", help="auto, csv, jsonl or parquet.")] = "auto",
     taxonomy: TaxonomyOption = None,
 ) -> None:
-    """Import user-labelled data; every row is validated against the taxonomy."""
+    """Import labelled data: a user's FILE with a column mapping, or a public set (--dataset) in its original
+    format. Good rows are kept; bad rows are listed by file and line in import_report.json."""
     from tiergate.components.generate.importers import ColumnMapping, import_file
     from tiergate.taxonomy import load_taxonomy
 
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise InputDataError(f"--max-bad-fraction {max_bad_fraction} must be between 0 and 1")
+    loaded = load_taxonomy(taxonomy)
+    if dataset is not None:
+        if path is not None:
+            raise InputDataError("give either a FILE or --dataset, not both")
+        _import_public_set(loaded, dataset, source, out, max_bad_fraction)
+        return
+    if path is None:
+        raise InputDataError("nothing to import: give a FILE, or --dataset NAME --source DIR")
     mapping = ColumnMapping(text_column, labels_column, context_column, kind_column, label_separator, default_context)
-    manifest = import_file(load_taxonomy(taxonomy), path, out, mapping, file_format)
-    typer.echo(f"imported {manifest.counts['records']} records into {out}")
+    manifest = import_file(loaded, path, out, mapping, file_format, max_bad_fraction)
+    bad = manifest.counts.get("bad_rows", 0)
+    typer.echo(
+        f"imported {manifest.counts['records']} records into {out}"
+        + (f"; {bad} bad row(s) in {out / IMPORT_REPORT}" if bad else "")
+    )
+
+
+def _import_public_set(taxonomy: Taxonomy, dataset: str, source: Path | None, out: Path, max_bad_fraction: float) -> None:
+    """`--dataset NAME --source DIR` (one set) or `--dataset all --source ROOT` (every train set found there)."""
+    from tiergate.components.generate.importers import import_dataset, import_public
+    from tiergate.dataset_adapters import load_adapter
+
+    if source is None:
+        raise InputDataError("--dataset needs --source: the set's folder (for 'all': the folder holding the sets)")
+    if not source.is_dir():
+        raise InputDataError(f"source folder not found: {source}")
+    if dataset == "all":
+        manifest = import_public(taxonomy, source, out, max_bad_fraction=max_bad_fraction)
+    else:
+        manifest = import_dataset(taxonomy, load_adapter(dataset, taxonomy), source, out, max_bad_fraction=max_bad_fraction)
+    for name, counts in manifest.counts["by_dataset"].items():
+        positives = {category: state["positive"] for category, state in counts["by_category"].items() if state.get("positive")}
+        typer.echo(f"{name}: {counts['kept']} kept, {counts['bad']} bad, {counts['skipped']} skipped; positives {positives}")
+    typer.echo(f"imported {manifest.counts['records']} records into {out} (report: {out / IMPORT_REPORT})")
+    for note in manifest.notes:
+        typer.echo(f"note: {note}")
+
+
+@app.command("datasets")
+def datasets(taxonomy: TaxonomyOption = None) -> None:
+    """List the public data set adapters: role, licence, categories covered and given positives."""
+    from tiergate.dataset_adapters import load_adapters
+    from tiergate.taxonomy import load_taxonomy
+
+    for adapter in load_adapters(load_taxonomy(taxonomy)):
+        typer.echo(f"{adapter.name}  [{adapter.role}]  {adapter.licence}  — {adapter.title}")
+        typer.echo(f"    covers: {', '.join(adapter.covers) or '-'}; positives: {', '.join(adapter.positive_categories) or '-'}")
+        typer.echo(f"    download: {adapter.source}")
 
 
 @app.command("merge")

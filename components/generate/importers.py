@@ -1,18 +1,45 @@
-"""Import user-labelled data (CSV, JSONL, Parquet) with a column mapping, validated against the taxonomy."""
+"""Import labelled data, keeping the good rows: a user's file with a column mapping (`import_file`),
+or a public data set in its original format through its adapter (`import_dataset`, `import_public`).
+
+Policy for both: every bad row (missing, null, non-string or NUL text, an unparseable line, a label
+the mapping does not know) is reported by file and line in `import_report.json`; the good rows are
+kept; nothing is dropped or altered silently. More than `max_bad_fraction` bad rows means the file
+is not what the mapping thinks it is, and the import fails with one line naming the first few.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
-from dataclasses import dataclass
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from tiergate.dataset_adapters import (
+    DEFAULT_MAX_BAD_FRACTION,
+    IMPORT_REPORT,
+    Adapter,
+    Lookup,
+    Row,
+    load_adapter,
+    load_adapters,
+)
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
-from tiergate.errors import InputDataError
+from tiergate.errors import ConfigError, InputDataError
+from tiergate.hashing import write_json
 from tiergate.records import Context, Kind, Record, Source, make_record, record_sort_key, write_jsonl
 from tiergate.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+SHOWN_BAD_ROWS = 5
+PROGRESS_EVERY_S = 5.0
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -104,10 +131,34 @@ def _labels(value: Any, separator: str) -> list[str]:
     raise ValueError(f"labels must be a string or a list, got {type(value).__name__}")
 
 
+@dataclass(frozen=True)
+class BadRow:
+    location: str  # FILE:LINE as a person finds it in the original file
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.problem}"
+
+
+def _too_many_bad(what: str, bad: Sequence[BadRow], total: int, max_bad_fraction: float) -> InputDataError | None:
+    """The error when more than `max_bad_fraction` of the rows are bad, naming the first few; else None."""
+    if not bad or len(bad) <= max_bad_fraction * total:
+        return None
+    shown = "; ".join(str(row) for row in bad[:SHOWN_BAD_ROWS]) + (
+        f"; ... {len(bad) - SHOWN_BAD_ROWS} more" if len(bad) > SHOWN_BAD_ROWS else ""
+    )
+    return InputDataError(f"{what}: {len(bad)} of {total} rows bad, above the allowed fraction {max_bad_fraction:g}: {shown}")
+
+
 def import_file(
-    taxonomy: Taxonomy, path: Path, out_dir: Path, mapping: ColumnMapping, file_format: str = "auto"
+    taxonomy: Taxonomy,
+    path: Path,
+    out_dir: Path,
+    mapping: ColumnMapping,
+    file_format: str = "auto",
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
 ) -> DatasetManifest:
-    """Validate every row (all problems reported at once, by row number) and write a dataset."""
+    """Validate every row, keep the good ones, report the bad ones by row number (import_report.json)."""
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"import file not found: {path}")
@@ -118,50 +169,487 @@ def import_file(
     missing = [column for column in needed if column not in columns]
     if missing and not problems:
         raise InputDataError(f"{path}: missing columns {missing}; found {columns}")
-    known = set(taxonomy.labels)
-    records: list[Record] = []
-    for row_number, row in rows:
-        try:
-            text = _text(row.get(mapping.text))
-            labels = _labels(row.get(mapping.labels), mapping.label_separator)
-            raw_context = row.get(mapping.context) if mapping.context and mapping.context in columns else None
-            context = Context.parse(
-                str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces
-            )
-            kind = Kind(str(row[mapping.kind])) if mapping.kind else (Kind.POSITIVE if labels else Kind.INNOCUOUS)
-        except (ValueError, InputDataError) as error:
-            problems.append(f"row {row_number}: {error}")
-            continue
-        unknown = sorted(set(labels) - known)
-        if not text:
-            problems.append(f"row {row_number}: empty text")
-        elif unknown:
-            problems.append(f"row {row_number}: unknown labels {unknown}")
-        elif kind is Kind.POSITIVE and not labels:
-            problems.append(f"row {row_number}: kind positive but no labels")
-        else:
-            source = Source(
-                generator="import",
-                model=path.name,
-                prompt_id=f"{path.name}:{row_number}",
-                category=labels[0] if labels else None,
-                kind=kind,
-            )
-            records.append(make_record(text, context, labels, source))
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise InputDataError(f"{path}: {len(problems)} invalid row(s): {shown}")
+    bad = [BadRow(path.name, problem) for problem in problems]
+    records = [
+        record
+        for record in (_mapped_record(taxonomy, path, mapping, columns, number, row, bad) for number, row in rows)
+        if record
+    ]
+    error = _too_many_bad(str(path), bad, len(records) + len(bad), max_bad_fraction)
+    if error is not None or not records:
+        raise error or InputDataError(f"{path}: {len(bad)} invalid row(s), no good rows: {'; '.join(map(str, bad[:5]))}")
     records.sort(key=record_sort_key)
     out_dir = Path(out_dir)
     records_path = out_dir / "records.jsonl"
     write_jsonl(records_path, records)
+    report = {"source": path.name, "rows": len(records) + len(bad), "kept": len(records), "bad": len(bad)}
+    write_json(out_dir / IMPORT_REPORT, {**report, "bad_rows": [row.__dict__ for row in bad]})
     manifest = DatasetManifest(
         dataset="imported",
         labels=taxonomy.labels,
         taxonomy_sha256=taxonomy.labels_sha256,
         files={"records.jsonl": file_entry(records_path, len(records))},
-        counts={"records": len(records), "source": path.name},
-        config={"mapping": mapping.__dict__, "format": file_format},
+        counts={"records": len(records), "source": path.name, "bad_rows": len(bad)},
+        config={"mapping": mapping.__dict__, "format": file_format, "max_bad_fraction": max_bad_fraction},
+        notes=[f"{len(bad)} bad row(s) left out, listed in {IMPORT_REPORT}"] if bad else [],
     )
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def _mapped_record(
+    taxonomy: Taxonomy,
+    path: Path,
+    mapping: ColumnMapping,
+    columns: list[str],
+    row_number: int,
+    row: dict[str, Any],
+    bad: list[BadRow],
+) -> Record | None:
+    """One user row as a record, or None with the problem appended to `bad`."""
+    try:
+        text = _text(row.get(mapping.text))
+        labels = _labels(row.get(mapping.labels), mapping.label_separator)
+        raw_context = row.get(mapping.context) if mapping.context and mapping.context in columns else None
+        context = Context.parse(
+            str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces
+        )
+        kind = Kind(str(row[mapping.kind])) if mapping.kind else (Kind.POSITIVE if labels else Kind.INNOCUOUS)
+    except (ValueError, InputDataError) as error:
+        bad.append(BadRow(path.name, f"row {row_number}: {error}"))
+        return None
+    unknown = sorted(set(labels) - set(taxonomy.labels))
+    problem = (
+        "empty text"
+        if not text
+        else f"unknown labels {unknown}"
+        if unknown
+        else "kind positive but no labels"
+        if kind is Kind.POSITIVE and not labels
+        else None
+    )
+    if problem:
+        bad.append(BadRow(path.name, f"row {row_number}: {problem}"))
+        return None
+    source = Source(
+        generator="import",
+        model=path.name,
+        prompt_id=f"{path.name}:{row_number}",
+        category=labels[0] if labels else None,
+        kind=kind,
+    )
+    return make_record(text, context, labels, source)
+
+
+# --- public data sets: original files read through an adapter ---------------------------------------------
+
+
+def _open_text(path: Path, encoding: str) -> Any:
+    """Undecodable bytes survive as surrogates, so one bad byte is one bad row, not an unreadable file."""
+    return path.open(encoding=encoding, errors="surrogateescape", newline="")
+
+
+def _csv_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | BadRow]:
+    """CSV/TSV rows, each located at the physical line where it starts (quoted fields may span lines)."""
+    delimiter = "\t" if adapter.format == "tsv" else ","
+    header: list[str] | None = None if adapter.header else list(adapter.columns)
+    with _open_text(path, adapter.encoding) as handle:
+        quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if adapter.quoting else csv.QUOTE_NONE
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        start = 1
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield BadRow(f"{relative}:{start}", f"unparseable row ({error})")
+                start = reader.line_num + 1
+                continue
+            line, start = start, reader.line_num + 1
+            if not fields:
+                continue  # a blank line holds no row
+            if header is None:
+                header = fields
+                continue
+            if len(fields) != len(header):
+                yield BadRow(f"{relative}:{line}", f"unparseable row: {len(fields)} fields, the header has {len(header)}")
+                continue
+            pairs = tuple(zip(header, fields, strict=True))
+            values: dict[str, Any] = {}
+            for name, value in pairs:
+                values.setdefault(name, value)  # a duplicated header name: the first column; `columns` sums them all
+            yield Row(values, relative, f"{relative}:{line}", pairs)
+
+
+def _jsonl_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | BadRow]:
+    with _open_text(path, adapter.encoding) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            location = f"{relative}:{line_number}"
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError) as error:
+                yield BadRow(location, f"unparseable line: not JSON ({' '.join(str(error).split())[:80]})")
+                continue
+            yield (
+                Row(value, relative, location)
+                if isinstance(value, dict)
+                else BadRow(location, f"a JSON {type(value).__name__}, not an object")
+            )
+
+
+def _json_array_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | BadRow]:
+    """Items of a JSON array, each at the line where it starts, `#k` = k-th item starting on that line."""
+    with _open_text(path, adapter.encoding) as handle:
+        text = handle.read()
+    decoder = json.JSONDecoder()
+    position, line, last, on_line = _skip_space(text, 0), 1, 0, 0
+    if text[position : position + 1] != "[":
+        yield BadRow(f"{relative}:1", "unparseable file: not a JSON array")
+        return
+    position = _skip_space(text, position + 1)
+    while position < len(text) and text[position] != "]":
+        newlines = text.count("\n", last, position)
+        line, last, on_line = line + newlines, position, (on_line + 1 if newlines == 0 else 1)
+        location = f"{relative}:{line}#{on_line}"
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except (ValueError, RecursionError) as error:
+            yield BadRow(location, f"unparseable item, the rest of the file is unreadable: {' '.join(str(error).split())[:80]}")
+            return
+        yield (
+            Row(value, relative, location)
+            if isinstance(value, dict)
+            else BadRow(location, f"a JSON {type(value).__name__}, not an object")
+        )
+        position = _skip_space(text, end)
+        if text[position : position + 1] == ",":
+            position = _skip_space(text, position + 1)
+        elif text[position : position + 1] != "]":
+            yield BadRow(f"{relative}:{line + text.count(chr(10), last, position)}", "unparseable: expected , or ] after an item")
+            return
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _line_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | BadRow]:
+    """One row per line; with `items`, one row per statement of the list a line holds (`#k`). An item that
+    is only the prefix (a prompt's open slot, e.g. the trailing `-`) is the list's framing, not a row."""
+    with _open_text(path, adapter.encoding) as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if adapter.items is None:
+                yield Row({adapter.text: line}, relative, f"{relative}:{line_number}")
+                continue
+            prefix = adapter.items.prefix
+            statements = [part.strip() for part in line.split(adapter.items.separator)]
+            statements = [
+                part.removeprefix(prefix.strip()).strip() if part.startswith(prefix.strip()) else part for part in statements
+            ]
+            for index, statement in enumerate((part for part in statements if part), start=1):
+                yield Row({adapter.text: statement}, relative, f"{relative}:{line_number}#{index}")
+
+
+READERS = {"csv": _csv_rows, "tsv": _csv_rows, "jsonl": _jsonl_rows, "json": _json_array_rows, "lines": _line_rows}
+
+
+class _Joined:
+    """An adapter's lookups, loaded once per set: key -> values, step by step."""
+
+    def __init__(self, adapter: Adapter, source_dir: Path):
+        self.adapter = adapter
+        self.tables: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+        for lookup in adapter.lookups.values():
+            for step in lookup.steps:
+                path = source_dir / step.file
+                if not path.is_file():
+                    raise InputDataError(f"{adapter.name}: lookup file {step.file} missing under {source_dir}")
+                table: dict[str, list[str]] = defaultdict(list)
+                for row in _csv_rows(adapter, path, step.file):
+                    if isinstance(row, Row):
+                        table[str(row.values.get(step.match, "")).strip()].append(str(row.values.get(step.take, "")).strip())
+                self.tables[(step.file, step.match, step.take)] = table
+
+    def values(self, lookup: Lookup, key: Any) -> list[str]:
+        current = [str(key).strip().removesuffix(".0")] if key is not None else []
+        for step in lookup.steps:
+            table = self.tables[(step.file, step.match, step.take)]
+            found: list[str] = []
+            for item in current:
+                taken = table.get(item, [])
+                found += list(dict.fromkeys(taken)) if step.distinct else taken
+            current = found
+        return current
+
+    def extend(self, row: Row) -> Row:
+        if not self.adapter.lookups:
+            return row
+        extra = {name: self.values(lookup, row.values.get(lookup.key)) for name, lookup in self.adapter.lookups.items()}
+        return Row({**row.values, **extra}, row.file, row.location, row.pairs)
+
+
+def adapter_files(adapter: Adapter, source_dir: Path) -> list[Path]:
+    """The set's files, every glob matching at least one (a partial download is an error, not a smaller set)."""
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise InputDataError(f"{adapter.name}: source folder not found: {source_dir}")
+    files: list[Path] = []
+    for pattern in adapter.files:
+        matched = sorted(path for path in source_dir.glob(pattern) if path.is_file())
+        if not matched:
+            raise InputDataError(f"{adapter.name}: no file matches {pattern!r} in {source_dir} (download: {adapter.source})")
+        files += [path for path in matched if path not in files]
+    return files
+
+
+@dataclass
+class DatasetImport:
+    """What one set's import found: rows per file, bad rows, skipped rows, label counts."""
+
+    name: str
+    files: dict[str, Counter[str]] = field(default_factory=dict)
+    bad: list[BadRow] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    categories: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def kept(self) -> int:
+        return sum(counts["kept"] for counts in self.files.values())
+
+    @property
+    def rows(self) -> int:
+        return sum(counts["rows"] for counts in self.files.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "kept": self.kept,
+            "bad": len(self.bad),
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(self.skipped),
+            "by_file": {name: dict(counts) for name, counts in self.files.items()},
+            "by_kind": dict(self.kinds),
+            "by_category": {name: dict(counts) for name, counts in sorted(self.categories.items())},
+        }
+
+
+def _dataset_records(taxonomy: Taxonomy, adapter: Adapter, source_dir: Path, found: DatasetImport) -> Iterator[Record]:
+    """Every good row of the set as a record; bad and skipped rows counted in `found`."""
+    source_dir = Path(source_dir)
+    files = adapter_files(adapter, source_dir)
+    joined = _Joined(adapter, source_dir)
+    context = Context.parse(adapter.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
+    categories = taxonomy.labels
+    fields = adapter.referenced_fields()
+    for path in files:
+        relative = path.relative_to(source_dir).as_posix()
+        counts = found.files.setdefault(relative, Counter(rows=0, kept=0, bad=0, skipped=0))
+        last_log = time.monotonic()
+        for item in READERS[adapter.format](adapter, path, relative):
+            counts["rows"] += 1
+            if time.monotonic() - last_log > PROGRESS_EVERY_S:
+                last_log = time.monotonic()
+                log.info("%s %s: %d rows read", adapter.name, relative, counts["rows"])
+            record = _row_record(adapter, joined, item, context, categories, fields, found)
+            if record is None:
+                continue
+            counts["kept"] += 1
+            found.kinds[record.source.kind.value] += 1
+            for category in categories:
+                found.categories[category][record.label_state(category).value] += 1
+            yield record
+        counts["bad"] = sum(1 for row in found.bad if row.location.startswith(f"{relative}:"))
+        counts["skipped"] = counts["rows"] - counts["kept"] - counts["bad"]
+        log.info(
+            "%s %s: %d rows, %d kept, %d bad, %d skipped",
+            adapter.name,
+            relative,
+            counts["rows"],
+            counts["kept"],
+            counts["bad"],
+            counts["skipped"],
+        )
+
+
+def _row_record(
+    adapter: Adapter,
+    joined: _Joined,
+    item: Row | BadRow,
+    context: Context,
+    categories: list[str],
+    fields: list[str],
+    found: DatasetImport,
+) -> Record | None:
+    if isinstance(item, BadRow):
+        found.bad.append(item)
+        return None
+    row = joined.extend(item)
+    try:
+        text = _text(row.values.get(adapter.text))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        found.bad.append(BadRow(row.location, f"text is not valid {adapter.encoding}"))
+        return None
+    except ValueError as error:
+        found.bad.append(BadRow(row.location, f"{error} (field {adapter.text!r})"))
+        return None
+    if not text:
+        found.bad.append(BadRow(row.location, f"empty text (field {adapter.text!r})"))
+        return None
+    decision = adapter.decide(row, categories)
+    if decision.status == "unmatched":
+        shown = ", ".join(f"{name}={_shown(row.values.get(name))}" for name in fields if name in row.values or "[" not in name)
+        found.bad.append(BadRow(row.location, f"label value the adapter does not know: {shown or 'no label fields'}"))
+        return None
+    if decision.status == "skipped":
+        found.skipped[decision.reason] += 1
+        return None
+    source = Source(
+        generator="public",
+        model=adapter.name,
+        prompt_id=row.location,
+        category=decision.labels[0] if decision.labels else None,
+        kind=decision.kind,
+    )
+    return make_record(text, context, decision.labels, source, unknown=decision.unknown)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def import_dataset(
+    taxonomy: Taxonomy,
+    adapter: Adapter,
+    source_dir: Path,
+    out_dir: Path,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+) -> DatasetManifest:
+    """Import one public set from its original files into a dataset folder (records, manifest, report)."""
+    return _write_public(taxonomy, [(adapter, Path(source_dir))], Path(out_dir), max_bad_fraction, notes=[])
+
+
+def import_public(
+    taxonomy: Taxonomy,
+    root_dir: Path,
+    out_dir: Path,
+    datasets: Sequence[str] | None = None,
+    role: str = "train",
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+) -> DatasetManifest:
+    """Import every adapter of `role` (or the named `datasets`) whose folder exists under `root_dir`,
+    into one dataset. Absent sets are listed in the manifest's notes; none found is an error."""
+    root_dir = Path(root_dir)
+    if not root_dir.is_dir():
+        raise InputDataError(f"public data folder not found: {root_dir}")
+    if datasets is None:
+        adapters = load_adapters(taxonomy, role=role)
+    else:
+        adapters = [load_adapter(name, taxonomy) for name in datasets]
+        wrong = [adapter.name for adapter in adapters if adapter.role != role]
+        if wrong:
+            raise ConfigError(f"datasets {wrong} are not {role!r} sets (evaluation sets are never trained on)")
+    present = [(adapter, root_dir / adapter.name) for adapter in adapters if (root_dir / adapter.name).is_dir()]
+    absent = [adapter.name for adapter in adapters if not (root_dir / adapter.name).is_dir()]
+    if not present:
+        raise InputDataError(
+            f"no public data set found under {root_dir}; expected folders: {', '.join(a.name for a in adapters)}"
+        )
+    notes = [f"not found under {root_dir}, not imported: {', '.join(absent)}"] if absent else []
+    return _write_public(taxonomy, present, Path(out_dir), max_bad_fraction, notes)
+
+
+def _write_public(
+    taxonomy: Taxonomy,
+    sources: list[tuple[Adapter, Path]],
+    out_dir: Path,
+    max_bad_fraction: float,
+    notes: list[str],
+) -> DatasetManifest:
+    """Stream every set's good records into records.jsonl (written atomically), then the report and the
+    manifest. A set above `max_bad_fraction` fails the import: the report is still written, the records not."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records_path = out_dir / "records.jsonl"
+    partial = out_dir / "records.jsonl.partial"
+    found: list[DatasetImport] = []
+    count = 0
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for adapter, source_dir in sources:
+                result = DatasetImport(adapter.name)
+                found.append(result)
+                for record in _dataset_records(taxonomy, adapter, source_dir, result):
+                    handle.write(record.to_json() + "\n")
+                    count += 1
+        _write_report(out_dir, found, max_bad_fraction)
+        for result in found:
+            error = _too_many_bad(result.name, result.bad, result.rows, max_bad_fraction)
+            if error is not None:
+                raise error
+            if result.kept == 0:
+                raise InputDataError(f"{result.name}: no good rows among {result.rows}")
+        partial.replace(records_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    manifest = DatasetManifest(
+        dataset="imported",
+        labels=taxonomy.labels,
+        taxonomy_sha256=taxonomy.labels_sha256,
+        files={"records.jsonl": file_entry(records_path, count)},
+        counts={
+            "records": count,
+            "bad_rows": sum(len(result.bad) for result in found),
+            "by_dataset": {result.name: result.summary() for result in found},
+            "by_category": _category_totals(taxonomy, found),
+        },
+        config={
+            "max_bad_fraction": max_bad_fraction,
+            "datasets": {
+                adapter.name: {
+                    "source_dir": str(source_dir),
+                    "role": adapter.role,
+                    "licence": adapter.licence,
+                    "citation": adapter.citation,
+                    "source": adapter.source,
+                    "url": adapter.url,
+                    "covers": adapter.covers,
+                    "context": adapter.context,
+                }
+                for adapter, source_dir in sources
+            },
+        },
+        notes=notes
+        + [f"{result.name}: {len(result.bad)} bad row(s) left out, listed in {IMPORT_REPORT}" for result in found if result.bad],
+    )
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def _category_totals(taxonomy: Taxonomy, found: list[DatasetImport]) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = {}
+    for category in taxonomy.labels:
+        merged: Counter[str] = Counter(positive=0, negative=0, unknown=0)
+        for result in found:
+            merged.update(result.categories.get(category, Counter()))
+        totals[category] = dict(merged)
+    return totals
+
+
+def _write_report(out_dir: Path, found: list[DatasetImport], max_bad_fraction: float) -> None:
+    write_json(
+        out_dir / IMPORT_REPORT,
+        {
+            "max_bad_fraction": max_bad_fraction,
+            "datasets": {result.name: {**result.summary(), "bad_rows": [row.__dict__ for row in result.bad]} for result in found},
+        },
+    )

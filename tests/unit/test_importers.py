@@ -58,7 +58,7 @@ def test_every_bad_row_is_reported_by_number(taxonomy: Taxonomy, tmp_path: Path)
     with pytest.raises(InputDataError) as caught:
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping())
     message = str(caught.value)
-    assert "3 invalid row(s)" in message
+    assert "3 of 4 rows bad" in message
     assert "row 2: empty text" in message and "row 3: unknown labels ['threatz']" in message and "row 4: context" in message
     assert not (tmp_path / "out" / "records.jsonl").exists()
 
@@ -105,7 +105,7 @@ def test_one_broken_jsonl_line_is_named_by_its_line(taxonomy: Taxonomy, tmp_path
     with pytest.raises(InputDataError) as caught:
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
     assert "line 5: not JSON" in str(caught.value) and "line 7: a JSON list" in str(caught.value)
-    assert "2 invalid row(s)" in str(caught.value)
+    assert "2 of 8 rows bad" in str(caught.value)
 
 
 def test_a_nul_byte_in_csv_is_named_not_cut(taxonomy: Taxonomy, tmp_path: Path) -> None:
@@ -121,3 +121,17 @@ def test_a_file_with_no_rows_is_an_error_not_zero_records(taxonomy: Taxonomy, tm
     path.write_text(content)
     with pytest.raises(InputDataError, match="no rows to import"):
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+
+
+def test_good_rows_are_kept_and_bad_ones_reported_below_the_allowed_fraction(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    """Issue 16: one bad row no longer rejects the file; it is listed in import_report.json by row."""
+    good = [json.dumps({"text": f"fine {index}", "labels": ["threats"]}) for index in range(20)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(good[:10] + ['{"text": "broken'] + good[10:]) + "\n")
+    manifest = import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+    assert manifest.counts["records"] == 20 and manifest.counts["bad_rows"] == 1
+    report = json.loads((tmp_path / "out" / "import_report.json").read_text())
+    assert report["kept"] == 20 and [row["problem"][:15] for row in report["bad_rows"]] == ["line 11: not JS"]
+    with pytest.raises(InputDataError, match=r"1 of 21 rows bad, above the allowed fraction 0.01"):
+        import_file(taxonomy, path, tmp_path / "strict", ColumnMapping(context=None), max_bad_fraction=0.01)
+    assert not (tmp_path / "strict" / "records.jsonl").exists()
