@@ -4,16 +4,22 @@ The suites' model and loader live in the core because two steps read them: evalu
 them (`tiergate.components.evaluate.regression`) and merge keeps their texts out of training.
 
 Each vector names its rule (flag X / not flag Y / flag both), per context. A suite has a
-policy (`all`, or `{min_pass: N}` for co-detection). Vectors marked `expected: known_gap`
-are tracked gaps (xfail): they never block promotion, and when one starts passing the
-report says so, so it can become a hard requirement.
+policy (`all`, or `{min_pass: N}` for co-detection) over its required vectors. Vectors marked
+`expected: known_gap` are tracked gaps (xfail): they never block promotion, and one that
+passes is reported as an xpass. A suite's `promote_xpass: [ids]` makes such gaps required
+(they stay marked `known_gap` in the file, so the history reads there): promotion is an explicit,
+reviewed edit that changes the gate policy, never a side effect of one lucky evaluation.
+
+No vector may be a near-copy of another (each would measure the same thing twice) unless it
+names the one it disguises (`variant_of`), nor of a generator seed: tests check both with
+the merge step's leakage matcher (`tiergate.components.merge.leakage`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -39,6 +45,7 @@ class Vector(StrictModel):
     not_flag: list[str] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     expected: Literal["pass", "known_gap"] = "pass"
+    variant_of: str | None = None  # a deliberate near-copy (a disguise, an injected tag) of this vector id
 
     @model_validator(mode="after")
     def _one_form(self) -> Vector:
@@ -62,10 +69,29 @@ class Suite(StrictModel):
     description: str
     policy: Literal["all"] | MinPass
     vectors: list[Vector] = Field(min_length=1)
+    promote_xpass: list[str] = Field(default_factory=list)  # known gaps a model passed, now required
+
+    @model_validator(mode="before")
+    @classmethod
+    def _promote(cls, data: Any) -> Any:
+        """A promoted known gap is loaded as required (`expected: pass`): every reader of `expected` sees the rule
+        the gate applies, while the file keeps `known_gap` as the vector's history."""
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("promote_xpass"), list)
+            or not isinstance(data.get("vectors"), list)
+        ):
+            return data
+        promoted = set(data["promote_xpass"])
+        gaps = {v.get("id") for v in data["vectors"] if isinstance(v, dict) and v.get("expected") == "known_gap"}
+        if promoted - gaps:
+            raise ValueError(f"promote_xpass names {sorted(promoted - gaps, key=str)}: not known_gap vectors of this suite")
+        vectors = [{**v, "expected": "pass"} if isinstance(v, dict) and v.get("id") in promoted else v for v in data["vectors"]]
+        return {**data, "vectors": vectors}
 
     @property
     def hard_vectors(self) -> list[Vector]:
-        """The vectors that decide the suite (known gaps are tracked, never required)."""
+        """The vectors that decide the suite (known gaps are tracked unless promoted)."""
         return [vector for vector in self.vectors if vector.expected == "pass"]
 
     @property
@@ -102,6 +128,12 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
         if isinstance(suite.policy, MinPass) and suite.policy.min_pass > len(suite.vectors):
             raise ConfigError(f"{path}: min_pass {suite.policy.min_pass} exceeds the {len(suite.vectors)} vectors")
         suites.append(suite)
+    for suite in suites:
+        for vector in suite.vectors:
+            if vector.variant_of is not None and (vector.variant_of not in seen or vector.variant_of == vector.id):
+                raise ConfigError(
+                    f"suite {suite.suite}: vector {vector.id}: variant_of {vector.variant_of!r} is not another vector"
+                )
     return suites
 
 

@@ -1,5 +1,10 @@
 """Running regression suites against a classifier: the gate's per-vector exam.
 
+A required vector (written as required, or a known gap its suite promotes) passes or fails;
+a tracked known gap is an xfail or, when the model gets it right, an xpass. Xpasses are listed
+per suite, in the summary line the report and gate record carry, and under `promotable`: the
+ids a reviewer may add to the suite's `promote_xpass` so the next model must keep them.
+
 The suites' model and loader (`Suite`, `load_suites`, `vector_texts`) live in
 `tiergate.regression` so merge can read vector texts without importing this step;
 they are re-exported here for existing callers.
@@ -20,6 +25,12 @@ from tiergate.taxonomy import Taxonomy
 __all__ = ["Check", "Classifier", "MinPass", "Suite", "Vector", "load_suites", "run_suites", "vector_texts"]
 
 Classifier = Callable[[list[str], list[Context]], tuple[np.ndarray, np.ndarray]]
+
+
+def suite_summary(entry: dict[str, Any]) -> str:
+    """`37/37 (need 37)`, and the known gaps that passed, which the suite's `promote_xpass` can make required."""
+    line = f"{entry['hard_passed']}/{entry['hard_total']} (need {entry['required']})"
+    return f"{line}, xpass {', '.join(entry['xpass'])}" if entry["xpass"] else line
 
 
 def run_suites(suites: Sequence[Suite], taxonomy: Taxonomy, classify: Classifier) -> dict[str, Any]:
@@ -69,12 +80,11 @@ def run_suites(suites: Sequence[Suite], taxonomy: Taxonomy, classify: Classifier
             "hard_total": len(hard),
             "xfail": sum(v["status"] == "xfail" for v in vectors),
             "xpass": [v["id"] for v in vectors if v["status"] == "xpass"],
+            "promoted": list(suite.promote_xpass),
             "vectors": vectors,
         }
         results["passed"] = results["passed"] and suite_passed
-    results["summary"] = {
-        name: f"{entry['hard_passed']}/{entry['hard_total']} (need {entry['required']})"
-        for name, entry in results["suites"].items()
-    }
+    results["summary"] = {name: suite_summary(entry) for name, entry in results["suites"].items()}
+    results["promotable"] = {name: entry["xpass"] for name, entry in results["suites"].items() if entry["xpass"]}
     results["sha256"] = sha256_json([suite.model_dump(mode="json") for suite in suites])
     return results
