@@ -8,6 +8,9 @@ RUN_ID ?= $(shell date -u +%Y%m%d-%H%M%S)
 RUN_DIR := runs/$(RUN_ID)
 PROFILE ?= local
 RUNNER ?= subprocess
+# Public labelled sets (README "Public data sets"): the `public` profile reads ../shared/public-data by default.
+PUBLIC_DATA ?= $(if $(filter public,$(PROFILE)),../shared/public-data,)
+PREVIOUS_MODEL ?= promoted   # screen and compare against what the GitOps repository serves now (none: a first model)
 IMAGES ?= cpu gpu triton
 
 .PHONY: help setup run compile serve bench test test-fast lint format data images base-image
@@ -32,7 +35,8 @@ data: $(PY)  ## Generate + merge the datasets offline into runs/<id>/data
 	@echo "dataset report: runs/latest/data/merged/report.md"
 
 run: $(PY)  ## The main job end to end: KFP pipeline via kfp.local, then a real local Triton classifying examples (RUNNER=docker: tasks in their images)
-	$(TIERGATE) pipeline run --local --runner $(RUNNER) --profile $(PROFILE) --run-id $(RUN_ID)
+	$(TIERGATE) pipeline run --local --runner $(RUNNER) --profile $(PROFILE) --run-id $(RUN_ID) \
+		--public-data "$(PUBLIC_DATA)" --previous-model "$(strip $(PREVIOUS_MODEL))"
 	$(TIERGATE) demo runs/$(RUN_ID)
 
 base-image:  ## The local base image tiergate-base:bookworm from Debian packages (root, mmdebstrap, a Docker engine)

@@ -65,6 +65,22 @@ def run(
     counts: Annotated[str, typer.Option(help="Per-category count overrides, e.g. positives=100,hard_negatives=50.")] = "",
     base_model: Annotated[str, typer.Option(help="Override the profile's base model.")] = "",
     run_id: Annotated[str | None, typer.Option(help="Run id (default: UTC timestamp); results in runs/<id>/.")] = None,
+    public_data: Annotated[
+        str,
+        typer.Option(
+            "--public-data",
+            help="Folder (or pvc:// / s3:// / gs:// URL) of the public labelled sets, e.g. ../shared/public-data; "
+            "empty: generated data only.",
+        ),
+    ] = "",
+    previous_model: Annotated[
+        str,
+        typer.Option(
+            "--previous-model",
+            help="The model to screen generated negatives with and compare against: a storageUri, a repository folder, "
+            "or 'promoted' (the version the profile's GitOps repository serves now; none yet: a first model).",
+        ),
+    ] = "",
 ) -> None:
     """Run the whole pipeline end to end; results land in runs/<id>/ and runs/latest."""
     from tiergate.gate import load_gate
@@ -77,9 +93,22 @@ def run(
         raise TiergateError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     check_name("model version", run_id)  # it names runs/<id>/ and, by default, the model version: check it now
+    if public_data and "://" not in public_data and not Path(public_data).expanduser().is_dir():
+        raise TiergateError(f"--public-data {public_data}: no such folder")
+    previous_model = resolve_previous_model(previous_model, profile)
     run_dir = (RUNS / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    outputs = run_local(run_dir, profile, categories, base_model, run_id, counts, runner=runner)
+    outputs = run_local(
+        run_dir,
+        profile,
+        categories,
+        base_model,
+        run_id,
+        counts,
+        runner=runner,
+        public_data=public_data,
+        previous_model=previous_model,
+    )
     _collect_run_results(run_dir, outputs)
     gate = load_gate(run_dir)
     typer.echo(
@@ -100,6 +129,31 @@ def run(
             )
     else:
         typer.echo("NOT PROMOTED: " + "; ".join(rule.rule for rule in gate.failures[:8]))
+
+
+PROMOTED = "promoted"
+
+
+def resolve_previous_model(value: str, profile: str) -> str:
+    """`promoted` → the storageUri the profile's GitOps repository serves now ("" when nothing was promoted yet)."""
+    if value.strip() != PROMOTED:
+        if value and "://" not in value and not Path(value).expanduser().is_dir():
+            raise TiergateError(f"--previous-model {value}: neither a storageUri, a repository folder nor '{PROMOTED}'")
+        return value.strip()
+    from tiergate.components.promote.gitops import history
+    from tiergate.profiles import load_profile
+
+    settings = load_profile(profile).promote
+    try:
+        latest = next((entry for entry in history(settings) if entry["version"]), None)
+    except TiergateError as error:
+        typer.echo(f"previous model: none ({error})")
+        return ""
+    if latest is None:
+        typer.echo(f"previous model: none promoted yet in {settings.repo_url}; this run is a first model")
+        return ""
+    typer.echo(f"previous model: {latest['version']} ({latest['storageUri']})")
+    return str(latest["storageUri"])
 
 
 @app.command("submit")

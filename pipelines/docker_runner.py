@@ -24,7 +24,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ def require_images(client: Any, images: LocalImages) -> None:
     if stale:
         raise PipelineError(
             f"image {', '.join(stale)} holds other tiergate sources than this checkout (code or config changed since it "
-            "was built); rebuild: make images IMAGES=\"cpu gpu\""
+            'was built); rebuild: make images IMAGES="cpu gpu"'
         )
 
 
@@ -173,21 +173,26 @@ def let_read(folder: Path) -> None:
             os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
-def mounts(profile: Profile, base_model: str) -> list[Any]:
-    """Bind mounts at the host paths: the writable folders, a base model folder and $TIERGATE_HOME read-only."""
+def mounts(profile: Profile, base_model: str, inputs: Sequence[Path] = ()) -> list[Any]:
+    """Bind mounts at the host paths: the writable folders; a base model folder, $TIERGATE_HOME and the
+    run's input folders (public data, a previous model) read-only."""
     from docker.types import Mount
 
     result = [Mount(target=str(folder), source=str(folder), type="bind") for folder in writable_folders(profile)]
     for home in task_environment().values():
         result.append(Mount(target=home, source=home, type="bind", read_only=True))
     model = base_model_folder(profile, base_model)
-    if model is not None:
-        result.append(Mount(target=str(model), source=str(model), type="bind", read_only=True))
+    for folder in [*([model] if model is not None else []), *inputs]:
+        result.append(Mount(target=str(folder), source=str(folder), type="bind", read_only=True))
     return result
 
 
-def prepare(profile_name: str, root: Path, base_model: str, images: LocalImages) -> tuple[Path, Profile, Any]:
-    """Check the engine and images, write the run's profile, seed the GitOps repository; return the runner."""
+def prepare(
+    profile_name: str, root: Path, base_model: str, images: LocalImages, inputs: Sequence[Path] = ()
+) -> tuple[Path, Profile, Any]:
+    """Check the engine and images, write the run's profile, seed the GitOps repository; return the runner.
+
+    `inputs`: absolute folders on this machine the tasks read (public data, a previous model)."""
     from kfp import local
 
     from tiergate.components.promote.gitops import ensure_local_repository, is_local
@@ -203,13 +208,13 @@ def prepare(profile_name: str, root: Path, base_model: str, images: LocalImages)
         ensure_local_repository(profile.promote)
     share_with_tasks([root, *writable_folders(profile)])
     model = base_model_folder(profile, base_model)
-    if model is not None:
-        let_read(model)
+    for folder in [*([model] if model is not None else []), *inputs]:
+        let_read(folder)
     runner = local.DockerRunner(
         user=container_user(),
         read_only=True,  # what a restricted pod gives a step: only /tmp and the mounts are writable
         tmpfs={"/tmp": "rw,exec"},
-        mounts=mounts(profile, base_model),
+        mounts=mounts(profile, base_model, inputs),
     )
     return profile_path, profile, runner
 

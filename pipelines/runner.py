@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 COMPILED = Path(__file__).resolve().parent / "compiled" / "tiergate.yaml"  # package data: also in an installed wheel
 
 
-
 def compile_pipeline(out: Path = COMPILED, profile: str = "production") -> Path:
     """Write the pipeline spec YAML; images, resources and GPU settings come from `profile`."""
     from kfp import compiler
@@ -43,11 +42,15 @@ def run_local(
     counts: str = "",
     runner: str = "subprocess",
     images: LocalImages | None = None,
+    public_data: str = "",
+    previous_model: str = "",
 ) -> dict[str, Any]:
     """Run the pipeline with kfp.local and return where its results are.
 
     runner "subprocess": every task in this environment (the default main job). "docker": every
     task in its image (`make images`), as the cluster would run it (pipelines/docker_runner.py).
+    `public_data` and `previous_model` are the run form's; a local folder is passed as an absolute
+    path (and mounted read-only into the tasks' containers by the docker runner).
     """
     from kfp import local
 
@@ -56,13 +59,15 @@ def run_local(
     if runner not in RUNNERS:
         raise PipelineError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_dir = Path(run_dir).resolve()
+    public_data, previous_model = local_input(public_data), local_input(previous_model)
+    inputs = [Path(value) for value in (public_data, previous_model) if value and Path(value).is_dir()]
     root = run_dir / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     trust: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if runner == "docker":
         from tiergate.pipelines import docker_runner
 
-        profile_path, resolved, task_runner = docker_runner.prepare(profile, root, base_model, images or LocalImages())
+        profile_path, resolved, task_runner = docker_runner.prepare(profile, root, base_model, images or LocalImages(), inputs)
         profile_arg = str(profile_path)  # the resolved copy under the pipeline root, seen by every task
         trust = docker_runner.trustworthy_exit_codes(root)
     else:
@@ -79,9 +84,19 @@ def run_local(
             base_model=base_model,
             cache_dir="",
             model_version=model_version or run_dir.name,
+            public_data=public_data,
+            previous_model=previous_model,
         )
     elapsed = time.monotonic() - started
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}
+
+
+def local_input(value: str) -> str:
+    """A run input as the tasks must see it: an existing local folder absolute, anything else (a URI, empty) as given."""
+    value = value.strip()
+    if value and "://" not in value and Path(value).expanduser().is_dir():
+        return str(Path(value).expanduser().resolve())
+    return value
 
 
 def newest(root: Path, pattern: str) -> Path | None:
@@ -102,4 +117,3 @@ def locate_outputs(root: Path) -> dict[str, Any]:
         "not_promoted": not_promoted,
         "promoted": repository is not None and (repository / REPOSITORY_MANIFEST).is_file(),
     }
-

@@ -25,7 +25,7 @@ from kfp import dsl, kubernetes
 
 from tiergate.components.evaluate.component import evaluate, not_promoted
 from tiergate.components.export.component import export
-from tiergate.components.generate.component import generate, list_categories
+from tiergate.components.generate.component import generate, import_public_data, list_categories
 from tiergate.components.merge.component import merge
 from tiergate.components.package.component import package
 from tiergate.components.promote.component import promote
@@ -90,6 +90,7 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
     cpu = functools.partial(dsl.component, base_image=settings.image_cpu, install_kfp_package=False)
     gpu = functools.partial(dsl.component, base_image=settings.image_gpu, install_kfp_package=False)
     list_op, generate_op, merge_op = cpu(list_categories), cpu(generate), cpu(merge)
+    import_op = cpu(import_public_data)
     train_op, export_op = gpu(train), gpu(export)
     evaluate_op, not_promoted_op, package_op = cpu(evaluate), cpu(not_promoted), cpu(package)
     publish_op, promote_op = cpu(publish), cpu(promote)
@@ -110,6 +111,8 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
         base_model: str = "",
         cache_dir: str = settings.cache_mount,
         model_version: str = "",
+        public_data: str = "",
+        previous_model: str = "",
     ) -> None:
         """Generate, train, gate and package a tiered multi-label moderation classifier.
 
@@ -120,6 +123,10 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
             base_model: Base model to fine-tune (hub id or path); empty keeps the profile's train.base_model.
             cache_dir: Folder of the generator's response cache (the mounted cache PVC); empty disables the cache.
             model_version: Version name of the served model; empty uses the run's name.
+            public_data: Folder, pvc://CLAIM/path, s3:// or gs:// URL of the public labelled sets
+                (README "Public data sets"); empty trains on generated data only.
+            previous_model: storageUri of the promoted model: it screens generated negatives and new models
+                are compared with it; empty for a first model.
         """
         summary = _named(summary_op(profile=profile), "run summary")
         _resources(summary, settings, "light").set_caching_options(False)
@@ -141,8 +148,19 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
                     optional=not needs_api_key,
                 )
                 kubernetes.mount_pvc(generated, pvc_name=settings.cache_pvc, mount_path=settings.cache_mount)
-            merged = merge_op(profile=profile, generated=dsl.Collected(generated.outputs["generated"]), config_digest=digest)
+            imported = import_op(profile=profile, public_data=public_data, config_digest=digest)
+            _resources(_named(imported, "import public data"), settings, "light")
+            imported.set_caching_options(False)  # reads an outside location whose files can change under the same name
+            _publish_credentials(imported, settings, store, pvc_mount_root)
+            merged = merge_op(
+                profile=profile,
+                generated=dsl.Collected(generated.outputs["generated"]),
+                public=imported.outputs["public"],
+                previous_model=previous_model,
+                config_digest=digest,
+            )
             _resources(_named(merged, "merge datasets"), settings, "light")
+            _publish_credentials(merged, settings, store, pvc_mount_root)  # the previous model is read from the store
 
             previous = None
             for phase in phases:

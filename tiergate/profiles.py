@@ -103,6 +103,13 @@ class MergeSettings(StrictModel):
     phases: dict[str, list[RecordKindName]] = Field(min_length=1)
 
 
+class PublicDataSettings(StrictModel):
+    """Which public labelled sets a run imports from the run's public-data location (config/datasets/)."""
+
+    datasets: list[str] | None = None  # adapter names; null: every training set found at the location
+    max_bad_fraction: float = Field(default=0.05, ge=0, le=1)  # more bad rows than this in one set fails the import
+
+
 class PhaseSettings(StrictModel):
     epochs: int = Field(ge=1)
 
@@ -123,6 +130,7 @@ class TrainSettings(StrictModel):
     deterministic: bool
     mixed_precision: Literal["auto", "fp16", "bf16", "none"]
     dataloader_workers: int = Field(ge=0)
+    group_by_length: bool = False  # batches of similar lengths: less padding for texts of mixed lengths (real posts)
 
 
 class ParitySettings(StrictModel):
@@ -259,6 +267,7 @@ class Profile(StrictModel):
     generation_counts: str
     generator: GeneratorSettings
     perturbation: PerturbationSettings
+    public_data: PublicDataSettings = Field(default_factory=PublicDataSettings)
     merge: MergeSettings
     train: TrainSettings
     export: ExportSettings

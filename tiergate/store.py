@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from tiergate.trust import (
     check_name,
     parse_manifest,
     read_bytes,
+    verify_local_repository,
     verify_repository,
 )
 
@@ -164,3 +168,24 @@ def fetch_repository(
         raise PromotionRefused(f"{uri}: download failed: {error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def previous_repository(location: str, settings: PublishSettings) -> Iterator[Path | None]:
+    """The previously promoted model as a local, verified repository folder, or None for an empty location.
+
+    `location` is a published storageUri (fetched into a temporary folder and verified like any load)
+    or a local repository folder (verified in place: its manifest, files and gate must still agree).
+    The previous model screens new training data and is the yardstick a new model must not fall below.
+    """
+    location = location.strip()
+    if not location:
+        yield None
+        return
+    if "://" not in location and Path(location).is_dir():
+        verify_local_repository(Path(location), where=location)
+        yield Path(location)
+        return
+    with tempfile.TemporaryDirectory(prefix="tiergate-previous-") as scratch:
+        fetch_repository(location, Path(scratch) / "repository", settings)
+        yield Path(scratch) / "repository"

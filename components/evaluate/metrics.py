@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from tiergate.components.evaluate.thresholds import prf
-from tiergate.records import Record
+from tiergate.records import Record, source_name
 from tiergate.taxonomy import Taxonomy
 
 
@@ -106,6 +106,7 @@ def evaluate_split(
         "micro_recall": micro[1],
         "tiers": tier_metrics(taxonomy, per_category),
         "contexts": context_metrics(records, flags, targets, known),
+        "sources": source_metrics(records, flags, targets, known),
         "not_measurable": [name for name, entry in per_category.items() if not entry["measurable"]],
     }
 
@@ -128,6 +129,32 @@ def tier_metrics(taxonomy: Taxonomy, per_category: dict[str, Any]) -> dict[int, 
         members = [entry["f1"] for entry in per_category.values() if entry["tier"] == tier and entry["support"] > 0]
         tiers[tier] = {"macro_f1": float(np.mean(members)) if members else None, "categories": len(members)}
     return tiers
+
+
+def source_metrics(records: Sequence[Record], flags: np.ndarray, targets: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+    """Macro and micro F1 per data source (`public:<set>`, a generator): in-distribution generated data
+    proves the plumbing, the public sets say whether the model means something on real text."""
+    names = [source_name(record) for record in records]
+    sources: dict[str, Any] = {}
+    for source in sorted(set(names)):
+        rows = np.array([name == source for name in names])
+        sub_flags, sub_targets, sub_known = flags[rows], targets[rows], known[rows]
+        per_category = {
+            column: prf(sub_flags[:, column], sub_targets[:, column], sub_known[:, column])[2]
+            for column in range(flags.shape[1])
+            if (sub_targets[:, column] & sub_known[:, column]).any()
+        }
+        negatives_flagged = (sub_flags & sub_known & ~sub_targets).any(axis=1) & ~(sub_targets & sub_known).any(axis=1)
+        clean_rows = ~(sub_targets & sub_known).any(axis=1)
+        sources[source] = {
+            "records": int(rows.sum()),
+            "macro_f1": float(np.mean(list(per_category.values()))) if per_category else None,
+            "micro_f1": prf(sub_flags, sub_targets, sub_known)[2],
+            "categories": len(per_category),
+            "negative_rows": int(clean_rows.sum()),
+            "negative_rows_flagged": int(negatives_flagged.sum()),
+        }
+    return sources
 
 
 def context_metrics(

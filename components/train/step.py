@@ -175,6 +175,8 @@ def training_arguments(profile: Profile, phase: str, work_dir: Path) -> Any:
         full_determinism=settings.deterministic,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=settings.dataloader_workers,
+        # Batches are padded to their longest text: grouping similar lengths wastes little compute.
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         disable_tqdm=not sys.stderr.isatty(),
         fp16=precision["fp16"],
         bf16=precision["bf16"],

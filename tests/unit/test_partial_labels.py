@@ -191,3 +191,20 @@ def _stats() -> dict[str, object]:
         "generation_problems": [],
         "notes": [],
     }
+
+
+def test_test_metrics_per_source(taxonomy: Taxonomy) -> None:
+    public = [_public(f"row {i}", ("hate_speech",) if i < 5 else (), ("hate_speech",), taxonomy, i) for i in range(10)]
+    generated = [_generated(f"gen {i}", ("threats",) if i < 5 else ()) for i in range(10)]
+    records = public + generated
+    targets, known = targets_and_known(records, taxonomy.labels)
+    flags = targets.copy()
+    flags[5, taxonomy.labels.index("hate_speech")] = True  # one public negative flagged: a false positive
+    flags[:10, taxonomy.labels.index("threats")] = True  # public rows never labelled threats: not errors
+    document = tune_thresholds(taxonomy, flags.astype(np.float32), targets, known)
+    metrics = evaluate_split(taxonomy, records, flags.astype(np.float32), flags, targets, document, 1, 0, 0.95, 0, 5, known)
+    davidson, offline = metrics["sources"]["public:davidson"], metrics["sources"]["offline"]
+    assert davidson["records"] == 10 and davidson["categories"] == 1
+    assert davidson["macro_f1"] == pytest.approx(2 * 5 / (2 * 5 + 1))
+    assert davidson["negative_rows"] == 5 and davidson["negative_rows_flagged"] == 1
+    assert offline["macro_f1"] == 1.0 and offline["negative_rows_flagged"] == 0
