@@ -33,7 +33,7 @@ from tiergate.dataset_adapters import (
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import ConfigError, InputDataError
 from tiergate.hashing import write_json
-from tiergate.records import Context, Kind, Record, Source, make_record, record_sort_key, write_jsonl
+from tiergate.records import Context, Kind, LabelState, Record, Source, make_record, record_sort_key, write_jsonl
 from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -438,7 +438,10 @@ class DatasetImport:
             "skipped_by_reason": dict(self.skipped),
             "by_file": {name: dict(counts) for name, counts in self.files.items()},
             "by_kind": dict(self.kinds),
-            "by_category": {name: dict(counts) for name, counts in sorted(self.categories.items())},
+            "by_category": {
+                name: {state.value: counts[state.value] for state in LabelState}
+                for name, counts in sorted(self.categories.items())
+            },
         }
 
 
