@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tiergate.errors import ConfigError
 from tiergate.paths import config_path
@@ -135,6 +135,13 @@ class JoinStep(StrictModel):
     take: str
     distinct: bool = False  # one value per current key (e.g. one vote per annotator, however many spans)
 
+    @field_validator("file")
+    @classmethod
+    def _inside_the_set(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError(f"{value!r} must be a relative path inside the set's folder")
+        return value
+
 
 class Lookup(StrictModel):
     """A derived, list-valued field: the row's `key` field followed through other files of the set."""
@@ -161,7 +168,7 @@ class Adapter(StrictModel):
     files: list[str] = Field(min_length=1)
     format: Literal["csv", "tsv", "jsonl", "json", "lines"]
     header: bool = True
-    columns: list[str] = Field(default_factory=list)  # names for a file without a header
+    columns: list[str] = Field(default_factory=list)  # a headerless file's names; with a header, the header expected
     quoting: bool = True  # tsv/csv quote characters; off for files whose texts start with a quote
     encoding: str = "utf-8-sig"
     items: ListItems | None = None

@@ -65,22 +65,43 @@ def _read_rows(path: Path, file_format: str) -> tuple[list[str], list[tuple[int,
         raise InputDataError(f"{path}: unknown format {file_format!r}; use one of {', '.join(FORMATS)}")
     if file_format == "jsonl":
         return _read_jsonl(path)
-    problems: list[str] = []
+    if file_format == "csv":
+        return _read_csv(path)
     try:
-        if file_format == "csv":
-            raw = path.read_bytes()
-            for line_number, line in enumerate(raw.split(b"\n"), start=1):
-                if b"\x00" in line:
-                    problems.append(f"line {line_number}: NUL byte (a CSV reader would cut the text there)")
-            if problems:
-                return [], [], problems
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            frame = pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except (ValueError, OSError) as error:
         raise InputDataError(f"{path}: cannot read as {file_format}: {' '.join(str(error).split())[:300]}") from None
     rows = list(enumerate(frame.to_dict(orient="records"), start=1))
-    return [str(column) for column in frame.columns], rows, problems
+    return [str(column) for column in frame.columns], rows, []
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
+    """Data rows numbered from 1; a row with a NUL byte or the wrong number of fields is a problem naming
+    its physical line (a quoted field may span lines), and the other rows are still read."""
+    columns: list[str] | None = None
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            start, number = 1, 0
+            for fields in reader:
+                line, start = start, reader.line_num + 1
+                if not fields:
+                    continue
+                if columns is None:
+                    columns = fields
+                    continue
+                number += 1
+                if any("\x00" in field for field in fields):
+                    problems.append(f"line {line}: NUL byte (row {number})")
+                elif len(fields) != len(columns):
+                    problems.append(f"line {line}: {len(fields)} fields, the header has {len(columns)} (row {number})")
+                else:
+                    rows.append((number, dict(zip(columns, fields, strict=True))))
+    except (csv.Error, OSError, UnicodeDecodeError) as error:
+        raise InputDataError(f"{path}: cannot read as csv: {' '.join(str(error).split())[:300]}") from None
+    return columns or [], rows, problems
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
@@ -271,6 +292,11 @@ def _csv_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | Bad
                 continue  # a blank line holds no row
             if header is None:
                 header = fields
+                if adapter.columns and header != list(adapter.columns):
+                    raise InputDataError(
+                        f"{adapter.name}: {relative}:{line}: header {_shown(header)} is not the expected {adapter.columns}"
+                        " (a file without a header line needs header: false)"
+                    )
                 continue
             if len(fields) != len(header):
                 yield BadRow(f"{relative}:{line}", f"unparseable row: {len(fields)} fields, the header has {len(header)}")
@@ -362,24 +388,32 @@ READERS = {"csv": _csv_rows, "tsv": _csv_rows, "jsonl": _jsonl_rows, "json": _js
 
 
 class _Joined:
-    """An adapter's lookups, loaded once per set: key -> values, step by step."""
+    """An adapter's lookups, loaded once per set: key -> values, step by step. A lookup file is read like
+    the set's CSV/TSV files; its bad rows are reported with the set's (never dropped silently)."""
 
-    def __init__(self, adapter: Adapter, source_dir: Path):
+    def __init__(self, adapter: Adapter, source_dir: Path, found: DatasetImport):
         self.adapter = adapter
         self.tables: dict[tuple[str, str, str], dict[str, list[str]]] = {}
         for lookup in adapter.lookups.values():
             for step in lookup.steps:
+                if (step.file, step.match, step.take) in self.tables:
+                    continue
                 path = source_dir / step.file
                 if not path.is_file():
-                    raise InputDataError(f"{adapter.name}: lookup file {step.file} missing under {source_dir}")
+                    raise InputDataError(f"{adapter.name}: no file {step.file!r} in {source_dir} (download: {adapter.source})")
                 table: dict[str, list[str]] = defaultdict(list)
+                counts = found.lookup_files.setdefault(step.file, Counter(rows=0, bad=0))
                 for row in _csv_rows(adapter, path, step.file):
-                    if isinstance(row, Row):
-                        table[str(row.values.get(step.match, "")).strip()].append(str(row.values.get(step.take, "")).strip())
+                    counts["rows"] += 1
+                    if isinstance(row, BadRow):
+                        found.bad.append(row)
+                        counts["bad"] += 1
+                        continue
+                    table[_key(row.values.get(step.match))].append(_key(row.values.get(step.take)))
                 self.tables[(step.file, step.match, step.take)] = table
 
     def values(self, lookup: Lookup, key: Any) -> list[str]:
-        current = [str(key).strip().removesuffix(".0")] if key is not None else []
+        current = [_key(key)] if key is not None else []
         for step in lookup.steps:
             table = self.tables[(step.file, step.match, step.take)]
             found: list[str] = []
@@ -394,6 +428,12 @@ class _Joined:
             return row
         extra = {name: self.values(lookup, row.values.get(lookup.key)) for name, lookup in self.adapter.lookups.items()}
         return Row({**row.values, **extra}, row.file, row.location, row.pairs)
+
+
+def _key(value: Any) -> str:
+    """A join key as text: 278, "278" and "278.0" (a float-typed id column) are the same key."""
+    text = "" if value is None else str(value).strip()
+    return text[:-2] if text.endswith(".0") and text[:-2].lstrip("-").isdigit() else text
 
 
 def adapter_files(adapter: Adapter, source_dir: Path) -> list[Path]:
@@ -420,6 +460,7 @@ class DatasetImport:
     skipped: Counter[str] = field(default_factory=Counter)
     categories: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     kinds: Counter[str] = field(default_factory=Counter)
+    lookup_files: dict[str, Counter[str]] = field(default_factory=dict)  # files joined to the rows (rows, bad)
 
     @property
     def kept(self) -> int:
@@ -437,6 +478,7 @@ class DatasetImport:
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(self.skipped),
             "by_file": {name: dict(counts) for name, counts in self.files.items()},
+            "lookup_files": {name: dict(counts) for name, counts in self.lookup_files.items()},
             "by_kind": dict(self.kinds),
             "by_category": {
                 name: {state.value: counts[state.value] for state in LabelState}
@@ -449,7 +491,7 @@ def _dataset_records(taxonomy: Taxonomy, adapter: Adapter, source_dir: Path, fou
     """Every good row of the set as a record; bad and skipped rows counted in `found`."""
     source_dir = Path(source_dir)
     files = adapter_files(adapter, source_dir)
-    joined = _Joined(adapter, source_dir)
+    joined = _Joined(adapter, source_dir, found)
     context = Context.parse(adapter.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
     categories = taxonomy.labels
     fields = adapter.referenced_fields()

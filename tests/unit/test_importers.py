@@ -127,7 +127,7 @@ def test_good_rows_are_kept_and_bad_ones_reported_below_the_allowed_fraction(tax
     """Issue 16: one bad row no longer rejects the file; it is listed in import_report.json by row."""
     good = [json.dumps({"text": f"fine {index}", "labels": ["threats"]}) for index in range(20)]
     path = tmp_path / "d.jsonl"
-    path.write_text("\n".join(good[:10] + ['{"text": "broken'] + good[10:]) + "\n")
+    path.write_text("\n".join([*good[:10], '{"text": "broken', *good[10:]]) + "\n")
     manifest = import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
     assert manifest.counts["records"] == 20 and manifest.counts["bad_rows"] == 1
     report = json.loads((tmp_path / "out" / "import_report.json").read_text())
@@ -135,3 +135,17 @@ def test_good_rows_are_kept_and_bad_ones_reported_below_the_allowed_fraction(tax
     with pytest.raises(InputDataError, match=r"1 of 21 rows bad, above the allowed fraction 0.01"):
         import_file(taxonomy, path, tmp_path / "strict", ColumnMapping(context=None), max_bad_fraction=0.01)
     assert not (tmp_path / "strict" / "records.jsonl").exists()
+
+
+def test_a_csv_row_with_a_nul_byte_is_reported_by_line_and_the_others_kept(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    rows = [f"fine {index},threats" for index in range(20)]
+    path = tmp_path / "d.csv"
+    path.write_bytes(
+        (
+            "text,labels\n" + "\n".join(rows[:5]) + '\n"two\nlines",threats\ncut\x00here,threats\n' + "\n".join(rows[5:]) + "\n"
+        ).encode()
+    )
+    manifest = import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None), max_bad_fraction=0.1)
+    assert manifest.counts["records"] == 21  # the quoted two-line row is a good row
+    report = json.loads((tmp_path / "out" / "import_report.json").read_text())
+    assert [row["problem"] for row in report["bad_rows"]] == ["line 9: NUL byte (row 7)"]

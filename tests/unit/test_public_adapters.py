@@ -244,6 +244,14 @@ def test_jsonl_and_headerless_tsv_through_a_generic_adapter(taxonomy: Taxonomy, 
     assert [r.text for r in read_jsonl(tmp_path / "b" / "records.jsonl")] == ['"free" ringtones', "see you at six"]
 
 
+def test_a_file_without_the_expected_header_is_one_error_not_thousands_of_bad_rows(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    """The original UCI SMS file has no header line; the adapter expects the copy's `Label<TAB>SMS`."""
+    original = (FIXTURES / "sms_spam_collection" / "SMSSpamCollection").read_text(encoding="utf-8")
+    (tmp_path / "SMSSpamCollection").write_text(original.split("\n", 1)[1], encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"SMSSpamCollection:1: header \['ham', .* is not the expected \['Label', 'SMS'\]"):
+        import_dataset(taxonomy, load_adapter("sms_spam_collection", taxonomy), tmp_path, tmp_path / "out")
+
+
 @pytest.mark.parametrize("name", ["../config/taxonomy", "Davidson", "a-b", "", "x/y"])
 def test_a_dataset_name_is_validated_before_it_becomes_a_path(name: str) -> None:
     with pytest.raises(ConfigError, match=r"must match \^\[a-z0-9_\]\+\$; known: ailuminate, convabuse"):
