@@ -76,7 +76,7 @@ def jaccard(a: frozenset[bytes], b: frozenset[bytes]) -> float:
 
 
 class VectorIndex:
-    """The regression vectors' shingle sets behind a MinHash LSH index; `match(text)` finds the closest near-copy."""
+    """The regression vectors' shingle sets behind a MinHash LSH index; `matches(texts)` finds their near-copies."""
 
     def __init__(self, suites: Sequence[Suite], settings: LeakageSettings):
         self.settings = settings
@@ -117,10 +117,6 @@ class VectorIndex:
             for hits in found
         ]
 
-    def match_many(self, texts: Sequence[str]) -> list[VectorMatch | None]:
-        """Per text, the most similar vector at or above the threshold, or None."""
-        return [hits[0] if hits else None for hits in self.matches(texts)]
-
 
 def exclude_vectors(
     records: Sequence[Record], suites: Sequence[Suite], settings: LeakageSettings, batch: int = 4096
@@ -130,7 +126,11 @@ def exclude_vectors(
     The exact check (`reading_keys`) comes first and needs no threshold; the near-copy check uses the
     profile's `merge.leakage`. Order is kept: `kept` is `records` minus the quarantined ones.
     """
-    exact = {key: (suite.suite, vector.id) for suite in suites for vector in suite.vectors for key in reading_keys(vector.text)}
+    exact: dict[str, tuple[str, str]] = {}
+    for suite in suites:
+        for vector in suite.vectors:
+            for key in reading_keys(vector.text):
+                exact.setdefault(key, (suite.suite, vector.id))  # a disguise's key is its plain vector's: name the first
     index = VectorIndex(suites, settings)
     kept: list[Record] = []
     leaked: list[Quarantined] = []
