@@ -218,7 +218,9 @@ def test_vectors_cover_every_category_and_policy_minimums(taxonomy: Taxonomy) ->
     assert len(suites["hard_negatives"].vectors) >= 50
     assert len(suites["multilabel"].vectors) == 5 and suites["multilabel"].policy.min_pass == 3  # type: ignore[union-attr]
     hard = [vector for vector in suites["adversarial"].vectors if vector.expected == "pass"]
-    assert hard and all(vector.id.startswith(("adv-threat-", "adv-leet-", "adv-context-")) for vector in hard)  # evasion only
+    evasion = ("adv-threat-", "adv-leet-", "adv-context-")
+    promoted = suites["adversarial"].promote_xpass
+    assert promoted and hard and all(vector.id.startswith(evasion) or vector.id in promoted for vector in hard)
 
 
 def test_evaluate_model_end_to_end_on_the_exported_fp16(
