@@ -196,15 +196,15 @@ def import_file(
         for record in (_mapped_record(taxonomy, path, mapping, columns, number, row, bad) for number, row in rows)
         if record
     ]
+    out_dir = Path(out_dir)
+    report = {"source": path.name, "rows": len(records) + len(bad), "kept": len(records), "bad": len(bad)}
+    write_json(out_dir / IMPORT_REPORT, {**report, "bad_rows": [row.__dict__ for row in bad]})
     error = _too_many_bad(str(path), bad, len(records) + len(bad), max_bad_fraction)
     if error is not None or not records:
         raise error or InputDataError(f"{path}: {len(bad)} invalid row(s), no good rows: {'; '.join(map(str, bad[:5]))}")
     records.sort(key=record_sort_key)
-    out_dir = Path(out_dir)
     records_path = out_dir / "records.jsonl"
     write_jsonl(records_path, records)
-    report = {"source": path.name, "rows": len(records) + len(bad), "kept": len(records), "bad": len(bad)}
-    write_json(out_dir / IMPORT_REPORT, {**report, "bad_rows": [row.__dict__ for row in bad]})
     manifest = DatasetManifest(
         dataset="imported",
         labels=taxonomy.labels,
@@ -235,20 +235,11 @@ def _mapped_record(
         context = Context.parse(
             str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces
         )
-        kind = Kind(str(row[mapping.kind])) if mapping.kind else (Kind.POSITIVE if labels else Kind.INNOCUOUS)
+        kind = Kind(str(row.get(mapping.kind))) if mapping.kind else (Kind.POSITIVE if labels else Kind.INNOCUOUS)
     except (ValueError, InputDataError) as error:
         bad.append(BadRow(path.name, f"row {row_number}: {error}"))
         return None
-    unknown = sorted(set(labels) - set(taxonomy.labels))
-    problem = (
-        "empty text"
-        if not text
-        else f"unknown labels {unknown}"
-        if unknown
-        else "kind positive but no labels"
-        if kind is Kind.POSITIVE and not labels
-        else None
-    )
+    problem = _row_problem(taxonomy, text, labels, kind)
     if problem:
         bad.append(BadRow(path.name, f"row {row_number}: {problem}"))
         return None
@@ -260,6 +251,17 @@ def _mapped_record(
         kind=kind,
     )
     return make_record(text, context, labels, source)
+
+
+def _row_problem(taxonomy: Taxonomy, text: str, labels: list[str], kind: Kind) -> str | None:
+    unknown = sorted(set(labels) - set(taxonomy.labels))
+    if not text:
+        return "empty text"
+    if unknown:
+        return f"unknown labels {unknown}"
+    if kind is Kind.POSITIVE and not labels:
+        return "kind positive but no labels"
+    return None
 
 
 # --- public data sets: original files read through an adapter ---------------------------------------------
@@ -534,6 +536,7 @@ def _row_record(
     fields: list[str],
     found: DatasetImport,
 ) -> Record | None:
+    """One row through the adapter: a record, or None with the row counted as bad or skipped in `found`."""
     if isinstance(item, BadRow):
         found.bad.append(item)
         return None
@@ -552,7 +555,7 @@ def _row_record(
         return None
     decision = adapter.decide(row, categories)
     if decision.status == "unmatched":
-        shown = ", ".join(f"{name}={_shown(row.values.get(name))}" for name in fields if name in row.values or "[" not in name)
+        shown = ", ".join(f"{name}={_shown(row.values[name])}" for name in fields if name in row.values)
         found.bad.append(BadRow(row.location, f"label value the adapter does not know: {shown or 'no label fields'}"))
         return None
     if decision.status == "skipped":
