@@ -386,3 +386,10 @@ def test_adapters_ship_as_package_data() -> None:
     """An installed tiergate (an image) finds config/datasets through tiergate.config's package data."""
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert "datasets/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["tiergate.config"]
+
+
+def test_the_fixtures_attribution_names_every_set_with_its_licence_and_citation() -> None:
+    attribution = (FIXTURES / "ATTRIBUTION.md").read_text(encoding="utf-8")
+    for adapter in load_adapters():
+        section = attribution.split(f"## {adapter.name}\n", 1)[1].split("\n## ", 1)[0]
+        assert adapter.source in section and f"Licence: {adapter.licence}" in section and adapter.citation in section
