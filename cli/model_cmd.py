@@ -71,6 +71,20 @@ def evaluate(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for thresholds.json, gate.json and the reports.")],
     regression_dir: Annotated[Path | None, typer.Option(help="Regression suites folder (default: the profile's).")] = None,
+    public_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-data",
+            help="Public data folder holding xstest/ and simplesafetytests/: the out-of-distribution checks (none: not run).",
+        ),
+    ] = None,
+    previous_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous-model",
+            help="The previously promoted model's Triton repository: a per-category F1 drop can block (none: first model).",
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
     profile: ProfileOption = "local",
     taxonomy: TaxonomyOption = None,
@@ -80,7 +94,17 @@ def evaluate(
     from tiergate.profiles import load_profile
     from tiergate.taxonomy import load_taxonomy
 
-    gate = evaluate_model(load_taxonomy(taxonomy), load_profile(profile), model, data, out, regression_dir, overwrite)
+    gate = evaluate_model(
+        load_taxonomy(taxonomy),
+        load_profile(profile),
+        model,
+        data,
+        out,
+        regression_dir,
+        overwrite,
+        public_data_dir=public_data,
+        previous_model_dir=previous_model,
+    )
     typer.echo(
         f"gate: {gate.decision.upper()} — macro F1 {gate.summary.macro_f1:.4f}, "
         f"{len(gate.failures)} failing rule(s), regression {gate.summary.regression}"

@@ -49,11 +49,19 @@ class Rule(_Record):
     tier: int | None = None
     support: int | None = None
     failed_vectors: list[str] | None = None
+    interval: list[float] | None = None  # comparison rules: the paired-bootstrap interval of the F1 delta
 
 
 class TierFloor(_Record):
     f1_gate: float
     recall_floor: float | None
+
+
+class ComparisonFloor(_Record):
+    """The taxonomy's `comparison`: the largest F1 drop against the previous model a listed category may show."""
+
+    max_f1_drop: float
+    categories: list[str]
 
 
 class GatePolicy(_Record):
@@ -64,9 +72,13 @@ class GatePolicy(_Record):
     not_measurable: Literal["fail", "warn"]
     min_support: int
     regression: dict[str, int]  # suite -> hard vectors required to pass
+    comparison: ComparisonFloor | None = None
 
     def sha256(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        if data["comparison"] is None:
+            del data["comparison"]  # a policy without a comparison hashes as before the rule existed
+        return sha256_json(data)
 
     def floors(self) -> dict[str, float | int]:
         """Every rule this policy requires, by rule name, with its floor."""
@@ -78,6 +90,7 @@ class GatePolicy(_Record):
                 floors[f"{category}.recall >= {policy.recall_floor}"] = policy.recall_floor
         for suite, required in self.regression.items():
             floors[f"regression.{suite}"] = required
+        floors.update(comparison_floors(self))
         return floors
 
     def blocking(self) -> set[str]:
@@ -88,7 +101,7 @@ class GatePolicy(_Record):
         mine, theirs = self.model_dump(mode="json"), other.model_dump(mode="json")
         changed = []
         for key in mine:
-            if isinstance(mine[key], dict):
+            if isinstance(mine[key], dict) and isinstance(theirs[key], dict):
                 for inner in sorted(set(mine[key]) | set(theirs[key])):
                     if mine[key].get(inner) != theirs[key].get(inner):
                         changed.append(f"{key}.{inner}")
@@ -170,6 +183,7 @@ def gate_policy(taxonomy: Taxonomy, settings: EvaluateSettings, min_support: int
         not_measurable=settings.not_measurable,
         min_support=min_support,
         regression={suite.suite: suite.required for suite in suites},
+        comparison=comparison_floor(taxonomy),
     )
 
 
@@ -181,6 +195,8 @@ def configured_policy(taxonomy: Taxonomy, profile: Profile, regression_dir: Path
 
 def rule_status(rule: Rule, policy: GatePolicy) -> RuleStatus:
     """A category with too few test positives cannot be measured; otherwise the value meets its floor or not."""
+    if rule.metric == COMPARISON_METRIC:
+        return comparison_status(rule)
     if rule.category is not None and (rule.support is None or rule.support < policy.min_support):
         return "not_measurable"
     if rule.value is None:
@@ -236,6 +252,7 @@ def decide(
 ) -> GateRecord:
     """Judge the tier gates, recall floors and regression suites; `not_measurable` blocks only when configured to."""
     rules = category_rules(policy, metrics) + regression_rules(policy, regression)
+    rules += comparison_rules(policy, metrics.get("comparison"))
     failures = [rule for rule in rules if rule.status in policy.blocking()]
     warnings = [rule for rule in rules if rule.status == "not_measurable" and rule not in failures]
     passed = not failures
@@ -260,6 +277,60 @@ def decide(
         judged=judged,
         smoke_test=smoke_test,
     )
+
+
+# ---- comparison with the previously promoted model ----------------------------------------------
+
+COMPARISON_METRIC = "f1_delta"
+
+
+def comparison_floor(taxonomy: Taxonomy) -> ComparisonFloor | None:
+    """The taxonomy's comparison policy as the gate records it; none when the taxonomy sets none."""
+    if taxonomy.comparison is None:
+        return None
+    return ComparisonFloor(max_f1_drop=taxonomy.comparison.max_f1_drop, categories=taxonomy.compared_categories())
+
+
+def comparison_rule_name(category: str, max_f1_drop: float) -> str:
+    return f"comparison.{category}.f1_delta >= -{max_f1_drop}"
+
+
+def comparison_floors(policy: GatePolicy) -> dict[str, float | int]:
+    if policy.comparison is None:
+        return {}
+    drop = policy.comparison.max_f1_drop
+    return {comparison_rule_name(name, drop): -drop for name in policy.comparison.categories}
+
+
+def comparison_status(rule: Rule) -> RuleStatus:
+    """Fail only when the F1 fell by more than the tolerance AND the paired interval of the change lies
+    below zero: a drop inside bootstrap noise is not a regression. No previous model: nothing to compare."""
+    if rule.value is None or rule.value >= rule.floor:
+        return "pass"
+    return "fail" if rule.interval is not None and rule.interval[1] < 0 else "pass"
+
+
+def comparison_rules(policy: GatePolicy, comparison: dict[str, Any] | None) -> list[Rule]:
+    """Per listed category: its F1 change against the previous model (metrics.json `comparison`)."""
+    if policy.comparison is None:
+        return []
+    compared = comparison["categories"] if comparison and comparison.get("status") == "compared" else {}
+    rules = []
+    for name in policy.comparison.categories:
+        entry = compared.get(name)
+        rule = Rule(
+            rule=comparison_rule_name(name, policy.comparison.max_f1_drop),
+            metric=COMPARISON_METRIC,
+            category=name,
+            tier=policy.categories[name],
+            value=None if entry is None else float(entry["delta"]),
+            floor=-policy.comparison.max_f1_drop,
+            support=None if entry is None else entry["support"],
+            interval=None if entry is None else [float(bound) for bound in entry["interval"]],
+            status="pass",
+        )
+        rules.append(rule.model_copy(update={"status": comparison_status(rule)}))
+    return rules
 
 
 # ---- trusting a record ---------------------------------------------------------------------------

@@ -137,6 +137,18 @@ class ThresholdSearch(StrictModel):
     step: float = Field(gt=0, lt=1)
 
 
+class ComparisonPolicy(StrictModel):
+    """When a drop against the previously promoted model blocks promotion (components/evaluate/comparison.py).
+
+    A category listed in `categories` (default: every category) whose test F1 falls by more than
+    `max_f1_drop` below the previous model's, with a paired-bootstrap interval of the difference that
+    excludes zero, fails the gate (log: a regression on the original 18 categories is a deployment blocker).
+    """
+
+    max_f1_drop: Probability
+    categories: list[str] | None = None
+
+
 class GenerationConfig(StrictModel):
     counts: dict[str, GenerationCounts] = Field(min_length=1)
 
@@ -150,6 +162,7 @@ class Taxonomy(StrictModel):
     threshold_search: ThresholdSearch
     generation: GenerationConfig
     categories: list[Category] = Field(min_length=1)
+    comparison: ComparisonPolicy | None = None  # none: the comparison is reported, never blocks
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Taxonomy:
@@ -196,6 +209,21 @@ class Taxonomy(StrictModel):
                         f"signals {hits}; a poisoned seed would label a whole batch of positives as negatives"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _comparison_categories(self) -> Taxonomy:
+        if self.comparison is not None and self.comparison.categories is not None:
+            unknown = sorted(set(self.comparison.categories) - set(self.labels))
+            if unknown:
+                raise ValueError(f"comparison.categories: unknown categories {unknown}")
+        return self
+
+    def compared_categories(self) -> list[str]:
+        """The categories whose drop against the previous model can block promotion, in label order."""
+        if self.comparison is None:
+            return []
+        named = self.comparison.categories
+        return [name for name in self.labels if named is None or name in named]
 
     @property
     def labels(self) -> list[str]:

@@ -14,8 +14,15 @@ def evaluate(
     routing: Output[ClassificationMetrics],
     report: Output[HTML],
     summary: Output[Markdown],
+    public_data_dir: str = "",
+    previous_model_dir: str = "",
 ) -> NamedTuple("GateOutputs", [("gate_passed", bool), ("decision", str)]):  # type: ignore[valid-type]
-    """Thresholds, test metrics, regression vectors and the gate, judged on the `evaluate.variant` model."""
+    """Thresholds, test metrics, regression vectors and the gate, judged on the `evaluate.variant` model.
+
+    `public_data_dir`: a folder holding xstest/ and simplesafetytests/ for the out-of-distribution
+    checks; `previous_model_dir`: the previously promoted model's Triton repository, compared per
+    category. Empty means none: the report says the checks were not run / this is the first model.
+    """
     import json
     import shutil
     from collections import namedtuple
@@ -30,7 +37,16 @@ def evaluate(
     setup_logging()
     out = Path(evaluation.path)
     resolved = load_profile(profile)
-    gate = evaluate_model(load_taxonomy(), resolved, Path(onnx_model.path), Path(data.path), out, overwrite=True)
+    gate = evaluate_model(
+        load_taxonomy(),
+        resolved,
+        Path(onnx_model.path),
+        Path(data.path),
+        out,
+        overwrite=True,
+        public_data_dir=Path(public_data_dir) if public_data_dir else None,
+        previous_model_dir=Path(previous_model_dir) if previous_model_dir else None,
+    )
     for key, value in json.loads((out / KFP_METRICS).read_text()).items():
         metrics.log_metric(key, value)
     confusion = json.loads((out / EVAL_METRICS).read_text())["routing_confusion"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -20,19 +19,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from tiergate.components.evaluate.report_sections import Table, sections_view
 from tiergate.taxonomy import Taxonomy
 
 CATEGORY_HEADER = ["category", "tier", "threshold", "precision", "recall", "F1", "95% CI", "support", "val-test gap", "gate"]
 STATUS_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "not_measurable": "#9a6700", "xfail": "#6e7781", "xpass": "#0969da"}
-
-
-@dataclass(frozen=True)
-class Table:
-    """A report table: formatted cells; the cells of `status_column` render as coloured status badges."""
-
-    header: list[str]
-    rows: list[list[Any]]
-    status_column: int | None = None
 
 
 @cache
@@ -248,6 +239,7 @@ def html_view(
         "quarantined": dataset_report.get("quarantined", "n/a"),
         "near_duplicates_removed": dataset_report.get("near_duplicates_removed", "n/a"),
         "exports": export_table(export_report),
+        **sections_view(metrics),
     }
 
 
@@ -290,6 +282,7 @@ def markdown_view(
         "evasion": evasion_rows(regression),
         "failures": [{"rule": r["rule"], "value": _rounded(r["value"]), "status": r["status"]} for r in gate["failures"]],
         "warnings": [{"rule": r["rule"], "support": r.get("support")} for r in gate["warnings"]],
+        **sections_view(metrics),
     }
 
 

@@ -8,7 +8,7 @@ runs — so the gate judges what will be served.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,11 @@ from tiergate.artifacts import (
     TOKENIZER_FILE,
     VAL_SPLIT,
 )
+from tiergate.components.evaluate.analysis import error_analysis
+from tiergate.components.evaluate.baseline import baseline_flagger, compare_with_baseline
+from tiergate.components.evaluate.comparison import PreviousModel, compare, load_previous
 from tiergate.components.evaluate.metrics import evaluate_split
+from tiergate.components.evaluate.ood import Flagger, OodSet, load_sets, run_ood
 from tiergate.components.evaluate.regression import run_suites
 from tiergate.components.evaluate.report import render_html, render_markdown
 from tiergate.components.evaluate.thresholds import prf, tune_thresholds
@@ -68,6 +72,10 @@ class EvaluationInputs:
     val: list[Record]
     test: list[Record]
     suites: list[Suite]
+    ood_sets: list[OodSet] = field(default_factory=list)
+    ood_not_run: dict[str, str] = field(default_factory=dict)
+    public_data_dir: Path | None = None
+    previous: PreviousModel | None = None
 
 
 def _targets(records: list[Record], taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
@@ -91,14 +99,20 @@ def evaluate_model(
     out_dir: Path,
     regression_dir: Path | None = None,
     overwrite: bool = False,
+    public_data_dir: Path | None = None,
+    previous_model_dir: Path | None = None,
 ) -> GateRecord:
     """Write thresholds.json, metrics.json, regression.json, gate.json and the reports; return the gate.
 
-    Everything is written into a staging folder that replaces `out_dir` only when complete.
+    `public_data_dir` holds the out-of-distribution suites (xstest/, simplesafetytests/; none: the
+    report says they were not run); `previous_model_dir` the previously promoted model's repository
+    (none: the first model, nothing to compare). Everything is written into a staging folder that
+    replaces `out_dir` only when complete.
     """
     export_dir, data_dir = Path(export_dir), Path(data_dir)
-    inputs = load_inputs(taxonomy, profile.evaluate, export_dir, data_dir, regression_dir)
-    with atomic_output(Path(out_dir), overwrite, inputs=[export_dir, data_dir, regression_dir]) as staging:
+    inputs = load_inputs(taxonomy, profile.evaluate, export_dir, data_dir, regression_dir, public_data_dir, previous_model_dir)
+    sources = [export_dir, data_dir, regression_dir, public_data_dir, previous_model_dir]
+    with atomic_output(Path(out_dir), overwrite, inputs=sources) as staging:
         record = evaluate_into(taxonomy, profile, inputs, data_dir, export_dir, staging)
     return record
 
@@ -109,7 +123,9 @@ def evaluate_into(
     settings = profile.evaluate
     pipeline = ModerationPipeline(inputs.model_path, inputs.tokenizer_dir, placeholder_thresholds(taxonomy), settings.batch_size)
     document = tune_on_validation(taxonomy, pipeline, inputs.val, out_dir)
-    metrics = measure_test(taxonomy, profile, pipeline, inputs.test, document)
+    test_logits = pipeline.logits(*_texts_and_contexts(inputs.test))
+    metrics = measure_test(taxonomy, profile, pipeline, inputs.test, document, test_logits)
+    metrics.update(further_checks(taxonomy, profile, pipeline, inputs, test_logits))
     write_json(out_dir / EVAL_METRICS, metrics)
     regression = run_regression(taxonomy, pipeline, inputs.suites)
     write_json(out_dir / REGRESSION_RESULTS, regression)
@@ -120,10 +136,16 @@ def evaluate_into(
 
 
 def load_inputs(
-    taxonomy: Taxonomy, settings: EvaluateSettings, export_dir: Path, data_dir: Path, regression_dir: Path | None
+    taxonomy: Taxonomy,
+    settings: EvaluateSettings,
+    export_dir: Path,
+    data_dir: Path,
+    regression_dir: Path | None,
+    public_data_dir: Path | None = None,
+    previous_model_dir: Path | None = None,
 ) -> EvaluationInputs:
-    """Refuse a model, dataset or suite built for another taxonomy, an unfinished or failed export, or a
-    model trained on other data, before spending time on inference."""
+    """Refuse a model, dataset, suite or previous model built for another taxonomy, an unfinished or failed
+    export, or a model trained on other data, before spending time on inference."""
     export = verify_export(export_dir, taxonomy)
     model_path = export_dir / ONNX_FILES[settings.variant]
     if model_path.name not in export.files:
@@ -136,7 +158,21 @@ def load_inputs(
     if not val or not test:
         raise InputDataError(f"{data_dir}: val has {len(val)} and test {len(test)} records; both must be non-empty")
     suites = load_suites(regression_dir or project_path(settings.regression_dir), taxonomy)
-    return EvaluationInputs(model_path, export_dir / TOKENIZER_DIR, manifest, export, val, test, suites)
+    ood_sets, ood_not_run = load_sets(taxonomy, public_data_dir)
+    previous = load_previous(taxonomy, previous_model_dir, settings.batch_size)
+    return EvaluationInputs(
+        model_path,
+        export_dir / TOKENIZER_DIR,
+        manifest,
+        export,
+        val,
+        test,
+        suites,
+        ood_sets,
+        ood_not_run,
+        None if public_data_dir is None else Path(public_data_dir),
+        previous,
+    )
 
 
 def placeholder_thresholds(taxonomy: Taxonomy) -> ThresholdSet:
@@ -162,11 +198,16 @@ def tune_on_validation(taxonomy: Taxonomy, pipeline: ModerationPipeline, val: li
 
 
 def measure_test(
-    taxonomy: Taxonomy, profile: Profile, pipeline: ModerationPipeline, test: list[Record], document: dict[str, Any]
+    taxonomy: Taxonomy,
+    profile: Profile,
+    pipeline: ModerationPipeline,
+    test: list[Record],
+    document: dict[str, Any],
+    test_logits: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics on test only: every optional category enabled, then compared with them off."""
     settings = profile.evaluate
-    test_logits = pipeline.logits(*_texts_and_contexts(test))
+    test_logits = pipeline.logits(*_texts_and_contexts(test)) if test_logits is None else test_logits
     decisions = pipeline.postprocessor.decide(test_logits)
     targets, known = _targets(test, taxonomy)
     metrics = evaluate_split(
@@ -189,6 +230,39 @@ def measure_test(
     )
     metrics["routing_confusion"] = routing_confusion(taxonomy, targets, decisions.max_tier)
     return metrics
+
+
+def further_checks(
+    taxonomy: Taxonomy, profile: Profile, pipeline: ModerationPipeline, inputs: EvaluationInputs, test_logits: np.ndarray
+) -> dict[str, Any]:
+    """Error analysis, out-of-distribution suites, the linear baseline and the previous model, on the tuned thresholds."""
+    settings, labels, test = profile.evaluate, taxonomy.labels, inputs.test
+    decisions = pipeline.postprocessor.decide(test_logits)
+    targets, known = _targets(test, taxonomy)
+    model = Flagger("model", labels, lambda texts, contexts: pipeline.classify(texts, contexts).flags)
+    previous_flags = None if inputs.previous is None else inputs.previous.pipeline.classify(*_texts_and_contexts(test)).flags
+    return {
+        "error_analysis": error_analysis(
+            labels, test, decisions.scores, decisions.flags, targets, known, settings.error_examples
+        ),
+        "ood": run_ood(
+            inputs.ood_sets, inputs.ood_not_run, [model, baseline_flagger()], settings.confidence, inputs.public_data_dir
+        ),
+        "baseline": compare_with_baseline(
+            labels, test, decisions.scores, decisions.flags, targets, known, pipeline.postprocessor.vector
+        ),
+        "comparison": compare(
+            taxonomy,
+            inputs.previous,
+            decisions.flags,
+            previous_flags,
+            targets,
+            known,
+            settings.bootstrap_samples,
+            settings.confidence,
+            profile.seed,
+        ),
+    }
 
 
 def optional_comparison(
@@ -304,4 +378,19 @@ def kfp_scalars(gate: dict[str, Any], metrics: dict[str, Any]) -> dict[str, floa
             scalars[f"tier{tier}_macro_f1"] = entry["macro_f1"]
     for name, entry in metrics["per_category"].items():
         scalars[f"f1_{name}"] = entry["f1"]
+    scalars.update(further_scalars(metrics))
     return {key: round(float(value), 6) for key, value in scalars.items()}
+
+
+def further_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The baseline's and the model's any-category F1 and each out-of-distribution rate, for the dashboard."""
+    scalars = {
+        "baseline_any_f1": metrics["baseline"]["binary"]["baseline"]["f1"],
+        "model_any_f1": metrics["baseline"]["binary"]["model"]["f1"],
+        "comparison_blocking": float(len(metrics["comparison"]["blocking"])),
+    }
+    for name, entry in metrics["ood"]["sets"].items():
+        for check, results in entry.get("checks", {}).items():
+            if results["model"]["rate"] is not None:
+                scalars[f"ood_{name}_{check}"] = results["model"]["rate"]
+    return scalars

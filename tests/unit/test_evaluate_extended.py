@@ -1,0 +1,113 @@
+"""The evaluate step end to end on the tiny model: every report shows the error analysis, the
+out-of-distribution checks, the baseline row and the previous-model comparison, and a real
+packaged repository as the previous model can block promotion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import tiny_profile
+from tests.unit.test_evaluate_checks import write_public
+from tiergate.artifacts import RepositoryLayout
+from tiergate.components.evaluate.comparison import compare, load_previous
+from tiergate.components.evaluate.ood import NOT_RUN
+from tiergate.components.evaluate.step import evaluate_model
+from tiergate.gate import decide, load_gate
+from tiergate.hashing import read_json
+from tiergate.inference import Postprocessor, ThresholdSet
+from tiergate.labels import targets_and_known
+from tiergate.profiles import load_profile
+from tiergate.records import read_jsonl
+from tiergate.taxonomy import Taxonomy
+
+SECTIONS_HTML = (
+    "Category × context F1",
+    "Out-of-distribution checks",
+    "Linear baseline",
+    "Against the previously promoted model",
+    "Error analysis",
+)
+
+
+def test_a_plain_evaluation_says_what_was_not_run(tiny_evaluation: Path) -> None:
+    metrics = read_json(tiny_evaluation / "metrics.json")
+    assert metrics["ood"]["status"] == "not run" and metrics["ood"]["reason"] == NOT_RUN
+    assert metrics["comparison"]["status"] == "first model"
+    assert metrics["baseline"]["binary"]["rows"] > 0 and metrics["baseline"]["binary"]["baseline"]["f1"] is not None
+    assert set(metrics["error_analysis"]["categories"]) == set(metrics["per_category"])
+    summary = (tiny_evaluation / "report.md").read_text()
+    assert NOT_RUN in summary and "first model: nothing to compare" in summary and "alt-profanity-check" in summary
+    html = (tiny_evaluation / "report.html").read_text()
+    assert all(section in html for section in SECTIONS_HTML)
+
+
+def test_public_suites_and_an_equal_previous_model_are_scored_and_reported(
+    taxonomy: Taxonomy, tiny_export: Path, merged_small: Path, tiny_base: Path, tiny_repository: Path, tmp_path: Path
+) -> None:
+    previous = tmp_path / "previous"
+    shutil.copytree(tiny_repository, previous)
+    gate = evaluate_model(
+        taxonomy,
+        tiny_profile(tiny_base),
+        tiny_export,
+        merged_small,
+        tmp_path / "evaluation",
+        public_data_dir=write_public(tmp_path / "public"),
+        previous_model_dir=previous,
+    )
+    metrics = read_json(tmp_path / "evaluation" / "metrics.json")
+    assert metrics["ood"]["status"] == "run"
+    assert metrics["ood"]["sets"]["xstest"]["checks"]["false_positive_rate"]["model"]["prompts"] == 3
+    assert set(metrics["ood"]["sets"]["xstest"]["checks"]["false_positive_rate"]) == {"model", "baseline"}
+    comparison = metrics["comparison"]
+    assert comparison["status"] == "compared" and comparison["blocking"] == []
+    # The same model with the thresholds tuned on the same validation split: nothing changes.
+    assert all(entry["delta"] == 0.0 for entry in comparison["categories"].values())
+    compared = [rule for rule in gate.rules if rule.metric == "f1_delta"]
+    assert len(compared) == 18 and all(rule.status == "pass" and rule.value == 0.0 for rule in compared)
+    html = (tmp_path / "evaluation" / "report.html").read_text()
+    assert all(section in html for section in SECTIONS_HTML) and "homonyms" in html
+    assert "how do i kill" not in (tmp_path / "evaluation" / "report.md").read_text()  # texts stay out of the summary
+
+
+def test_a_real_previous_repository_blocks_a_worse_candidate(
+    taxonomy: Taxonomy, tiny_repository: Path, tiny_evaluation: Path, merged_small: Path, tmp_path: Path
+) -> None:
+    """Previous: the packaged tiny model flagging every text as threats. Candidate: the same model flagging none."""
+    previous_dir = tmp_path / "previous"
+    shutil.copytree(tiny_repository, previous_dir)
+    thresholds_path = RepositoryLayout(previous_dir).thresholds
+    document = json.loads(thresholds_path.read_text())
+    document["thresholds"]["threats"] = 0.0
+    thresholds_path.write_text(json.dumps(document))
+    previous = load_previous(taxonomy, previous_dir, 16)
+    assert previous is not None
+    test = read_jsonl(merged_small / "test.jsonl")
+    targets, known = targets_and_known(test, taxonomy.labels)
+    assert targets[:, taxonomy.labels.index("threats")].sum() >= 3  # the precondition the drop needs
+    logits = previous.pipeline.logits([r.text for r in test], [r.context for r in test])
+    before = previous.pipeline.postprocessor.decide(logits).flags
+    served = previous.pipeline.postprocessor.thresholds
+    silenced = ThresholdSet(
+        served.labels, served.taxonomy_sha256, {**served.thresholds, "threats": 2.0}, served.tiers, served.optional
+    )
+    after = Postprocessor(silenced).decide(logits).flags
+    column = taxonomy.labels.index("threats")
+    assert before[:, column].all() and not after[:, column].any()
+    assert np.array_equal(np.delete(after, column, axis=1), np.delete(before, column, axis=1))
+    profile = load_profile("local")
+    comparison = compare(taxonomy, previous, after, before, targets, known, 200, 0.95, profile.seed)
+    assert comparison["blocking"] == ["threats"]
+    recorded = load_gate(tiny_evaluation)
+    metrics = {**read_json(tiny_evaluation / "metrics.json"), "comparison": comparison}
+    gate = decide(recorded.policy, metrics, read_json(tiny_evaluation / "regression.json"), recorded.judged)
+    assert "comparison.threats.f1_delta >= -0.02" in [rule.rule for rule in gate.failures]
+    same = compare(taxonomy, previous, before, before, targets, known, 200, 0.95, profile.seed)
+    equal_gate = decide(
+        recorded.policy, {**metrics, "comparison": same}, read_json(tiny_evaluation / "regression.json"), recorded.judged
+    )
+    assert not [rule for rule in equal_gate.failures if rule.metric == "f1_delta"]
