@@ -298,3 +298,11 @@ def test_a_previous_model_of_another_taxonomy_is_refused_in_one_line(taxonomy: T
     with pytest.raises(InputDataError, match="not a packaged model repository"):
         load_previous(taxonomy, tmp_path, 8)
     assert load_previous(taxonomy, None, 8) is None
+
+
+def test_without_bootstrap_samples_the_interval_is_the_change_itself(taxonomy: Taxonomy) -> None:
+    targets = np.array([[True], [True], [False]])
+    before, after = targets.copy(), np.array([[True], [False], [False]])
+    interval = paired_intervals(after, before, targets, np.ones_like(targets), 0, 0.95, 0)
+    expected = prf(after, targets)[2] - prf(before, targets)[2]
+    assert interval.tolist() == [[pytest.approx(expected), pytest.approx(expected)]]
