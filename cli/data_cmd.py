@@ -87,6 +87,11 @@ def import_(
     if dataset is not None:
         if path is not None:
             raise InputDataError("give either a FILE or --dataset, not both")
+        mapping_options = (text_column, labels_column, context_column, kind_column, label_separator, default_context, file_format)
+        if mapping_options != ("text", "labels", "context", None, ",", "general/message", "auto"):
+            raise InputDataError(
+                "--text-column, --labels-column, --format etc. describe a FILE; a --dataset's adapter says all that"
+            )
         _import_public_set(loaded, dataset, source, out, max_bad_fraction)
         return
     if path is None:

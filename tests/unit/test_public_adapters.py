@@ -340,6 +340,7 @@ def _tiergate(*args: str) -> subprocess.CompletedProcess[str]:
         ),
         (["--dataset", "davidson"], "--dataset needs --source"),
         ([], "nothing to import"),
+        (["--dataset", "davidson", "--source", ".", "--text-column", "tweet"], "a --dataset's adapter says all that"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
