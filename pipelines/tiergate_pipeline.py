@@ -177,8 +177,15 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
             assert previous is not None
             exported = export_op(profile=profile, checkpoint=previous.outputs["checkpoint"], data=merged.outputs["merged"])
             _named(_gpu(exported, settings), "export ONNX")
-            evaluation = evaluate_op(profile=profile, onnx_model=exported.outputs["onnx_model"], data=merged.outputs["merged"])
+            evaluation = evaluate_op(
+                profile=profile,
+                onnx_model=exported.outputs["onnx_model"],
+                data=merged.outputs["merged"],
+                public_data=public_data,
+                previous_model=previous_model,
+            )
             _resources(_named(evaluation, "evaluate and gate"), settings, "light")
+            _publish_credentials(evaluation, settings, store, pvc_mount_root)  # public data and the previous model
             with dsl.If(evaluation.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
                 packaged = package_op(
                     profile=profile,

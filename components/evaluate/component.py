@@ -14,14 +14,15 @@ def evaluate(
     routing: Output[ClassificationMetrics],
     report: Output[HTML],
     summary: Output[Markdown],
-    public_data_dir: str = "",
-    previous_model_dir: str = "",
+    public_data: str = "",
+    previous_model: str = "",
 ) -> NamedTuple("GateOutputs", [("gate_passed", bool), ("decision", str)]):  # type: ignore[valid-type]
     """Thresholds, test metrics, regression vectors and the gate, judged on the `evaluate.variant` model.
 
-    `public_data_dir`: a folder holding xstest/ and simplesafetytests/ for the out-of-distribution
-    checks; `previous_model_dir`: the previously promoted model's Triton repository, compared per
-    category. Empty means none: the report says the checks were not run / this is the first model.
+    `public_data`: the run's public-data location (a folder, pvc://, s3:// or gs://) whose xstest/ and
+    simplesafetytests/ are the out-of-distribution checks; `previous_model`: the promoted model's
+    storageUri (or repository folder), compared per category. Empty means none: the report says the
+    checks were not run / this is the first model.
     """
     import json
     import shutil
@@ -30,23 +31,30 @@ def evaluate(
 
     from tiergate.artifacts import EVAL_METRICS, KFP_METRICS, REPORT_HTML, REPORT_MD
     from tiergate.components.evaluate.step import evaluate_model
+    from tiergate.components.generate.public_step import check_location, local_folder
     from tiergate.profiles import load_profile
     from tiergate.progress import setup_logging
+    from tiergate.store import previous_repository
     from tiergate.taxonomy import load_taxonomy
 
     setup_logging()
     out = Path(evaluation.path)
     resolved = load_profile(profile)
-    gate = evaluate_model(
-        load_taxonomy(),
-        resolved,
-        Path(onnx_model.path),
-        Path(data.path),
-        out,
-        overwrite=True,
-        public_data_dir=Path(public_data_dir) if public_data_dir else None,
-        previous_model_dir=Path(previous_model_dir) if previous_model_dir else None,
-    )
+    location = check_location(public_data)
+    with (
+        local_folder(location, resolved.publish, evaluation_only=True) as public_folder,
+        previous_repository(previous_model, resolved.publish) as previous_folder,
+    ):
+        gate = evaluate_model(
+            load_taxonomy(),
+            resolved,
+            Path(onnx_model.path),
+            Path(data.path),
+            out,
+            overwrite=True,
+            public_data_dir=public_folder if location else None,
+            previous_model_dir=previous_folder,
+        )
     for key, value in json.loads((out / KFP_METRICS).read_text()).items():
         metrics.log_metric(key, value)
     confusion = json.loads((out / EVAL_METRICS).read_text())["routing_confusion"]

@@ -60,13 +60,11 @@ def generate(
     )
 
 
-def import_public_data(
-    profile: str, public_data: str, public: Output[Dataset], evaluation_sets: Output[Dataset], config_digest: str = ""
-) -> None:
+def import_public_data(profile: str, public_data: str, public: Output[Dataset], config_digest: str = "") -> None:
     """Real labelled sets from the run's public-data location (a folder, pvc://, s3:// or gs://; empty: none).
 
     `public` holds the training sets for merge (partial labels: each set knows only its own categories);
-    `evaluation_sets` the out-of-distribution sets evaluate scores and nothing ever trains on.
+    the evaluation-only sets at the same location are read by evaluate and never trained on.
     """
     from pathlib import Path
 
@@ -79,8 +77,5 @@ def import_public_data(
     setup_logging()
     taxonomy, resolved = load_taxonomy(), load_profile(profile)
     check_config_digest(config_digest, taxonomy, resolved)
-    train, evaluation = import_public_location(
-        taxonomy, resolved, public_data, Path(public.path), Path(evaluation_sets.path), overwrite=True
-    )
-    public.metadata.update({"records": train.counts["records"], "dataset_sha256": train.dataset_sha256})
-    evaluation_sets.metadata.update({"records": evaluation.counts["records"], "dataset_sha256": evaluation.dataset_sha256})
+    manifest = import_public_location(taxonomy, resolved, public_data, Path(public.path), overwrite=True)
+    public.metadata.update({"records": manifest.counts["records"], "dataset_sha256": manifest.dataset_sha256})

@@ -1,10 +1,11 @@
-"""The public-data step: a run's public-data location → an imported training dataset and the
-evaluation-only sets (XSTest, SimpleSafetyTests), each a dataset folder merge and evaluate read.
+"""The public-data step: a run's public-data location → the imported training sets merge reads.
 
 The location is a local folder, `pvc://CLAIM/path` (read through the store's mount, as publish
-reads its store) or an object-store URL (`s3://`, `gs://`), copied locally first. An empty location
-is allowed and visible: both outputs are empty datasets whose manifest says why, so merge trains on
-generated data only and the evaluation report says its out-of-distribution checks did not run.
+reads its store) or an object-store URL (`s3://`, `gs://`), copied locally first. Evaluate reads
+the evaluation-only sets (XSTest, SimpleSafetyTests) from the same location with the same
+resolver; they are never imported for training. An empty location is allowed and visible: the
+output is an empty dataset whose manifest says why, so merge trains on generated data only, and
+the evaluation report says its out-of-distribution checks did not run.
 """
 
 from __future__ import annotations
@@ -45,15 +46,24 @@ def check_location(location: str) -> str:
 
 
 @contextmanager
-def local_folder(location: str, settings: PublishSettings) -> Iterator[Path]:
-    """The location as a local folder for the duration: remote sets are copied into a temporary one."""
+def local_folder(location: str, settings: PublishSettings, evaluation_only: bool = False) -> Iterator[Path | None]:
+    """The location as a local folder for the duration (None for an empty location): remote sets are
+    copied into a temporary one (only the evaluation-only sets' folders when `evaluation_only`)."""
+    location = check_location(location)
+    if not location:
+        yield None
+        return
     if location.startswith(REMOTE_SCHEMES):
         filesystem, path = locate(location, settings)
         if not filesystem.isdir(path):
             raise InputDataError(f"public-data location {location}: not a folder in the object store")
+        wanted = [adapter.name for adapter in load_adapters(role="evaluation")] if evaluation_only else [""]
         with tempfile.TemporaryDirectory(prefix="tiergate-public-") as scratch:
             log.info("public data: copying %s", location)
-            filesystem.get(path.rstrip("/") + "/", scratch, recursive=True)
+            for name in wanted:
+                remote = f"{path.rstrip('/')}/{name}".rstrip("/")
+                if filesystem.isdir(remote):
+                    filesystem.get(remote + "/", str(Path(scratch) / name), recursive=True)
             yield Path(scratch)
         return
     if location.startswith(("pvc://", "file://")):
@@ -80,32 +90,16 @@ def empty_dataset(taxonomy: Taxonomy, out_dir: Path, note: str) -> DatasetManife
 
 
 def import_public_location(
-    taxonomy: Taxonomy, profile: Profile, location: str, train_dir: Path, evaluation_dir: Path, overwrite: bool = False
-) -> tuple[DatasetManifest, DatasetManifest]:
-    """Import the training sets into `train_dir` and the evaluation-only sets into `evaluation_dir`."""
-    location = check_location(location)
+    taxonomy: Taxonomy, profile: Profile, location: str, out_dir: Path, overwrite: bool = False
+) -> DatasetManifest:
+    """Import the training sets found at `location` into `out_dir` (an empty dataset for no location)."""
     settings = profile.public_data
-    with (
-        atomic_output(Path(train_dir), overwrite) as train_staging,
-        atomic_output(Path(evaluation_dir), overwrite) as evaluation_staging,
-    ):
-        if not location:
+    with atomic_output(Path(out_dir), overwrite) as staging, local_folder(location, profile.publish) as folder:
+        if folder is None:
             log.info("public data: %s", NO_LOCATION_NOTE)
-            return empty_dataset(taxonomy, train_staging, NO_LOCATION_NOTE), empty_dataset(
-                taxonomy, evaluation_staging, NO_LOCATION_NOTE
-            )
-        with local_folder(location, profile.publish) as folder:
-            if not folder.is_dir():
-                raise InputDataError(f"public-data location not found or not a folder: {location}")
-            train = import_public(taxonomy, folder, train_staging, settings.datasets, "train", settings.max_bad_fraction)
-            evaluation = _evaluation_sets(taxonomy, folder, evaluation_staging, settings.max_bad_fraction)
-    log.info("public data: %d training records, %d evaluation records", train.counts["records"], evaluation.counts["records"])
-    return train, evaluation
-
-
-def _evaluation_sets(taxonomy: Taxonomy, folder: Path, out_dir: Path, max_bad_fraction: float) -> DatasetManifest:
-    """The out-of-distribution sets present at the location; none present is an empty dataset, not an error."""
-    names = [adapter.name for adapter in load_adapters(taxonomy, role="evaluation")]
-    if not any((folder / name).is_dir() for name in names):
-        return empty_dataset(taxonomy, out_dir, f"no evaluation-only set ({', '.join(names)}) at the public-data location")
-    return import_public(taxonomy, folder, out_dir, None, "evaluation", max_bad_fraction)
+            return empty_dataset(taxonomy, staging, NO_LOCATION_NOTE)
+        if not folder.is_dir():
+            raise InputDataError(f"public-data location not found or not a folder: {location}")
+        manifest = import_public(taxonomy, folder, staging, settings.datasets, "train", settings.max_bad_fraction)
+    log.info("public data: %d training records", manifest.counts["records"])
+    return manifest

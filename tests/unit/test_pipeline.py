@@ -73,9 +73,20 @@ def test_gpu_resources_secret_and_cache(spec: dict[str, Any]) -> None:
 
 def test_run_form_parameters(spec: dict[str, Any]) -> None:
     parameters = spec["docs"][0]["root"]["inputDefinitions"]["parameters"]
-    assert set(parameters) == {"profile", "categories", "counts", "base_model", "cache_dir", "model_version"}
+    assert set(parameters) == {
+        "profile",
+        "categories",
+        "counts",
+        "base_model",
+        "cache_dir",
+        "model_version",
+        "public_data",
+        "previous_model",
+    }
     assert parameters["profile"]["defaultValue"] == "production"
     assert parameters["categories"]["defaultValue"] == ""
+    assert parameters["public_data"]["defaultValue"] == "" and parameters["previous_model"]["defaultValue"] == ""
+    assert "s3://" in parameters["public_data"]["description"]
 
 
 # --- the run form and what the cluster needs (compiled with the production profile) ---------------------------
@@ -165,7 +176,11 @@ def test_gpu_tasks_get_the_production_node_selector_and_tolerations(spec: dict[s
 def test_each_task_gets_its_credentials_from_a_secret(spec: dict[str, Any]) -> None:
     executors = _k8s(spec)
     secrets = {name: executor["secretAsEnv"] for name, executor in executors.items() if "secretAsEnv" in executor}
-    assert set(secrets) == {"exec-generate", "exec-publish", "exec-promote"}
+    # The store's credentials also reach the tasks that read the public data or the previous model from it.
+    store_readers = {"exec-import-public-data", "exec-merge", "exec-evaluate", "exec-publish"}
+    assert set(secrets) == {"exec-generate", "exec-promote", *store_readers}
+    for reader in store_readers:
+        assert secrets[reader] == secrets["exec-publish"]
     (anthropic,) = secrets["exec-generate"]
     assert anthropic["secretName"] == "anthropic-api-key" and anthropic["optional"] is False
     assert anthropic["keyToEnv"] == [{"envVar": "ANTHROPIC_API_KEY", "secretKey": "api-key"}]
