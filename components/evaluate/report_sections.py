@@ -212,10 +212,27 @@ def error_examples(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def source_table(metrics: dict[str, Any]) -> Table:
+    """Test metrics per data source: generated data proves the plumbing, the public sets measure real text."""
+    rows = [
+        [
+            name,
+            entry["records"],
+            entry["categories"],
+            "" if entry["macro_f1"] is None else f"{entry['macro_f1']:.3f}",
+            f"{entry['micro_f1']:.3f}",
+            f"{entry['negative_rows_flagged']} / {entry['negative_rows']}",
+        ]
+        for name, entry in (metrics.get("sources") or {}).items()
+    ]
+    return Table(["source", "test records", "categories", "macro F1", "micro F1", "negatives flagged"], rows)
+
+
 def sections_view(metrics: dict[str, Any]) -> dict[str, Any]:
     """The template variables of the four sections (HTML and Markdown share them)."""
     analysis = metrics.get("error_analysis")
     return {
+        "sources": source_table(metrics),
         "ood_lines": ood_lines(metrics),
         "ood_tables": ood_tables(metrics),
         "baseline_line": baseline_line(metrics),

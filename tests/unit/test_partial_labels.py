@@ -208,3 +208,31 @@ def test_test_metrics_per_source(taxonomy: Taxonomy) -> None:
     assert davidson["macro_f1"] == pytest.approx(2 * 5 / (2 * 5 + 1))
     assert davidson["negative_rows"] == 5 and davidson["negative_rows_flagged"] == 1
     assert offline["macro_f1"] == 1.0 and offline["negative_rows_flagged"] == 0
+
+
+def test_reports_show_the_per_source_table() -> None:
+    from tiergate.components.evaluate.report_sections import source_table
+
+    metrics = {
+        "sources": {
+            "offline": {
+                "records": 10,
+                "categories": 3,
+                "macro_f1": 1.0,
+                "micro_f1": 1.0,
+                "negative_rows": 4,
+                "negative_rows_flagged": 0,
+            },
+            "public:davidson": {
+                "records": 20,
+                "categories": 0,
+                "macro_f1": None,
+                "micro_f1": 0.0,
+                "negative_rows": 20,
+                "negative_rows_flagged": 3,
+            },
+        }
+    }
+    table = source_table(metrics)
+    assert table.rows == [["offline", 10, 3, "1.000", "1.000", "0 / 4"], ["public:davidson", 20, 0, "", "0.000", "3 / 20"]]
+    assert source_table({}).rows == []  # metrics from before per-source scoring: an empty table, not a crash
