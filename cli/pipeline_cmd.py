@@ -93,6 +93,9 @@ def run(
         raise TiergateError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     check_name("model version", run_id)  # it names runs/<id>/ and, by default, the model version: check it now
+    from tiergate.components.generate.public_step import check_location
+
+    public_data = check_location(public_data)  # before anything starts: a bad location is one line now, not at step 2
     if public_data and "://" not in public_data and not Path(public_data).expanduser().is_dir():
         raise TiergateError(f"--public-data {public_data}: no such folder")
     previous_model = resolve_previous_model(previous_model, profile)

@@ -186,8 +186,18 @@ def iter_jsonl(path: Path) -> Iterator[Record]:
                 continue
             try:
                 yield Record.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as error:
-                raise InputDataError(f"{path}:{line_number}: invalid record: {error}") from None
+            except json.JSONDecodeError as error:
+                raise InputDataError(f"{path}:{line_number}: invalid record: not JSON ({error.msg})") from None
+            except ValidationError as error:
+                raise InputDataError(f"{path}:{line_number}: invalid record: {validation_summary(error)}") from None
+
+
+def validation_summary(error: ValidationError) -> str:
+    """The first problem of a validation error in one line, without echoing the record's text back."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "record"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
 def read_jsonl(path: Path) -> list[Record]:

@@ -22,7 +22,7 @@ from typing import Any
 import fsspec
 
 from tiergate.artifacts import PUBLISHED_MARKER, REPOSITORY_MANIFEST
-from tiergate.errors import PromotionRefused
+from tiergate.errors import PromotionRefused, TiergateError
 from tiergate.gate import GatePolicy
 from tiergate.paths import project_path
 from tiergate.profiles import PublishSettings
@@ -187,5 +187,11 @@ def previous_repository(location: str, settings: PublishSettings) -> Iterator[Pa
         yield Path(location)
         return
     with tempfile.TemporaryDirectory(prefix="tiergate-previous-") as scratch:
-        fetch_repository(location, Path(scratch) / "repository", settings)
+        try:
+            fetch_repository(location, Path(scratch) / "repository", settings)
+        except TiergateError:
+            raise
+        except Exception as error:  # an object store's client: missing package, credentials, network
+            detail = " ".join(str(error).split())[:200] or type(error).__name__
+            raise PromotionRefused(f"previous model {location}: cannot fetch it ({type(error).__name__}: {detail})") from None
         yield Path(scratch) / "repository"

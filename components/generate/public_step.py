@@ -21,6 +21,7 @@ from tiergate.dataset_adapters import load_adapters
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.outputs import atomic_output
+from tiergate.paths import project_path
 from tiergate.profiles import Profile, PublishSettings
 from tiergate.records import write_jsonl
 from tiergate.store import locate
@@ -33,16 +34,29 @@ MAX_LOCATION_CHARS = 1024
 
 
 def check_location(location: str) -> str:
-    """A location from the run form: a folder path, pvc://, s3:// or gs://; anything else is one clear line."""
+    """A location from the run form: a folder path, pvc://, s3:// or gs://; anything else is one clear line.
+
+    A `pvc://`, `s3://` or `gs://` location names its path segments plainly: an empty, `.` or `..`
+    segment anywhere is refused, so a location can never climb out of the claim or bucket it names."""
     location = location.strip()
     if len(location) > MAX_LOCATION_CHARS or any(ord(char) < 32 for char in location):
         raise InputDataError("public-data location must be one line of at most 1024 characters")
     scheme = location.split("://", 1)[0] + "://" if "://" in location else ""
     if scheme and scheme not in (*REMOTE_SCHEMES, "pvc://", "file://"):
         raise InputDataError(f"public-data location {location[:80]!r}: use a folder, pvc://, s3:// or gs://, not {scheme}")
-    if scheme in ("pvc://", *REMOTE_SCHEMES) and any(part in ("", ".", "..") for part in location[len(scheme) :].split("/")[:-1]):
-        raise InputDataError(f"public-data location {location[:80]!r}: empty, '.' or '..' path segments are not allowed")
+    if scheme in ("pvc://", *REMOTE_SCHEMES):
+        segments = location[len(scheme) :].rstrip("/").split("/")
+        if any(part in ("", ".", "..") for part in segments):
+            raise InputDataError(
+                f"public-data location {location[:80]!r}: name a {scheme}NAME/path with no empty, '.' or '..' segments"
+            )
     return location
+
+
+def _remote_failure(location: str, error: Exception) -> InputDataError:
+    """An object store that cannot be reached or read, in one line (never the client library's traceback)."""
+    detail = " ".join(str(error).split())[:200] or type(error).__name__
+    return InputDataError(f"public-data location {location}: cannot read it ({type(error).__name__}: {detail})")
 
 
 @contextmanager
@@ -54,23 +68,39 @@ def local_folder(location: str, settings: PublishSettings, evaluation_only: bool
         yield None
         return
     if location.startswith(REMOTE_SCHEMES):
+        with tempfile.TemporaryDirectory(prefix="tiergate-public-") as scratch:
+            copy_remote(location, settings, Path(scratch), evaluation_only)
+            yield Path(scratch)
+        return
+    if location.startswith("pvc://"):
+        root = project_path(settings.pvc_mount_root).resolve()
+        _, path = locate(location, settings)
+        if not Path(path).resolve().is_relative_to(root):
+            raise InputDataError(f"public-data location {location}: resolves outside the PVC mount {root}")
+        yield Path(path)
+        return
+    if location.startswith("file://"):
+        yield Path(location.removeprefix("file://"))
+        return
+    yield Path(location).expanduser()
+
+
+def copy_remote(location: str, settings: PublishSettings, scratch: Path, evaluation_only: bool) -> None:
+    """Copy an object-store folder (or only its evaluation-only sets) into `scratch`; failures are one line."""
+    wanted = [adapter.name for adapter in load_adapters(role="evaluation")] if evaluation_only else [""]
+    log.info("public data: copying %s", location)
+    try:
         filesystem, path = locate(location, settings)
         if not filesystem.isdir(path):
             raise InputDataError(f"public-data location {location}: not a folder in the object store")
-        wanted = [adapter.name for adapter in load_adapters(role="evaluation")] if evaluation_only else [""]
-        with tempfile.TemporaryDirectory(prefix="tiergate-public-") as scratch:
-            log.info("public data: copying %s", location)
-            for name in wanted:
-                remote = f"{path.rstrip('/')}/{name}".rstrip("/")
-                if filesystem.isdir(remote):
-                    filesystem.get(remote + "/", str(Path(scratch) / name), recursive=True)
-            yield Path(scratch)
-        return
-    if location.startswith(("pvc://", "file://")):
-        _, path = locate(location, settings)
-        yield Path(path)
-        return
-    yield Path(location).expanduser()
+        for name in wanted:
+            remote = f"{path.rstrip('/')}/{name}".rstrip("/")
+            if filesystem.isdir(remote):
+                filesystem.get(remote + "/", str(scratch / name), recursive=True)
+    except InputDataError:
+        raise
+    except Exception as error:  # fsspec back ends raise their own types: missing client, credentials, network
+        raise _remote_failure(location, error) from None
 
 
 def empty_dataset(taxonomy: Taxonomy, out_dir: Path, note: str) -> DatasetManifest:

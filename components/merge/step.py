@@ -74,6 +74,7 @@ def _load_inputs(taxonomy: Taxonomy, inputs: Sequence[Path]) -> tuple[list[Recor
     manifests = []
     for directory in inputs:
         manifest = load_manifest(Path(directory), taxonomy)
+        refuse_evaluation_sets(Path(directory), manifest)
         if RECORDS not in manifest.files:
             raise InputDataError(
                 f"{directory} is a {manifest.dataset} dataset without {RECORDS}; merge reads generated or imported ones"
@@ -85,6 +86,22 @@ def _load_inputs(taxonomy: Taxonomy, inputs: Sequence[Path]) -> tuple[list[Recor
                 raise InputDataError(f"{directory}: record {record.id} names categories not in the taxonomy: {sorted(strangers)}")
             records.append(record)
     return records, manifests
+
+
+def refuse_evaluation_sets(directory: Path, manifest: DatasetManifest) -> None:
+    """An out-of-distribution set (XSTest, SimpleSafetyTests) measures the model; trained on, it measures nothing."""
+    datasets = manifest.config.get("datasets") or {}
+    evaluation = sorted(name for name, entry in datasets.items() if isinstance(entry, dict) and entry.get("role") == "evaluation")
+    if manifest.dataset == "evaluation" or evaluation:
+        names = ", ".join(evaluation) or "an evaluation-only set"
+        raise InputDataError(f"{directory} holds {names}: evaluation-only sets are never trained on (leave it out of merge)")
+
+
+def warn_unused_caps(settings: MergeSettings, records: Sequence[Record]) -> None:
+    """A cap naming a source no input has caps nothing: most likely a typo (public:davidsn), so say so."""
+    present = {source_name(record) for record in records}
+    for name in sorted(set(settings.caps.per_source) - present):
+        log.warning("merge.caps.per_source names %r, which no input holds (sources here: %s)", name, ", ".join(sorted(present)))
 
 
 def _write_quarantine(path: Path, quarantined: Sequence[Quarantined]) -> int:
@@ -108,6 +125,7 @@ def merge_datasets(
     """Merge input datasets into `out_dir` (written whole, see `tiergate.outputs`); returns the merged manifest."""
     settings = profile.merge
     records, manifests = _load_inputs(taxonomy, inputs)
+    warn_unused_caps(settings, records)
     suites = load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy)
     records, leaked = exclude_vectors(records, suites, settings.leakage)
     log.info("merge: %d records from %d datasets", len(records), len(manifests))

@@ -117,3 +117,36 @@ def test_merge_refuses_a_record_naming_a_stranger_category(taxonomy: Taxonomy, t
     dataset = _dataset(taxonomy, tmp_path / "in", [forged], "imported")
     with pytest.raises(InputDataError, match="made_up"):
         merge_datasets(taxonomy, load_profile("local"), [dataset], tmp_path / "out")
+
+
+def test_merge_refuses_evaluation_only_sets(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    from tiergate.components.generate.importers import import_dataset
+    from tiergate.dataset_adapters import load_adapter
+
+    fixtures = Path(__file__).parents[1] / "fixtures" / "public"
+    import_dataset(taxonomy, load_adapter("xstest", taxonomy), fixtures / "xstest", tmp_path / "xstest")
+    generated = _dataset(taxonomy, tmp_path / "generated", [_generated("a threat", ("threats",))], "generated")
+    with pytest.raises(InputDataError, match="xstest: evaluation-only sets are never trained on"):
+        merge_datasets(taxonomy, load_profile("local"), [generated, tmp_path / "xstest"], tmp_path / "merged")
+
+
+def test_a_cap_naming_no_input_is_reported(taxonomy: Taxonomy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    generated = _dataset(
+        taxonomy, tmp_path / "generated", [_generated(f"threat {_word(i)}", ("threats",)) for i in range(5)], "g"
+    )
+    profile = load_profile("local", {"merge": {"caps": {"per_source": {"public:davidsn": 1}}}})
+    merge_datasets(taxonomy, profile, [generated], tmp_path / "merged")
+    assert "public:davidsn" in caplog.text and "no input holds" in caplog.text
+
+
+def test_a_broken_record_line_is_one_line_without_its_text(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    from tiergate.records import iter_jsonl
+
+    record = _public(taxonomy, "private words here", ("hate_speech",), "davidson", ("hate_speech",))
+    line = record.to_json().replace('"unknown":[', '"unknown":["hate_speech",')
+    (tmp_path / "records.jsonl").write_text(line + "\n")
+    with pytest.raises(InputDataError) as caught:
+        list(iter_jsonl(tmp_path / "records.jsonl"))
+    message = str(caught.value)
+    assert "records.jsonl:1" in message and "both positive and unknown" in message
+    assert "\n" not in message and "private words" not in message

@@ -1,0 +1,71 @@
+"""The run's public-data location: checked before use, resolved without escaping, imported or visibly empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiergate.components.generate.public_step import NO_LOCATION_NOTE, check_location, import_public_location, local_folder
+from tiergate.errors import InputDataError, PromotionRefused
+from tiergate.profiles import load_profile
+from tiergate.records import read_jsonl
+from tiergate.store import previous_repository
+from tiergate.taxonomy import Taxonomy
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "public"
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["pvc://..", "pvc://claim/..", "pvc://claim/./x", "pvc://claim//x", "s3://bucket/../other", "pvc://", "gs://"],
+)
+def test_store_locations_cannot_climb_out(location: str) -> None:
+    with pytest.raises(InputDataError, match="segments"):
+        check_location(location)
+
+
+@pytest.mark.parametrize("location", ["http://example.com/data", "ftp://x/y", "line\nbreak", "x" * 2000])
+def test_other_locations_are_one_line_errors(location: str) -> None:
+    with pytest.raises(InputDataError) as caught:
+        check_location(location)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+def test_accepted_locations_pass_unchanged() -> None:
+    for location in ("", "/data/public", "relative/folder", "pvc://claim/public", "s3://bucket/public", "gs://b/p"):
+        assert check_location(f"  {location} ") == location
+
+
+def test_pvc_location_resolves_inside_the_mount(tmp_path: Path) -> None:
+    settings = load_profile("local", {"publish": {"pvc_mount_root": str(tmp_path)}}).publish
+    with local_folder("pvc://claim/public", settings) as folder:
+        assert folder == tmp_path / "claim" / "public"
+
+
+def test_an_object_store_that_cannot_be_read_is_one_line() -> None:
+    settings = load_profile("local").publish
+    with (
+        pytest.raises(InputDataError, match=r"cannot read it \(ImportError") as caught,
+        local_folder("gs://bucket/public", settings),
+    ):
+        pass
+    assert "\n" not in str(caught.value)
+    with pytest.raises(PromotionRefused, match="cannot fetch it"), previous_repository("gs://bucket/m/v/" + "a" * 64, settings):
+        pass
+
+
+def test_no_location_is_an_empty_dataset_that_says_so(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    manifest = import_public_location(taxonomy, load_profile("local"), "", tmp_path / "out")
+    assert manifest.counts["records"] == 0 and manifest.notes == [NO_LOCATION_NOTE]
+    assert read_jsonl(tmp_path / "out" / "records.jsonl") == []
+
+
+def test_fixture_sets_import_for_training_only(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    manifest = import_public_location(taxonomy, load_profile("local"), str(FIXTURES), tmp_path / "out")
+    datasets = set(manifest.counts["by_dataset"])
+    assert "davidson" in datasets and not {"xstest", "simplesafetytests"} & datasets
+    records = read_jsonl(tmp_path / "out" / "records.jsonl")
+    assert records and all(record.source.generator == "public" and record.unknown for record in records)
+    with pytest.raises(InputDataError, match="not found or not a folder"):
+        import_public_location(taxonomy, load_profile("local"), str(tmp_path / "missing"), tmp_path / "out2")
