@@ -1,10 +1,14 @@
-"""Screening of negatives before they are trained on
+"""Screening of generated negatives before they are trained on
 (one poisoned seed once made 200 toxic 'negatives': docs/lessons.md#poisoned-seed).
 
 A negative that shows positive signals is quarantined with the reason, not silently
-kept. Signals of categories allowed in the record's audience are ignored there (an
-adult-area text may be adult content). A model-based screener (the previous model's
-scores) plugs in through the same `Screener` protocol.
+kept. Only *generated* negatives are screened: the screens catch a poisoned generator
+prior, and a human-labelled row (public set, import) is ground truth, not a guess.
+Only categories a record knows as negative are screened (partial labels: an unknown
+category is no claim). Categories allowed in the record's audience are ignored there
+(an adult-area text may be adult content). Two screeners share the `Screener` protocol:
+keywords (cheap, catches seeds that carry a category's signals) and the previous
+model's scores (catches the coercion that uses no listed signal: log Exp 29's tribute seed).
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 from tiergate.components.merge.dedupe import Quarantined
-from tiergate.records import Kind, Record
+from tiergate.errors import InputDataError
+from tiergate.records import Kind, LabelState, Record
 from tiergate.taxonomy import Taxonomy
+
+# Sources whose labels a person gave: never screened as generator output.
+HUMAN_LABELLED_SOURCES = frozenset({"public", "human", "import"})
 
 
 class Screener(Protocol):
@@ -24,6 +32,20 @@ class Screener(Protocol):
     def reasons(self, records: Sequence[Record]) -> dict[int, str]:
         """Index of each suspicious record -> why."""
         ...
+
+
+def screened_negative(record: Record) -> bool:
+    """A generated record with no positive label: what a poisoned seed would have produced."""
+    return not record.labels and record.source.generator not in HUMAN_LABELLED_SOURCES
+
+
+def known_negatives(taxonomy: Taxonomy, record: Record, names: Sequence[str]) -> list[str]:
+    """`names` the record labels negative, minus those allowed in its audience."""
+    return [
+        name
+        for name in names
+        if record.label_state(name) is LabelState.NEGATIVE and record.context.audience not in taxonomy.category(name).allowed_in
+    ]
 
 
 class KeywordScreener:
@@ -35,15 +57,15 @@ class KeywordScreener:
         self.taxonomy = taxonomy
 
     def candidates(self, record: Record) -> list[str]:
-        """Categories whose positives this negative must not look like (allowed-audience categories excluded)."""
+        """Categories whose signals this negative must not carry (a hard negative shares words with its neighbours)."""
         own = record.source.category
         names = self.taxonomy.labels if record.source.kind is Kind.INNOCUOUS or own is None else [own]
-        return [name for name in names if record.context.audience not in self.taxonomy.category(name).allowed_in]
+        return known_negatives(self.taxonomy, record, names)
 
     def reasons(self, records: Sequence[Record]) -> dict[int, str]:
         found = {}
         for index, record in enumerate(records):
-            if record.labels:
+            if not screened_negative(record):
                 continue
             for name in self.candidates(record):
                 hits = self.taxonomy.category(name).matching_signals(record.text)
@@ -56,8 +78,11 @@ class KeywordScreener:
 class PreviousModelScreener:
     """Quarantine negatives the previous (served) model is confident belong to a category.
 
-    Only confident calls count (`min_score`, from config): negatives the old model merely gets
-    wrong near the boundary are the most useful training signal and stay in.
+    Every known-negative category is checked, not only the seed's own: a generated negative is
+    labelled safe for all of them, and the Exp 29 batch (a predatory_behavior hard negative)
+    did its damage to harassment and ncii. Only confident calls count (`min_score`, from
+    config): negatives the old model merely gets wrong near the boundary are the most useful
+    training signal and stay in.
     """
 
     name = "previous-model"
@@ -66,29 +91,31 @@ class PreviousModelScreener:
         from tiergate.artifacts import RepositoryLayout
         from tiergate.inference import ModerationPipeline, ThresholdSet
 
+        layout = RepositoryLayout(Path(repository))
+        for path in (layout.classifier_onnx, layout.tokenizer_dir, layout.thresholds):
+            if not path.exists():
+                raise InputDataError(f"previous model: {repository} is not a model repository (missing {path.name})")
         self.taxonomy = taxonomy
         self.min_score = min_score
-        layout = RepositoryLayout(Path(repository))
         self.pipeline = ModerationPipeline(
             layout.classifier_onnx,
             layout.tokenizer_dir,
             ThresholdSet.load(layout.thresholds, taxonomy.labels),
             batch_size,
         )
-        self.keywords = KeywordScreener(taxonomy)
 
     def reasons(self, records: Sequence[Record]) -> dict[int, str]:
-        negatives = [index for index, record in enumerate(records) if not record.labels]
+        negatives = [index for index, record in enumerate(records) if screened_negative(record)]
         if not negatives:
             return {}
         scores = self.pipeline.classify([records[i].text for i in negatives], [records[i].context for i in negatives]).scores
         found = {}
         for row, index in enumerate(negatives):
-            for name in self.keywords.candidates(records[index]):
-                score = float(scores[row, self.taxonomy.labels.index(name)])
-                if score >= self.min_score:
-                    found[index] = f"{self.name}: {records[index].source.kind.value} scored {score:.2f} for {name}"
-                    break
+            names = known_negatives(self.taxonomy, records[index], self.taxonomy.labels)
+            scored = [(float(scores[row, self.taxonomy.labels.index(name)]), name) for name in names]
+            score, name = max(scored, default=(0.0, ""))
+            if score >= self.min_score:
+                found[index] = f"{self.name}: {records[index].source.kind.value} scored {score:.2f} for {name}"
         return found
 
 
