@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -74,10 +76,12 @@ def import_(
     label_separator: Annotated[str, typer.Option(help="Separator inside the labels column.")] = ",",
     default_context: Annotated[str, typer.Option(help="Context for rows without one.")] = "general/message",
     file_format: Annotated[str, typer.Option("--format", help="auto, csv, jsonl or parquet.")] = "auto",
+    overwrite: OverwriteOption = False,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Import labelled data: a user's FILE with a column mapping, or a public set (--dataset) in its original
-    format. Good rows are kept; bad rows are listed by file and line in import_report.json."""
+    format. Good rows are kept; bad rows are listed by file and line in import_report.json. --out is written
+    whole or not at all; a failed import leaves it as it was and keeps its report beside it."""
     from tiergate.components.generate.importers import ColumnMapping, import_file
     from tiergate.taxonomy import load_taxonomy
 
@@ -92,12 +96,15 @@ def import_(
             raise InputDataError(
                 "--text-column, --labels-column, --format etc. describe a FILE; a --dataset's adapter says all that"
             )
-        _import_public_set(loaded, dataset, source, out, max_bad_fraction)
+        _import_public_set(loaded, dataset, source, out, max_bad_fraction, overwrite)
         return
     if path is None:
         raise InputDataError("nothing to import: give a FILE, or --dataset NAME --source DIR")
     mapping = ColumnMapping(text_column, labels_column, context_column, kind_column, label_separator, default_context)
-    manifest = import_file(loaded, path, out, mapping, file_format, max_bad_fraction)
+    if not path.is_file():
+        raise InputDataError(f"import file not found: {path}")
+    with _staged_import(out, overwrite, path) as staging:
+        manifest = import_file(loaded, path, staging, mapping, file_format, max_bad_fraction)
     bad = manifest.counts.get("bad_rows", 0)
     typer.echo(
         f"imported {manifest.counts['records']} records into {out}"
@@ -105,25 +112,56 @@ def import_(
     )
 
 
-def _import_public_set(taxonomy: Taxonomy, dataset: str, source: Path | None, out: Path, max_bad_fraction: float) -> None:
+def failed_report_path(out: Path) -> Path:
+    """Where a failed import's report is kept: beside --out, which stays as it was."""
+    return out.parent / f"{out.name}.{IMPORT_REPORT}"
+
+
+@contextmanager
+def _staged_import(out: Path, overwrite: bool, source: Path) -> Iterator[Path]:
+    """Import into a staging folder that replaces --out whole on success (tiergate.outputs.atomic_output:
+    a non-empty --out needs --overwrite, a concurrent writer is refused, --out may not overlap the source).
+    On failure --out is untouched and the import report, if written, is kept at `failed_report_path`."""
+    from tiergate.outputs import atomic_output
+
+    kept = failed_report_path(out)
+    with atomic_output(out, overwrite, inputs=[source]) as staging:
+        try:
+            yield staging
+        except InputDataError as error:
+            report = staging / IMPORT_REPORT
+            if not report.is_file():
+                raise
+            kept.write_bytes(report.read_bytes())
+            raise InputDataError(f"{error} (full report: {kept}; {out} left as it was)") from None
+        kept.unlink(missing_ok=True)  # a failed attempt's report would contradict the new output
+
+
+def _import_public_set(
+    taxonomy: Taxonomy, dataset: str, source: Path | None, out: Path, max_bad_fraction: float, overwrite: bool
+) -> None:
     """`--dataset NAME --source DIR` (one set) or `--dataset all --source ROOT` (every train set found there)."""
-    from tiergate.components.generate.importers import import_dataset, import_public
+    from tiergate.components.generate.importers import EVALUATION_DATASET, import_dataset, import_public
     from tiergate.dataset_adapters import load_adapter
 
     if source is None:
         raise InputDataError("--dataset needs --source: the set's folder (for 'all': the folder holding the sets)")
     if not source.is_dir():
         raise InputDataError(f"source folder not found: {source}")
-    if dataset == "all":
-        manifest = import_public(taxonomy, source, out, max_bad_fraction=max_bad_fraction)
-    else:
-        manifest = import_dataset(taxonomy, load_adapter(dataset, taxonomy), source, out, max_bad_fraction=max_bad_fraction)
+    adapter = None if dataset == "all" else load_adapter(dataset, taxonomy)
+    with _staged_import(out, overwrite, source) as staging:
+        if adapter is None:
+            manifest = import_public(taxonomy, source, staging, max_bad_fraction=max_bad_fraction)
+        else:
+            manifest = import_dataset(taxonomy, adapter, source, staging, max_bad_fraction=max_bad_fraction)
     for name, counts in manifest.counts["by_dataset"].items():
         positives = {category: state["positive"] for category, state in counts["by_category"].items() if state.get("positive")}
         typer.echo(f"{name}: {counts['kept']} kept, {counts['bad']} bad, {counts['skipped']} skipped; positives {positives}")
     typer.echo(f"imported {manifest.counts['records']} records into {out} (report: {out / IMPORT_REPORT})")
     for note in manifest.notes:
         typer.echo(f"note: {note}")
+    if manifest.dataset == EVALUATION_DATASET:
+        typer.echo(f"note: {dataset} is an evaluation-only set: imported for inspection, merge refuses it for training")
 
 
 @app.command("datasets")
@@ -164,12 +202,16 @@ def merge(
         else:
             raise InputDataError(f"not a dataset folder: {path}")
     from tiergate.components.merge.screen import KeywordScreener, PreviousModelScreener
+    from tiergate.store import previous_repository
 
     loaded, resolved = load_taxonomy(taxonomy), load_profile(profile)
     screeners: list = [KeywordScreener(loaded)]  # type: ignore[type-arg]
-    if previous_model is not None:
-        screeners.append(PreviousModelScreener(loaded, previous_model, resolved.merge.previous_model_min_score))
-    manifest = merge_datasets(loaded, resolved, folders, out, screeners=screeners, overwrite=overwrite)
+    # The previous model is verified (manifest, file hashes, gate) before it screens anything: a tampered
+    # copy would otherwise decide which negatives are trained on.
+    with previous_repository(str(previous_model or ""), resolved.publish) as repository:
+        if repository is not None:
+            screeners.append(PreviousModelScreener(loaded, repository, resolved.merge.previous_model_min_score))
+        manifest = merge_datasets(loaded, resolved, folders, out, screeners=screeners, overwrite=overwrite)
     counts = manifest.counts
     typer.echo(f"splits {counts['splits']} phases {counts['phases']} quarantined {counts['quarantined']}")
     typer.echo(f"report: {out / DATASET_REPORT_MD}")

@@ -35,6 +35,7 @@ from tiergate.taxonomy import Taxonomy, load_taxonomy
 from tiergate.yaml_io import load_yaml
 
 ADAPTER_NAME = re.compile(r"^[a-z0-9_]+$")
+MAX_ADAPTER_NAME = 64  # a name becomes a file name; a longer one is a typo or an attack, not a set
 IMPORT_REPORT = "import_report.json"  # an import's bad rows (file:line) and counts, beside its records
 DEFAULT_MAX_BAD_FRACTION = 0.05  # more bad rows than this: the file is not what its mapping says
 
@@ -86,7 +87,7 @@ class Condition(StrictModel):
             items = value if isinstance(value, list) else [value]
             return self._in_range(float(sum(_canonical(item) in wanted for item in items)))
         if self.min is not None or self.max is not None:
-            return self._in_range(float(len(value)) if isinstance(value, list) else _number(value))
+            return self._in_range(float(len(value)) if isinstance(value, list) else _measured(value, self.field or ""))
         items = value if isinstance(value, list) else [value]
         if value is None or items == []:
             return False
@@ -274,10 +275,25 @@ def field_value(values: Mapping[str, Any], path: str) -> Any:
     return current
 
 
+class NotANumber(ValueError):
+    """A value a rule reads as a number is not one (NaN, inf, "abc"): the row is bad, never a negative."""
+
+
 def _column_sum(row: Row, pattern: str) -> float | None:
-    numbers = [_number(value) for name, value in row.pairs if fnmatch.fnmatchcase(name, pattern)]
-    present = [number for number in numbers if number is not None]
-    return float(sum(present)) if present else 0.0
+    """The sum of the matching columns; a blank cell is no vote (an annotator who did not see the row)."""
+    numbers = [_measured(value, name) for name, value in row.pairs if fnmatch.fnmatchcase(name, pattern)]
+    return float(sum(number for number in numbers if number is not None))
+
+
+def _measured(value: Any, name: str) -> float | None:
+    """A number a rule tests with min / max: None for an absent or blank value, else a finite number,
+    else NotANumber (comparing NaN or "abc" is silently false, which made rows known negatives)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = _number(value)
+    if number is None:
+        raise NotANumber(f"{name} = {str(value)[:40]!r} is not a number")
+    return number
 
 
 def _number(value: Any) -> float | None:
@@ -316,9 +332,12 @@ def adapter_names() -> list[str]:
 
 
 def validate_adapter_name(name: str) -> str:
-    """A name becomes a file name: only lower-case letters, digits and underscores."""
-    if not ADAPTER_NAME.fullmatch(name):
-        raise ConfigError(f"dataset name {name[:60]!r} must match {ADAPTER_NAME.pattern}; known: {', '.join(adapter_names())}")
+    """A name becomes a file name: only lower-case letters, digits and underscores, and not too long."""
+    if len(name) > MAX_ADAPTER_NAME or not ADAPTER_NAME.fullmatch(name):
+        known = ", ".join(adapter_names())
+        raise ConfigError(
+            f"dataset name {name[:60]!r} must match {ADAPTER_NAME.pattern}, at most {MAX_ADAPTER_NAME} characters; known: {known}"
+        )
     return name
 
 

@@ -26,6 +26,7 @@ from tiergate.dataset_adapters import (
     IMPORT_REPORT,
     Adapter,
     Lookup,
+    NotANumber,
     Row,
     load_adapter,
     load_adapters,
@@ -39,9 +40,11 @@ from tiergate.taxonomy import Taxonomy
 log = logging.getLogger(__name__)
 
 SHOWN_BAD_ROWS = 5
+MAX_ROW_SHAPES = 1000  # distinct one-line row shapes remembered for the open-quote check
 PROGRESS_EVERY_S = 5.0
 
 FORMATS = ("csv", "jsonl", "parquet")
+EVALUATION_DATASET = "evaluation"  # manifest `dataset` of an evaluation-only set: never trained on
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,11 @@ class ColumnMapping:
     default_context: str = "general/message"
 
 
-def _read_rows(path: Path, file_format: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
-    """(columns, (row number, row) pairs, problems found while reading). Rows are numbered as a person
-    finds them: CSV data rows from 1, JSONL by line. Nothing is cut or converted on the way: a NUL byte
-    or a line that is not a JSON object is a problem naming its line, never a shortened or skipped row."""
+def _read_rows(path: Path, file_format: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]], list[BadRow]]:
+    """(columns, (location, row) pairs, bad rows found while reading). A location is `FILE:LINE` as a
+    person finds it (a CSV row's first physical line, a JSONL line; `FILE:row N` in a Parquet file).
+    Nothing is cut or converted on the way: a NUL byte or a line that is not a JSON object is a bad row
+    naming its line, never a shortened or skipped row."""
     if file_format == "auto":
         suffix = path.suffix.lower().lstrip(".")
         file_format = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}.get(suffix, suffix)
@@ -71,61 +75,76 @@ def _read_rows(path: Path, file_format: str) -> tuple[list[str], list[tuple[int,
         frame = pd.read_parquet(path)
     except (ValueError, OSError) as error:
         raise InputDataError(f"{path}: cannot read as {file_format}: {' '.join(str(error).split())[:300]}") from None
-    rows = list(enumerate(frame.to_dict(orient="records"), start=1))
-    return [str(column) for column in frame.columns], rows, []
+    columns = [str(column) for column in frame.columns]
+    duplicated = sorted({name for name in columns if columns.count(name) > 1})
+    if duplicated:
+        raise InputDataError(f"{path}: duplicate column names {duplicated}; rename them")
+    rows = [(f"{path.name}:row {number}", row) for number, row in enumerate(frame.to_dict(orient="records"), start=1)]
+    return columns, rows, []
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
-    """Data rows numbered from 1; a row with a NUL byte or the wrong number of fields is a problem naming
-    its physical line (a quoted field may span lines), and the other rows are still read."""
-    columns: list[str] | None = None
-    rows: list[tuple[int, dict[str, Any]]] = []
-    problems: list[str] = []
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]], list[BadRow]]:
+    """Rows keyed by the physical line where each starts; a row with a NUL byte, the wrong number of
+    fields or a quote left open is a problem naming its line, and the other rows are still read."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            start, number = 1, 0
-            for fields in reader:
-                line, start = start, reader.line_num + 1
-                if not fields:
-                    continue
-                if columns is None:
-                    columns = fields
-                    continue
-                number += 1
-                if any("\x00" in field for field in fields):
-                    problems.append(f"line {line}: NUL byte (row {number})")
-                elif len(fields) != len(columns):
-                    problems.append(f"line {line}: {len(fields)} fields, the header has {len(columns)} (row {number})")
-                else:
-                    rows.append((number, dict(zip(columns, fields, strict=True))))
-    except (csv.Error, OSError, UnicodeDecodeError) as error:
+            lines = handle.readlines()
+    except (OSError, UnicodeDecodeError) as error:
         raise InputDataError(f"{path}: cannot read as csv: {' '.join(str(error).split())[:300]}") from None
+    columns: list[str] | None = None
+    rows: list[tuple[str, dict[str, Any]]] = []
+    problems: list[BadRow] = []
+    for record in _csv_records(lines):
+        if columns is None and record.fields is not None:
+            columns = record.fields
+            duplicated = sorted({name for name in columns if columns.count(name) > 1})
+            if duplicated:
+                raise InputDataError(f"{path}: duplicate column names {duplicated} in the header; rename them")
+            continue
+        location = f"{path.name}:{record.line}"
+        if record.fields is None:
+            problems.append(BadRow(location, record.problem))
+        elif any("\x00" in field for field in record.fields):
+            problems.append(BadRow(location, "NUL byte"))
+        elif columns is not None and len(record.fields) != len(columns):
+            problems.append(BadRow(location, f"{len(record.fields)} fields, the header has {len(columns)}"))
+        else:
+            rows.append((location, dict(zip(columns or [], record.fields, strict=True))))
     return columns or [], rows, problems
 
 
-def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[str]]:
+def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]], list[BadRow]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputDataError(f"{path}: cannot read as jsonl: {error}") from None
-    rows: list[tuple[int, dict[str, Any]]] = []
-    problems: list[str] = []
+    rows: list[tuple[str, dict[str, Any]]] = []
+    problems: list[BadRow] = []
     columns: dict[str, None] = {}
     for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        location = f"{path.name}:{line_number}"
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_unique_keys)
         except (ValueError, RecursionError) as error:
-            problems.append(f"line {line_number}: not JSON ({' '.join(str(error).split())[:80]})")
+            problems.append(BadRow(location, f"not JSON ({' '.join(str(error).split())[:80]})"))
             continue
         if not isinstance(value, dict):
-            problems.append(f"line {line_number}: a JSON {type(value).__name__}, not an object")
+            problems.append(BadRow(location, f"a JSON {type(value).__name__}, not an object"))
             continue
         columns.update(dict.fromkeys(value))
-        rows.append((line_number, value))
+        rows.append((location, value))
     return list(columns), rows, problems
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; a key given twice is an error (json.loads would keep the last silently)."""
+    keys = [key for key, _ in pairs]
+    duplicated = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicated:
+        raise ValueError(f"duplicate keys {duplicated}")
+    return dict(pairs)
 
 
 def _text(value: Any) -> str:
@@ -140,9 +159,15 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
 def _labels(value: Any, separator: str) -> list[str]:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return []
+    """A row's categories. A null (JSON null or NaN, a Parquet None, a missing key) is an error: an
+    empty list or an empty string says "negative for every category", a null says nothing."""
+    if _null(value):
+        raise ValueError("labels is null or missing; write [] or an empty string for a negative")
     if isinstance(value, str):
         return [part.strip() for part in value.split(separator) if part.strip()]
     if hasattr(value, "tolist"):
@@ -150,6 +175,101 @@ def _labels(value: Any, separator: str) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(part).strip() for part in value if str(part).strip()]
     raise ValueError(f"labels must be a string or a list, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class _CsvRecord:
+    line: int  # the physical line (from 1) where the record starts
+    fields: list[str] | None  # None: the record is unreadable, `problem` says why
+    problem: str = ""
+
+
+def _csv_records(
+    lines: Sequence[str], delimiter: str = ",", quoting: Literal[0, 3] = csv.QUOTE_MINIMAL, width: int | None = None
+) -> Iterator[_CsvRecord]:
+    """The file's records (header included) with the physical line each starts on.
+
+    A quote left open swallows the rows after it into one field, silently. So a record that spans
+    lines is checked: if a line inside it reads as a whole row by itself (balanced quotes, the
+    header's number of fields, each field shaped like that column in a one-line row seen before),
+    or the quote is still open at the end of the file, the record is a problem naming the line where
+    the quote opened, and reading starts again on the next line, so every following row is still
+    read and counted. `width` is the header's field count (the first record's when not given)."""
+    shapes: set[tuple[str, ...]] = set()  # the field shapes of the one-line rows read so far
+    position = 0
+    while position < len(lines):
+        base = position
+        reader = csv.reader((lines[index] for index in range(base, len(lines))), delimiter=delimiter, quoting=quoting)
+        restart: int | None = None
+        start = base
+        while restart is None:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield _CsvRecord(start + 1, None, f"unparseable row ({error})")
+                restart = start + 1
+                break
+            first, start = start, base + reader.line_num
+            if not fields:
+                continue  # a blank line holds no record
+            if width is None:
+                width = len(fields)
+            elif quoting != csv.QUOTE_NONE and (start - first > 1 or start == len(lines)):
+                problem = _open_quote(lines, first, start, delimiter, width, shapes)
+                if problem:
+                    yield _CsvRecord(first + 1, None, problem)
+                    restart = first + 1
+                    break
+            if start - first == 1 and len(fields) == width and len(shapes) < MAX_ROW_SHAPES:
+                shapes.add(_shape(fields))
+            yield _CsvRecord(first + 1, fields)
+        position = restart if restart is not None else len(lines)
+
+
+def _shape(fields: Sequence[str]) -> tuple[str, ...]:
+    """What each field looks like: empty, a number, one token, or text with spaces."""
+    return tuple(
+        "empty"
+        if not field
+        else "number"
+        if _is_number(field)
+        else "text"
+        if any(character.isspace() for character in field) or len(field) > 40
+        else "token"
+        for field in fields
+    )
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _open_quote(lines: Sequence[str], first: int, end: int, delimiter: str, width: int, shapes: set[tuple[str, ...]]) -> str:
+    """Why the record on lines[first:end] is a quote left open, or "" when it reads as one record."""
+    if end == len(lines):
+        try:
+            list(csv.reader(lines[first:end], delimiter=delimiter, strict=True))
+        except csv.Error as error:
+            if "end of data" in str(error):
+                return f"a quote opened on line {first + 1} is never closed (end of file at line {end})"
+    if width < 2 or not shapes:
+        return ""
+    for index in range(first + 1, end):
+        line = lines[index]
+        if line.count('"') % 2 == 0 and line.strip():
+            parsed = list(csv.reader([line], delimiter=delimiter))
+            if len(parsed) == 1 and len(parsed[0]) == width and _shape(parsed[0]) in shapes:
+                return (
+                    f"a quote opened on line {first + 1} is not closed before line {index + 1}, which reads as a row"
+                    " of its own (unclosed quote)"
+                )
+    return ""
 
 
 @dataclass(frozen=True)
@@ -179,7 +299,7 @@ def import_file(
     file_format: str = "auto",
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
 ) -> DatasetManifest:
-    """Validate every row, keep the good ones, report the bad ones by row number (import_report.json)."""
+    """Validate every row, keep the good ones, report the bad ones by FILE:LINE (import_report.json)."""
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"import file not found: {path}")
@@ -190,10 +310,10 @@ def import_file(
     missing = [column for column in needed if column not in columns]
     if missing and not problems:
         raise InputDataError(f"{path}: missing columns {missing}; found {columns}")
-    bad = [BadRow(path.name, problem) for problem in problems]
+    bad = list(problems)
     records = [
         record
-        for record in (_mapped_record(taxonomy, path, mapping, columns, number, row, bad) for number, row in rows)
+        for record in (_mapped_record(taxonomy, path, mapping, columns, location, row, bad) for location, row in rows)
         if record
     ]
     out_dir = Path(out_dir)
@@ -223,30 +343,33 @@ def _mapped_record(
     path: Path,
     mapping: ColumnMapping,
     columns: list[str],
-    row_number: int,
+    location: str,
     row: dict[str, Any],
     bad: list[BadRow],
 ) -> Record | None:
     """One user row as a record, or None with the problem appended to `bad`."""
     try:
         text = _text(row.get(mapping.text))
-        labels = _labels(row.get(mapping.labels), mapping.label_separator)
+        given_kind = Kind(str(row.get(mapping.kind))) if mapping.kind else None
+        raw_labels = row.get(mapping.labels)
+        negative = given_kind is not None and given_kind is not Kind.POSITIVE
+        labels = [] if negative and _null(raw_labels) else _labels(raw_labels, mapping.label_separator)
         raw_context = row.get(mapping.context) if mapping.context and mapping.context in columns else None
         context = Context.parse(
             str(raw_context or mapping.default_context), taxonomy.contexts.audiences, taxonomy.contexts.surfaces
         )
-        kind = Kind(str(row.get(mapping.kind))) if mapping.kind else (Kind.POSITIVE if labels else Kind.INNOCUOUS)
+        kind = given_kind or (Kind.POSITIVE if labels else Kind.INNOCUOUS)
     except (ValueError, InputDataError) as error:
-        bad.append(BadRow(path.name, f"row {row_number}: {error}"))
+        bad.append(BadRow(location, str(error)))
         return None
     problem = _row_problem(taxonomy, text, labels, kind)
     if problem:
-        bad.append(BadRow(path.name, f"row {row_number}: {problem}"))
+        bad.append(BadRow(location, problem))
         return None
     source = Source(
         generator="import",
         model=path.name,
-        prompt_id=f"{path.name}:{row_number}",
+        prompt_id=location,
         category=labels[0] if labels else None,
         kind=kind,
     )
@@ -273,41 +396,34 @@ def _open_text(path: Path, encoding: str) -> Any:
 
 
 def _csv_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | BadRow]:
-    """CSV/TSV rows, each located at the physical line where it starts (quoted fields may span lines)."""
+    """CSV/TSV rows, each located at the physical line where it starts (quoted fields may span lines;
+    a quote left open is a bad row, see `_csv_records`)."""
     delimiter = "\t" if adapter.format == "tsv" else ","
     header: list[str] | None = None if adapter.header else list(adapter.columns)
     with _open_text(path, adapter.encoding) as handle:
-        quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if adapter.quoting else csv.QUOTE_NONE
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        start = 1
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                yield BadRow(f"{relative}:{start}", f"unparseable row ({error})")
-                start = reader.line_num + 1
-                continue
-            line, start = start, reader.line_num + 1
-            if not fields:
-                continue  # a blank line holds no row
-            if header is None:
-                header = fields
-                if adapter.columns and header != list(adapter.columns):
-                    raise InputDataError(
-                        f"{adapter.name}: {relative}:{line}: header {_shown(header)} is not the expected {adapter.columns}"
-                        " (a file without a header line needs header: false)"
-                    )
-                continue
-            if len(fields) != len(header):
-                yield BadRow(f"{relative}:{line}", f"unparseable row: {len(fields)} fields, the header has {len(header)}")
-                continue
-            pairs = tuple(zip(header, fields, strict=True))
-            values: dict[str, Any] = {}
-            for name, value in pairs:
-                values.setdefault(name, value)  # a duplicated header name: the first column; `columns` sums them all
-            yield Row(values, relative, f"{relative}:{line}", pairs)
+        lines = handle.readlines()
+    quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if adapter.quoting else csv.QUOTE_NONE
+    for record in _csv_records(lines, delimiter, quoting, None if header is None else len(header)):
+        if record.fields is None:
+            yield BadRow(f"{relative}:{record.line}", f"unparseable row: {record.problem}")
+            continue
+        fields, line = record.fields, record.line
+        if header is None:
+            header = fields
+            if adapter.columns and header != list(adapter.columns):
+                raise InputDataError(
+                    f"{adapter.name}: {relative}:{line}: header {_shown(header)} is not the expected {adapter.columns}"
+                    " (a file without a header line needs header: false)"
+                )
+            continue
+        if len(fields) != len(header):
+            yield BadRow(f"{relative}:{line}", f"unparseable row: {len(fields)} fields, the header has {len(header)}")
+            continue
+        pairs = tuple(zip(header, fields, strict=True))
+        values: dict[str, Any] = {}
+        for name, value in pairs:
+            values.setdefault(name, value)  # a duplicated header name: the first column; `columns` sums them all
+        yield Row(values, relative, f"{relative}:{line}", pairs)
 
 
 def _jsonl_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | BadRow]:
@@ -335,8 +451,7 @@ def _json_array_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Ro
     decoder = json.JSONDecoder()
     position, line, last, on_line = _skip_space(text, 0), 1, 0, 0
     if text[position : position + 1] != "[":
-        yield BadRow(f"{relative}:1", "unparseable file: not a JSON array")
-        return
+        raise InputDataError(f"{adapter.name}: {relative}:1: not a JSON array; the file cannot be read")
     position = _skip_space(text, position + 1)
     while position < len(text) and text[position] != "]":
         newlines = text.count("\n", last, position)
@@ -345,8 +460,10 @@ def _json_array_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Ro
         try:
             value, end = decoder.raw_decode(text, position)
         except (ValueError, RecursionError) as error:
-            yield BadRow(location, f"unparseable item, the rest of the file is unreadable: {' '.join(str(error).split())[:80]}")
-            return
+            raise InputDataError(
+                f"{adapter.name}: {location}: the JSON array breaks here ({' '.join(str(error).split())[:80]}); every item"
+                " from here on is unreadable, so the file is cut off or corrupt: download it again"
+            ) from None
         yield (
             Row(value, relative, location)
             if isinstance(value, dict)
@@ -356,8 +473,16 @@ def _json_array_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Ro
         if text[position : position + 1] == ",":
             position = _skip_space(text, position + 1)
         elif text[position : position + 1] != "]":
-            yield BadRow(f"{relative}:{line + text.count(chr(10), last, position)}", "unparseable: expected , or ] after an item")
-            return
+            where = f"{relative}:{line + text.count(chr(10), last, position)}"
+            raise InputDataError(
+                f"{adapter.name}: {where}: the JSON array breaks here (expected , or ] after an item); every item from"
+                " here on is unreadable, so the file is cut off or corrupt: download it again"
+            )
+    if position >= len(text):
+        raise InputDataError(
+            f"{adapter.name}: {relative}:{text.count(chr(10)) + 1}: the file ends before the JSON array is closed;"
+            " it is cut off: download it again"
+        )
 
 
 def _skip_space(text: str, position: int) -> int:
@@ -403,6 +528,7 @@ class _Joined:
                 path = source_dir / step.file
                 if not path.is_file():
                     raise InputDataError(f"{adapter.name}: no file {step.file!r} in {source_dir} (download: {adapter.source})")
+                inside(path, source_dir, adapter.name)
                 table: dict[str, list[str]] = defaultdict(list)
                 counts = found.lookup_files.setdefault(step.file, Counter(rows=0, bad=0))
                 for row in _csv_rows(adapter, path, step.file):
@@ -438,6 +564,14 @@ def _key(value: Any) -> str:
     return text[:-2] if text.endswith(".0") and text[:-2].lstrip("-").isdigit() else text
 
 
+def inside(path: Path, root: Path, what: str) -> None:
+    """Refuse a file or folder that resolves outside `root` (a symlink out of the source folder would
+    import, and publish in the report, whatever it points at)."""
+    resolved, base = path.resolve(), root.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise InputDataError(f"{what}: {path} resolves to {resolved}, outside the source folder {root}; refusing to follow it")
+
+
 def adapter_files(adapter: Adapter, source_dir: Path) -> list[Path]:
     """The set's files, every glob matching at least one (a partial download is an error, not a smaller set)."""
     source_dir = Path(source_dir)
@@ -446,6 +580,8 @@ def adapter_files(adapter: Adapter, source_dir: Path) -> list[Path]:
     files: list[Path] = []
     for pattern in adapter.files:
         matched = sorted(path for path in source_dir.glob(pattern) if path.is_file())
+        for path in matched:
+            inside(path, source_dir, adapter.name)
         if not matched:
             raise InputDataError(f"{adapter.name}: no file matches {pattern!r} in {source_dir} (download: {adapter.source})")
         files += [path for path in matched if path not in files]
@@ -553,7 +689,11 @@ def _row_record(
     if not text:
         found.bad.append(BadRow(row.location, f"empty text (field {adapter.text!r})"))
         return None
-    decision = adapter.decide(row, categories)
+    try:
+        decision = adapter.decide(row, categories)
+    except NotANumber as error:
+        found.bad.append(BadRow(row.location, f"{error}, and a rule reads it as one"))
+        return None
     if decision.status == "unmatched":
         shown = ", ".join(f"{name}={_shown(row.values[name])}" for name in fields if name in row.values)
         found.bad.append(BadRow(row.location, f"label value the adapter does not know: {shown or 'no label fields'}"))
@@ -608,6 +748,8 @@ def import_public(
         if wrong:
             raise ConfigError(f"datasets {wrong} are not {role!r} sets (evaluation sets are never trained on)")
     present = [(adapter, root_dir / adapter.name) for adapter in adapters if (root_dir / adapter.name).is_dir()]
+    for adapter, folder in present:
+        inside(folder, root_dir, adapter.name)
     absent = [adapter.name for adapter in adapters if not (root_dir / adapter.name).is_dir()]
     if not present:
         raise InputDataError(
@@ -649,8 +791,9 @@ def _write_public(
         partial.replace(records_path)
     finally:
         partial.unlink(missing_ok=True)
+    evaluation = any(adapter.role == "evaluation" for adapter, _ in sources)
     manifest = DatasetManifest(
-        dataset="imported",
+        dataset=EVALUATION_DATASET if evaluation else "imported",  # merge refuses an evaluation set
         labels=taxonomy.labels,
         taxonomy_sha256=taxonomy.labels_sha256,
         files={"records.jsonl": file_entry(records_path, count)},

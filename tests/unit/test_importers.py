@@ -45,7 +45,7 @@ def test_jsonl_list_labels(taxonomy: Taxonomy, tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "out" / "records.jsonl")[0].labels == ("scam_patterns",)
 
 
-def test_every_bad_row_is_reported_by_number(taxonomy: Taxonomy, tmp_path: Path) -> None:
+def test_every_bad_row_is_reported_by_file_and_line(taxonomy: Taxonomy, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     pd.DataFrame(
         [
@@ -59,7 +59,8 @@ def test_every_bad_row_is_reported_by_number(taxonomy: Taxonomy, tmp_path: Path)
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping())
     message = str(caught.value)
     assert "3 of 4 rows bad" in message
-    assert "row 2: empty text" in message and "row 3: unknown labels ['threatz']" in message and "row 4: context" in message
+    assert "bad.csv:3: empty text" in message and "bad.csv:4: unknown labels ['threatz']" in message
+    assert "bad.csv:5: context" in message
     assert not (tmp_path / "out" / "records.jsonl").exists()
 
 
@@ -94,7 +95,7 @@ def test_a_text_that_is_not_a_string_is_refused_never_its_repr(
     labelled positive."""
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"text": "fine", "labels": ["threats"]}) + "\n" + json.dumps(line) + "\n")
-    with pytest.raises(InputDataError, match=rf"row 2: {problem}"):
+    with pytest.raises(InputDataError, match=rf"d.jsonl:2: {problem}"):
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
 
 
@@ -104,14 +105,14 @@ def test_one_broken_jsonl_line_is_named_by_its_line(taxonomy: Taxonomy, tmp_path
     path.write_text("\n".join([good] * 4 + ['{"text": "broken', good, "[1, 2]", good]) + "\n")
     with pytest.raises(InputDataError) as caught:
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
-    assert "line 5: not JSON" in str(caught.value) and "line 7: a JSON list" in str(caught.value)
+    assert "d.jsonl:5: not JSON" in str(caught.value) and "d.jsonl:7: a JSON list" in str(caught.value)
     assert "2 of 8 rows bad" in str(caught.value)
 
 
 def test_a_nul_byte_in_csv_is_named_not_cut(taxonomy: Taxonomy, tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_bytes(b"text,labels\nfine,threats\ncut\x00here,threats\n")
-    with pytest.raises(InputDataError, match=r"line 3: NUL byte"):
+    with pytest.raises(InputDataError, match=r"d.csv:3: NUL byte"):
         import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
 
 
@@ -131,7 +132,9 @@ def test_good_rows_are_kept_and_bad_ones_reported_below_the_allowed_fraction(tax
     manifest = import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
     assert manifest.counts["records"] == 20 and manifest.counts["bad_rows"] == 1
     report = json.loads((tmp_path / "out" / "import_report.json").read_text())
-    assert report["kept"] == 20 and [row["problem"][:15] for row in report["bad_rows"]] == ["line 11: not JS"]
+    assert report["kept"] == 20 and [(row["location"], row["problem"][:8]) for row in report["bad_rows"]] == [
+        ("d.jsonl:11", "not JSON")
+    ]
     with pytest.raises(InputDataError, match=r"1 of 21 rows bad, above the allowed fraction 0.01"):
         import_file(taxonomy, path, tmp_path / "strict", ColumnMapping(context=None), max_bad_fraction=0.01)
     assert not (tmp_path / "strict" / "records.jsonl").exists()
@@ -148,4 +151,4 @@ def test_a_csv_row_with_a_nul_byte_is_reported_by_line_and_the_others_kept(taxon
     manifest = import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None), max_bad_fraction=0.1)
     assert manifest.counts["records"] == 21  # the quoted two-line row is a good row
     report = json.loads((tmp_path / "out" / "import_report.json").read_text())
-    assert [row["problem"] for row in report["bad_rows"]] == ["line 9: NUL byte (row 7)"]
+    assert [(row["location"], row["problem"]) for row in report["bad_rows"]] == [("d.csv:9", "NUL byte")]

@@ -254,7 +254,7 @@ def test_a_file_without_the_expected_header_is_one_error_not_thousands_of_bad_ro
 
 @pytest.mark.parametrize("name", ["../config/taxonomy", "Davidson", "a-b", "", "x/y"])
 def test_a_dataset_name_is_validated_before_it_becomes_a_path(name: str) -> None:
-    with pytest.raises(ConfigError, match=r"must match \^\[a-z0-9_\]\+\$; known: ailuminate, convabuse"):
+    with pytest.raises(ConfigError, match=r"must match \^\[a-z0-9_\]\+\$, at most 64 characters; known: ailuminate, convabuse"):
         load_adapter(name)
 
 
