@@ -59,15 +59,30 @@ class GenerationCountOverride(StrictModel):
 
 
 class Seeds(StrictModel):
-    """Seed examples: the generative prior for a whole batch, so they are checked."""
+    """Seed examples: the generative prior for a whole batch, so they are checked.
+
+    `boundary` holds texts at this category's boundary that belong to a *neighbour* category
+    (neighbour name -> texts): they are generated as that neighbour's positives, so they are
+    labelled with it and not with this category. A text that is not neutral never goes into
+    `hard_negative` (docs/lessons.md#poisoned-seed: every hard negative is labelled safe for
+    every category).
+    """
 
     positive: list[str] = Field(min_length=1)
     hard_negative: list[str] = Field(min_length=1)
+    boundary: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("positive", "hard_negative")
     @classmethod
     def _known_slots(cls, values: list[str]) -> list[str]:
         return check_slots(values)
+
+    @field_validator("boundary")
+    @classmethod
+    def _boundary_slots(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for texts in value.values():
+            check_slots(texts)
+        return value
 
 
 def check_slots(values: list[str]) -> list[str]:
@@ -85,6 +100,31 @@ class ColabelRule(StrictModel):
     label: str
 
 
+class SecondaryLabelRule(StrictModel):
+    """A positive of this category that contains one of `phrases` is also a positive of `label`.
+
+    Applied when generating (never at merge): narrow, phrase-level, on the category's own
+    positives only (log Exp 31: anti_trans dehumanisation phrases also carry hate_speech;
+    identity words were dropped from the rule because providers use them of themselves).
+    """
+
+    phrases: list[str] = Field(min_length=1)
+    label: str
+
+    @cached_property
+    def patterns(self) -> list[re.Pattern[str]]:
+        return [compile_signal(fold_apostrophes(phrase)) for phrase in self.phrases]
+
+    def matches(self, text: str) -> bool:
+        folded = fold_apostrophes(text)
+        return any(pattern.search(folded) for pattern in self.patterns)
+
+
+def fold_apostrophes(text: str) -> str:
+    """Typographic apostrophes as ASCII ones, so "you’ll" matches the phrase "you'll"."""
+    return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
 class Category(StrictModel):
     name: str
     tier: int
@@ -100,6 +140,7 @@ class Category(StrictModel):
     allowed_in: list[str] = Field(default_factory=list)
     generation: dict[str, GenerationCountOverride] = Field(default_factory=dict)
     colabel_rules: list[ColabelRule] = Field(default_factory=list)
+    secondary_label_rules: list[SecondaryLabelRule] = Field(default_factory=list)
 
     @field_validator("overlap_seeds")
     @classmethod
@@ -122,6 +163,10 @@ class Category(StrictModel):
     def matching_signals(self, text: str) -> list[str]:
         """The positive signals of this category found in `text` (case-insensitive, word-bounded)."""
         return [signal for signal, pattern in zip(self.signals, self.signal_patterns, strict=False) if pattern.search(text)]
+
+    def secondary_labels(self, text: str) -> list[str]:
+        """Labels this category's secondary-label rules add to a positive with `text`, sorted."""
+        return sorted({rule.label for rule in self.secondary_label_rules if rule.matches(text)})
 
 
 def compile_signal(signal: str) -> re.Pattern[str]:
@@ -187,6 +232,20 @@ class Taxonomy(StrictModel):
             for rule_index, rule in enumerate(category.colabel_rules):
                 if rule.label not in seen:
                     raise ValueError(f"{where}.colabel_rules[{rule_index}].label: unknown category {rule.label!r}")
+            for rule_index, secondary in enumerate(category.secondary_label_rules):
+                if secondary.label not in seen or secondary.label == category.name:
+                    raise ValueError(
+                        f"{where}.secondary_label_rules[{rule_index}].label: {secondary.label!r} is not another category"
+                    )
+            for other, texts in category.seeds.boundary.items():
+                if other not in seen or other == category.name:
+                    raise ValueError(f"{where}.seeds.boundary.{other}: {other!r} is not another category")
+                for seed_index, seed in enumerate(texts):
+                    if category.matching_signals(seed):
+                        raise ValueError(
+                            f"{where}.seeds.boundary.{other}[{seed_index}]: seed carries the category's own positive "
+                            f"signals {category.matching_signals(seed)}; it would be generated as a negative of it"
+                        )
             for audience in category.allowed_in:
                 if audience not in self.contexts.audiences:
                     raise ValueError(f"{where}.allowed_in: unknown audience {audience!r}")
@@ -255,6 +314,15 @@ class Taxonomy(StrictModel):
             if category.name == name:
                 return category
         raise ConfigError(f"unknown category {name!r}; known: {', '.join(self.labels)}")
+
+    def positive_seeds(self, name: str) -> list[str]:
+        """Seeds for `name`'s positives: its own, then boundary seeds other categories file under it."""
+        own = list(self.category(name).seeds.positive)
+        return own + [text for _, text in self.boundary_seeds_for(name)]
+
+    def boundary_seeds_for(self, name: str) -> list[tuple[str, str]]:
+        """(category whose boundary it guards, text) for every boundary seed that is a positive of `name`."""
+        return [(category.name, text) for category in self.categories for text in category.seeds.boundary.get(name, [])]
 
     def tier_of(self, name: str) -> TierPolicy:
         return self.tiers[self.category(name).tier]

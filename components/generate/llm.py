@@ -78,6 +78,7 @@ def build_prompt(taxonomy: Taxonomy, request: GenerationRequest, settings: Gener
         "",
         _KIND_INSTRUCTIONS[request.kind],
     ]
+    lines += boundary_lines(taxonomy, request)
     if request.secondary is not None:
         other = taxonomy.category(request.secondary)
         lines += [
@@ -95,6 +96,26 @@ def build_prompt(taxonomy: Taxonomy, request: GenerationRequest, settings: Gener
         f"(variation {request.chunk})",
     ]
     return Prompt(SYSTEM_PROMPT, "\n".join(lines), settings.max_tokens, settings.temperature, seed + request.chunk)
+
+
+def boundary_lines(taxonomy: Taxonomy, request: GenerationRequest) -> list[str]:
+    """Boundary seeds in the prompt: for positives, neighbours' boundary cases that belong here; for hard
+    negatives, this category's boundary cases that belong to a neighbour, so the batch stays neutral."""
+    if request.kind is Kind.POSITIVE:
+        pairs = taxonomy.boundary_seeds_for(request.category)
+        if not pairs:
+            return []
+        return ["Boundary examples (they belong to this category, not to the one named):"] + [
+            f"- {text} (not {origin})" for origin, text in pairs
+        ]
+    if request.kind is Kind.HARD_NEGATIVE:
+        boundary = taxonomy.category(request.category).seeds.boundary
+        if not boundary:
+            return []
+        return ["These belong to another category, so they are NOT hard negatives; write nothing like them:"] + [
+            f"- {text} ({other})" for other, texts in boundary.items() for text in texts
+        ]
+    return []
 
 
 def parse_examples(completion: Completion, expected: int) -> tuple[list[str], Outcome, str]:

@@ -1,8 +1,9 @@
 """The offline generator: procedural, deterministic, no network. Its output is smoke-test data.
 
-Texts are the taxonomy's seed examples with slots filled and light framing (openers,
-tails). Multi-label items join a primary and a secondary seed, or use the category's
-hand-written `overlap_seeds`. Same seed + taxonomy => byte-identical output.
+Texts are the taxonomy's seed examples (a category's positives include the boundary seeds
+neighbours file under it) with slots filled and light framing (openers, tails). Multi-label
+items join a primary and a secondary seed, or use the category's hand-written `overlap_seeds`.
+Same seed + taxonomy => byte-identical output.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class OfflineGenerator:
             return rng.choice(self.vocabulary["innocuous"][item.context.surface])
         if item.kind is Kind.HARD_NEGATIVE:
             return rng.choice(category.seeds.hard_negative)
-        primary = rng.choice(category.seeds.positive)
+        primary = rng.choice(self.taxonomy.positive_seeds(item.category))
         if item.secondary is None:
             return primary
         if item.secondary in category.overlap_seeds:

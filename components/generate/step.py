@@ -19,6 +19,7 @@ from tiergate.components.generate.llm import LLMGenerator, ResponseCache
 from tiergate.components.generate.offline import OfflineGenerator, load_vocabulary
 from tiergate.components.generate.perturb import perturbations
 from tiergate.components.generate.plan import chunk_requests, plan_category
+from tiergate.components.generate.secondary import with_secondary_labels
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import GenerationError
 from tiergate.hashing import write_json
@@ -187,7 +188,7 @@ def generate_category(
     log.info("generate %s: %d items in %d requests with %s", category, len(items), len(requests), generator.name)
     results = generator.run(requests, Progress(f"generate {category}"))
 
-    records = _records_from_results(results, generator)
+    records = with_secondary_labels(taxonomy, _records_from_results(results, generator))
     records += context_twins(taxonomy, records)
     records += perturbations(
         records, profile.perturbation.fraction, profile.perturbation.max_edits, profile.seed, load_vocabulary()

@@ -141,8 +141,9 @@ def test_bad_taxonomy_names_the_key(taxonomy_dict: dict[str, Any], mutate: Any, 
 def test_poisoned_hard_negative_seed_is_refused(taxonomy_dict: dict[str, Any]) -> None:
     """docs/lessons.md#poisoned-seed: a coercive 'negative' seed poisoned 200 examples. Such a seed cannot load."""
     threats = taxonomy_dict["categories"][0]
+    index = len(threats["seeds"]["hard_negative"])
     threats["seeds"]["hard_negative"].append("pay up by friday or you will regret it")
-    with pytest.raises(ConfigError, match=r"seeds\.hard_negative\[3\].*own positive signals \['you will regret'\]"):
+    with pytest.raises(ConfigError, match=rf"seeds\.hard_negative\[{index}\].*own positive signals \['you will regret'\]"):
         parse_taxonomy(taxonomy_dict)
 
 
