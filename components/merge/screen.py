@@ -104,14 +104,18 @@ class PreviousModelScreener:
             batch_size,
         )
 
+    def candidates(self, record: Record) -> list[str]:
+        """The categories `record` is screened for: every known negative of a generated negative, else none."""
+        return known_negatives(self.taxonomy, record, self.taxonomy.labels) if screened_negative(record) else []
+
     def reasons(self, records: Sequence[Record]) -> dict[int, str]:
-        negatives = [index for index, record in enumerate(records) if screened_negative(record)]
+        negatives = [index for index, record in enumerate(records) if self.candidates(record)]
         if not negatives:
             return {}
         scores = self.pipeline.classify([records[i].text for i in negatives], [records[i].context for i in negatives]).scores
         found = {}
         for row, index in enumerate(negatives):
-            names = known_negatives(self.taxonomy, records[index], self.taxonomy.labels)
+            names = self.candidates(records[index])
             scored = [(float(scores[row, self.taxonomy.labels.index(name)]), name) for name in names]
             score, name = max(scored, default=(0.0, ""))
             if score >= self.min_score:
