@@ -514,13 +514,21 @@ def _line_rows(adapter: Adapter, path: Path, relative: str) -> Iterator[Row | Ba
 READERS = {"csv": _csv_rows, "tsv": _csv_rows, "jsonl": _jsonl_rows, "json": _json_array_rows, "lines": _line_rows}
 
 
+class LookupLost(ValueError):
+    """A row of a lookup file that belongs to this row is unreadable: its joined values are incomplete."""
+
+
 class _Joined:
     """An adapter's lookups, loaded once per set: key -> values, step by step. A lookup file is read like
-    the set's CSV/TSV files; its bad rows are reported with the set's (never dropped silently)."""
+    the set's CSV/TSV files. Its bad rows are counted apart (they are not rows of the set's own files),
+    and a row whose join meets the key of a lost lookup row is itself a bad row: a lost annotation would
+    otherwise silently change the vote. A lost row whose key cannot be read is listed as affecting
+    unknown rows."""
 
     def __init__(self, adapter: Adapter, source_dir: Path, found: DatasetImport):
         self.adapter = adapter
         self.tables: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+        self.lost: dict[tuple[str, str, str], dict[str, str]] = {}  # key -> where its lost row was
         for lookup in adapter.lookups.values():
             for step in lookup.steps:
                 if (step.file, step.match, step.take) in self.tables:
@@ -530,22 +538,36 @@ class _Joined:
                     raise InputDataError(f"{adapter.name}: no file {step.file!r} in {source_dir} (download: {adapter.source})")
                 inside(path, source_dir, adapter.name)
                 table: dict[str, list[str]] = defaultdict(list)
+                lost: dict[str, str] = {}
+                lines: list[str] = []  # the file's physical lines, read again only when a row is lost
                 counts = found.lookup_files.setdefault(step.file, Counter(rows=0, bad=0))
                 for row in _csv_rows(adapter, path, step.file):
                     counts["rows"] += 1
                     if isinstance(row, BadRow):
-                        found.bad.append(row)
                         counts["bad"] += 1
+                        lines = lines or _read_lines(adapter, path)
+                        key = _lost_key(adapter, lines, row, step.match)
+                        if key:
+                            lost.setdefault(key, row.location)
+                        if row not in found.lookup_bad:
+                            affects = f"rows whose {step.match} is {key!r}" if key else "unknown rows (its key is unreadable)"
+                            found.lookup_bad.append(BadRow(row.location, f"{row.problem}; affects {affects}"))
                         continue
                     table[_key(row.values.get(step.match))].append(_key(row.values.get(step.take)))
                 self.tables[(step.file, step.match, step.take)] = table
+                self.lost[(step.file, step.match, step.take)] = lost
 
     def values(self, lookup: Lookup, key: Any) -> list[str]:
         current = [_key(key)] if key is not None else []
         for step in lookup.steps:
             table = self.tables[(step.file, step.match, step.take)]
+            lost = self.lost[(step.file, step.match, step.take)]
             found: list[str] = []
             for item in current:
+                if item in lost:
+                    raise LookupLost(
+                        f"its {step.match} {item!r} has an unreadable row at {lost[item]}, so its labels are incomplete"
+                    )
                 taken = table.get(item, [])
                 found += list(dict.fromkeys(taken)) if step.distinct else taken
             current = found
@@ -556,6 +578,22 @@ class _Joined:
             return row
         extra = {name: self.values(lookup, row.values.get(lookup.key)) for name, lookup in self.adapter.lookups.items()}
         return Row({**row.values, **extra}, row.file, row.location, row.pairs)
+
+
+def _read_lines(adapter: Adapter, path: Path) -> list[str]:
+    with _open_text(path, adapter.encoding) as handle:
+        return handle.readlines()
+
+
+def _lost_key(adapter: Adapter, lines: list[str], bad: BadRow, column: str) -> str:
+    """The `column` value of a lookup file's unreadable row, read from its first physical line alone, or ""."""
+    number = int(bad.location.rsplit(":", 1)[1])
+    delimiter = "\t" if adapter.format == "tsv" else ","
+    header = next(csv.reader(lines[:1], delimiter=delimiter), []) if adapter.header else list(adapter.columns)
+    fields = next(csv.reader(lines[number - 1 : number], delimiter=delimiter), [])
+    if column not in header or header.index(column) >= len(fields):
+        return ""
+    return _key(fields[header.index(column)])
 
 
 def _key(value: Any) -> str:
@@ -599,6 +637,7 @@ class DatasetImport:
     categories: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     kinds: Counter[str] = field(default_factory=Counter)
     lookup_files: dict[str, Counter[str]] = field(default_factory=dict)  # files joined to the rows (rows, bad)
+    lookup_bad: list[BadRow] = field(default_factory=list)  # unreadable rows of those files, apart from `bad`
 
     @property
     def kept(self) -> int:
@@ -614,6 +653,7 @@ class DatasetImport:
             "kept": self.kept,
             "bad": len(self.bad),
             "skipped": sum(self.skipped.values()),
+            "lookup_bad": len(self.lookup_bad),
             "skipped_by_reason": dict(self.skipped),
             "by_file": {name: dict(counts) for name, counts in self.files.items()},
             "lookup_files": {name: dict(counts) for name, counts in self.lookup_files.items()},
@@ -676,7 +716,11 @@ def _row_record(
     if isinstance(item, BadRow):
         found.bad.append(item)
         return None
-    row = joined.extend(item)
+    try:
+        row = joined.extend(item)
+    except LookupLost as error:
+        found.bad.append(BadRow(item.location, str(error)))
+        return None
     try:
         text = _text(row.values.get(adapter.text))
         text.encode("utf-8")
@@ -784,6 +828,9 @@ def _write_public(
         _write_report(out_dir, found, max_bad_fraction)
         for result in found:
             error = _too_many_bad(result.name, result.bad, result.rows, max_bad_fraction)
+            for name, counts in result.lookup_files.items():
+                lost = [row for row in result.lookup_bad if row.location.startswith(f"{name}:")]
+                error = error or _too_many_bad(f"{result.name} {name}", lost, counts["rows"], max_bad_fraction)
             if error is not None:
                 raise error
             if result.kept == 0:
@@ -820,7 +867,12 @@ def _write_public(
             },
         },
         notes=notes
-        + [f"{result.name}: {len(result.bad)} bad row(s) left out, listed in {IMPORT_REPORT}" for result in found if result.bad],
+        + [f"{result.name}: {len(result.bad)} bad row(s) left out, listed in {IMPORT_REPORT}" for result in found if result.bad]
+        + [
+            f"{result.name}: {len(result.lookup_bad)} unreadable row(s) in its lookup files, listed in {IMPORT_REPORT}"
+            for result in found
+            if result.lookup_bad
+        ],
     )
     write_manifest(out_dir, manifest)
     return manifest
@@ -841,6 +893,13 @@ def _write_report(out_dir: Path, found: list[DatasetImport], max_bad_fraction: f
         out_dir / IMPORT_REPORT,
         {
             "max_bad_fraction": max_bad_fraction,
-            "datasets": {result.name: {**result.summary(), "bad_rows": [row.__dict__ for row in result.bad]} for result in found},
+            "datasets": {
+                result.name: {
+                    **result.summary(),
+                    "bad_rows": [row.__dict__ for row in result.bad],
+                    "lookup_bad_rows": [row.__dict__ for row in result.lookup_bad],
+                }
+                for result in found
+            },
         },
     )

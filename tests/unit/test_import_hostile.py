@@ -265,3 +265,77 @@ def test_merge_opens_the_previous_model_through_the_verified_store(monkeypatch: 
     )
     assert isinstance(result.exception, InputDataError) and "stopped before merging" in str(result.exception)
     assert opened == [str(tampered)] and screened == [verified]
+
+
+# 11: a lost row of a lookup file ----------------------------------------------------------------------
+
+
+def test_a_lost_lookup_row_is_counted_apart_and_makes_its_comment_a_bad_row(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    folder = tmp_path / "toxic_spans"
+    folder.mkdir()
+    for path in (FIXTURES / "toxic_spans").iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    with (folder / "annotations.csv").open(encoding="utf-8", newline="") as handle:
+        header, first, *rest = list(csv.reader(handle))
+    comment = first[header.index("comment_id")]
+    broken = ",".join(first) + ",an extra field"  # the wrong number of fields: an unreadable annotation
+    (folder / "annotations.csv").write_text(
+        "\n".join([",".join(header), broken, *(",".join(row) for row in rest)]) + "\n", encoding="utf-8"
+    )
+    import_dataset(taxonomy, load_adapter("toxic_spans", taxonomy), folder, tmp_path / "out", max_bad_fraction=1.0)
+    report = json.loads((tmp_path / "out" / "import_report.json").read_text())["datasets"]["toxic_spans"]
+    assert report["rows"] == report["kept"] + report["bad"] + report["skipped"]
+    assert report["lookup_bad"] == 1 and report["lookup_files"]["annotations.csv"]["bad"] == 1
+    assert f"affects rows whose comment_id is {comment!r}" in report["lookup_bad_rows"][0]["problem"]
+    assert [row["problem"][:30] for row in report["bad_rows"]] == [f"its comment_id {comment!r} has an"[:30]]
+
+
+# 12: user files ---------------------------------------------------------------------------------------
+
+
+def test_a_user_file_with_a_duplicate_column_is_refused(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    path = tmp_path / "u.csv"
+    path.write_text("text,labels,text\na,threats,b\n")
+    with pytest.raises(InputDataError, match=r"duplicate column names \['text'\]"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"text": "a", "labels": [], "text": "b"}\n{"text": "c", "labels": []}\n')
+    with pytest.raises(InputDataError, match=r"u.jsonl:1: not JSON \(duplicate keys \['text'\]\)"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+
+
+@pytest.mark.parametrize("labels", ["NaN", "null"])
+def test_null_labels_in_a_user_file_are_a_bad_row_not_a_negative(taxonomy: Taxonomy, tmp_path: Path, labels: str) -> None:
+    path = tmp_path / "u.jsonl"
+    path.write_text(f'{{"text": "a", "labels": []}}\n{{"text": "b", "labels": {labels}}}\n')
+    with pytest.raises(InputDataError, match=r"u.jsonl:2: labels is null or missing"):
+        import_file(taxonomy, path, tmp_path / "out", ColumnMapping(context=None))
+    path.write_text(
+        f'{{"text": "a", "labels": [], "kind": "innocuous"}}\n{{"text": "b", "labels": {labels}, "kind": "hard_negative"}}\n'
+    )
+    manifest = import_file(taxonomy, path, tmp_path / "kinds", ColumnMapping(context=None, kind="kind"))
+    assert manifest.counts["records"] == 2  # a negative kind says what a null labels value means
+
+
+# 6: ConvAbuse: abuse aimed at the agent is never a known harassment negative ------------------------------
+
+
+def test_an_abusive_turn_with_one_harassment_vote_leaves_harassment_unknown(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    folder = tmp_path / "convabuse"
+    folder.mkdir()
+    for path in (FIXTURES / "convabuse").iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    train = folder / "ConvAbuseEMNLPtrain.csv"
+    with train.open(encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    abusive = list(rows[1])  # three annotators: abusive, intellectual insult
+    for annotator in ("Annotator2", "Annotator5", "Annotator8"):
+        abusive[header.index(f"{annotator}_intellectual")] = "0"
+        abusive[header.index(f"{annotator}_sexist")] = "1"
+    abusive[header.index("Annotator2_intellectual")] = "1"  # one annotator still says: an insult to the agent
+    with train.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, rows[0], abusive, *rows[2:]])
+    import_dataset(taxonomy, load_adapter("convabuse", taxonomy), folder, tmp_path / "out")
+    record = next(r for r in read_jsonl(tmp_path / "out" / "records.jsonl") if r.source.prompt_id == "ConvAbuseEMNLPtrain.csv:3")
+    assert record.label_state("hate_speech").value == "positive"
+    assert record.label_state("harassment").value == "unknown"

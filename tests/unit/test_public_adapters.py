@@ -35,11 +35,12 @@ P, N, U = LabelState.POSITIVE, LabelState.NEGATIVE, LabelState.UNKNOWN
 # unknown unless the adapter covers it (checked separately).
 EXPECTED = [
     ("davidson", "labeled_data.csv:5", Kind.POSITIVE, {"hate_speech": P, "profanity": U, "harassment": U}),
-    ("davidson", "labeled_data.csv:4", Kind.POSITIVE, {"profanity": P, "hate_speech": N, "harassment": U}),
+    # 'offensive' is not profanity (not directed as an attack) nor harassment by itself: both unknown
+    ("davidson", "labeled_data.csv:4", Kind.HARD_NEGATIVE, {"profanity": U, "hate_speech": N, "harassment": U}),
     ("davidson", "labeled_data.csv:3", Kind.INNOCUOUS, {"hate_speech": N, "profanity": N, "harassment": N}),
     ("davidson", "labeled_data.csv:2", Kind.INNOCUOUS, {"hate_speech": U, "profanity": N}),  # one annotator said hate
-    ("edos", "edos_labelled_aggregated.csv:4", Kind.POSITIVE, {"hate_speech": P, "threats": N}),
-    ("edos", "edos_labelled_aggregated.csv:2", Kind.HARD_NEGATIVE, {"hate_speech": U, "threats": N}),
+    # one sexism vector says which sexism, not that there is no threat
+    ("edos", "edos_labelled_aggregated.csv:4", Kind.POSITIVE, {"hate_speech": P, "threats": U}),
     ("sms_spam_collection", "SMSSpamCollection:4", Kind.POSITIVE, {"spam": P, "scam_patterns": U, "contact_info": U}),
     ("sms_spam_collection", "SMSSpamCollection:2", Kind.INNOCUOUS, {"spam": N}),
     ("threatgram101", "Labeled_15076.json:1#3", Kind.POSITIVE, {"threats": P}),
@@ -57,7 +58,7 @@ EXPECTED = [
     ("surge_ai", "profanity_en.csv:3", Kind.POSITIVE, {"profanity": P, "harassment": U, "threats": N}),
     ("surge_ai", "toxicity_en.csv:3", Kind.INNOCUOUS, {"profanity": U, "harassment": N, "hate_speech": N}),  # multi-line
     ("surge_ai", "toxicity_en.csv:16", Kind.INNOCUOUS, {"threats": N}),  # after the 13-line quoted row
-    ("toxigen", "prompts/hate_trans_1k.txt:1#1", Kind.POSITIVE, {"anti_trans": P, "hate_speech": U}),
+    ("toxigen", "prompts/hate_trans_1k.txt:1#1", Kind.POSITIVE, {"anti_trans": P, "hate_speech": P}),  # gender identity
     ("toxigen", "prompts/hate_women_1k.txt:1#1", Kind.POSITIVE, {"hate_speech": P, "anti_trans": N}),
     ("toxigen", "prompts/hate_lgbtq_1k.txt:1#1", Kind.POSITIVE, {"hate_speech": P, "anti_trans": U}),
     ("toxigen", "prompts/neutral_women_1k.txt:1#2", Kind.HARD_NEGATIVE, {"hate_speech": N, "anti_trans": N}),
@@ -74,10 +75,10 @@ EXPECTED = [
 
 # rows the adapter leaves out on purpose (a skip rule): (dataset, skipped count)
 SKIPPED = {
-    "edos": 1,  # 'not sexist': only sexism was judged
+    "edos": 3,  # 'not sexist': only sexism was judged; 3.x/4.x: nothing covered is known
     "convabuse": 1,  # abusive for one annotator only
     "diasafety": 1,  # a category that judges no covered risk
-    "presidio_synth": 1,  # a domain name, neither contact nor not
+    "presidio_synth": 2,  # a domain name, neither contact nor not; a phone in a customer-service template
     "reddit_mental_health": 1,  # r/depression
     "surge_ai": 3,  # 'Toxic', a mild and a non-vulgar lexicon term
     "toxic_spans": 1,  # no annotator marked a span
