@@ -34,9 +34,12 @@ def build_tiny_base_model(taxonomy: Taxonomy, out_dir: Path, seed: int = 0, hidd
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_path = out_dir / "vocab.txt"
-    vocab_path.write_text("\n".join(tiny_vocabulary(taxonomy)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab_file=str(vocab_path), do_lower_case=True)
+    words = tiny_vocabulary(taxonomy)
+    # transformers 5's (fast) BertTokenizer takes the vocabulary itself: `vocab_file=` is ignored and
+    # leaves a 5-token vocabulary that reads every word as [UNK] (every text then looks the same).
+    tokenizer = BertTokenizer(vocab={word: index for index, word in enumerate(words)}, do_lower_case=True)
+    if tokenizer.vocab_size != len(words):
+        raise AssertionError(f"tiny tokenizer has {tokenizer.vocab_size} tokens, expected {len(words)}")
     tokenizer.save_pretrained(out_dir)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
