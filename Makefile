@@ -8,8 +8,9 @@ RUN_ID ?= $(shell date -u +%Y%m%d-%H%M%S)
 RUN_DIR := runs/$(RUN_ID)
 PROFILE ?= local
 RUNNER ?= subprocess
-# Public labelled sets (README "Public data sets"): the `public` profile reads ../shared/public-data by default.
-PUBLIC_DATA ?= $(if $(filter public,$(PROFILE)),../shared/public-data,)
+# Public labelled sets (README "Public data sets"), where present: the `public` profile trains on them, every
+# profile's report runs the out-of-distribution checks (XSTest, SimpleSafetyTests) on them.
+PUBLIC_DATA ?= $(if $(wildcard ../shared/public-data),../shared/public-data,)
 PREVIOUS_MODEL ?= promoted   # screen and compare against what the GitOps repository serves now (none: a first model)
 IMAGES ?= cpu gpu triton
 

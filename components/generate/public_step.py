@@ -29,6 +29,9 @@ from tiergate.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 NO_LOCATION_NOTE = "no public-data location given: nothing imported"
+NO_TRAINING_SETS_NOTE = (
+    "the profile imports no public training set (public_data.datasets: []); evaluate still reads the evaluation-only sets"
+)
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
 MAX_LOCATION_CHARS = 1024
 
@@ -128,6 +131,9 @@ def import_public_location(
         if folder is None:
             log.info("public data: %s", NO_LOCATION_NOTE)
             return empty_dataset(taxonomy, staging, NO_LOCATION_NOTE)
+        if settings.datasets == []:
+            log.info("public data: %s", NO_TRAINING_SETS_NOTE)
+            return empty_dataset(taxonomy, staging, NO_TRAINING_SETS_NOTE)
         if not folder.is_dir():
             raise InputDataError(f"public-data location not found or not a folder: {location}")
         manifest = import_public(taxonomy, folder, staging, settings.datasets, "train", settings.max_bad_fraction)

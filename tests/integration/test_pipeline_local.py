@@ -17,9 +17,11 @@ PUBLIC_FIXTURES = Path(__file__).parents[1] / "fixtures" / "public"
 
 def test_local_run_ends_green_without_promotion_when_the_gate_fails(tmp_path: Path, tiny_base: Path) -> None:
     """Also the public-data input: the fixture sets (a few real rows each) flow through import, merge and evaluation."""
+    profile = tmp_path / "local-public.yaml"  # the local profile, training on the public sets too
+    profile.write_text("extends: local\nname: local-public\npublic_data:\n  datasets: null\n", encoding="utf-8")
     outputs = run_local(
         tmp_path / "run",
-        profile="local",
+        profile=str(profile),
         categories="threats,spam,harassment",
         base_model=str(tiny_base),
         public_data=str(PUBLIC_FIXTURES),

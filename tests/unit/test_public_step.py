@@ -62,10 +62,18 @@ def test_no_location_is_an_empty_dataset_that_says_so(taxonomy: Taxonomy, tmp_pa
 
 
 def test_fixture_sets_import_for_training_only(taxonomy: Taxonomy, tmp_path: Path) -> None:
-    manifest = import_public_location(taxonomy, load_profile("local"), str(FIXTURES), tmp_path / "out")
+    manifest = import_public_location(taxonomy, load_profile("public"), str(FIXTURES), tmp_path / "out")
     datasets = set(manifest.counts["by_dataset"])
     assert "davidson" in datasets and not {"xstest", "simplesafetytests"} & datasets
     records = read_jsonl(tmp_path / "out" / "records.jsonl")
     assert records and all(record.source.generator == "public" and record.unknown for record in records)
     with pytest.raises(InputDataError, match="not found or not a folder"):
-        import_public_location(taxonomy, load_profile("local"), str(tmp_path / "missing"), tmp_path / "out2")
+        import_public_location(taxonomy, load_profile("public"), str(tmp_path / "missing"), tmp_path / "out2")
+
+
+def test_a_profile_importing_no_training_set_writes_an_empty_dataset(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    profile = load_profile("local")
+    assert profile.public_data.datasets == []  # local trains on generated data; the location feeds the OOD checks
+    manifest = import_public_location(taxonomy, profile, str(FIXTURES), tmp_path / "out")
+    assert manifest.counts["records"] == 0 and "public_data.datasets: []" in manifest.notes[0]
+    assert load_profile("public").public_data.datasets is None
