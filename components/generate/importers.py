@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SHOWN_BAD_ROWS = 5
 MAX_ROW_SHAPES = 1000  # distinct one-line row shapes remembered for the open-quote check
+MAX_LABEL_VALUES = 50  # a column with no more distinct values than this reads as a label column
 PROGRESS_EVERY_S = 5.0
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -195,7 +196,7 @@ def _csv_records(
     or the quote is still open at the end of the file, the record is a problem naming the line where
     the quote opened, and reading starts again on the next line, so every following row is still
     read and counted. `width` is the header's field count (the first record's when not given)."""
-    shapes: set[tuple[str, ...]] = set()  # the field shapes of the one-line rows read so far
+    shapes = _RowShapes()  # what the one-line rows read so far look like
     position = 0
     while position < len(lines):
         base = position
@@ -222,8 +223,8 @@ def _csv_records(
                     yield _CsvRecord(first + 1, None, problem)
                     restart = first + 1
                     break
-            if start - first == 1 and len(fields) == width and len(shapes) < MAX_ROW_SHAPES:
-                shapes.add(_shape(fields))
+            if start - first == 1 and len(fields) == width:
+                shapes.add(fields)
             yield _CsvRecord(first + 1, fields)
         position = restart if restart is not None else len(lines)
 
@@ -250,21 +251,60 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _open_quote(lines: Sequence[str], first: int, end: int, delimiter: str, width: int, shapes: set[tuple[str, ...]]) -> str:
-    """Why the record on lines[first:end] is a quote left open, or "" when it reads as one record."""
-    if end == len(lines):
-        try:
-            list(csv.reader(lines[first:end], delimiter=delimiter, strict=True))
-        except csv.Error as error:
-            if "end of data" in str(error):
-                return f"a quote opened on line {first + 1} is never closed (end of file at line {end})"
+class _RowShapes:
+    """What a row of this file looks like, learnt from its one-line rows: each field's shape, and the
+    values of its label-like columns (few distinct values that repeat: a class, a vote count, a subreddit;
+    an id column never repeats). A line inside a quoted field that matches both is a swallowed row, not
+    a line of text with a comma."""
+
+    def __init__(self) -> None:
+        self.shapes: set[tuple[str, ...]] = set()
+        self.values: list[set[str] | None] = []  # per column; None once it has too many values to be a label
+        self.rows = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.shapes)
+
+    def add(self, fields: Sequence[str]) -> None:
+        if len(self.shapes) < MAX_ROW_SHAPES:
+            self.shapes.add(_shape(fields))
+        if not self.values:
+            self.values = [set() for _ in fields]
+        self.rows += 1
+        for index, value in enumerate(fields):
+            seen = self.values[index]
+            if seen is not None:
+                seen.add(value.strip())
+                if len(seen) > MAX_LABEL_VALUES:
+                    self.values[index] = None
+
+    def matches(self, fields: Sequence[str]) -> bool:
+        if _shape(fields) not in self.shapes:
+            return False
+        labels = [(seen, value) for seen, value in zip(self.values, fields, strict=False) if seen and 2 * len(seen) <= self.rows]
+        return all(value.strip() in seen for seen, value in labels)
+
+
+def _open_quote(lines: Sequence[str], first: int, end: int, delimiter: str, width: int, shapes: _RowShapes) -> str:
+    """Why the record on lines[first:end] is a quote left open, or "" when it reads as one record.
+
+    A well-formed quoted field over several lines (quotes doubled inside, the closing quote before a
+    delimiter or the line end) is a record. A quote left open ends at the next quote in the file, which
+    opens some later field, so the record is malformed: then a line inside it shaped like a row of its
+    own (see `_RowShapes`) shows the rows it swallowed."""
+    try:
+        list(csv.reader(lines[first:end], delimiter=delimiter, strict=True))
+        return ""
+    except csv.Error as error:
+        if end == len(lines) and "end of data" in str(error):
+            return f"a quote opened on line {first + 1} is never closed (end of file at line {end})"
     if width < 2 or not shapes:
         return ""
     for index in range(first + 1, end):
         line = lines[index]
         if line.count('"') % 2 == 0 and line.strip():
             parsed = list(csv.reader([line], delimiter=delimiter))
-            if len(parsed) == 1 and len(parsed[0]) == width and _shape(parsed[0]) in shapes:
+            if len(parsed) == 1 and len(parsed[0]) == width and shapes.matches(parsed[0]):
                 return (
                     f"a quote opened on line {first + 1} is not closed before line {index + 1}, which reads as a row"
                     " of its own (unclosed quote)"

@@ -42,6 +42,9 @@ README_ROWS = {
     "xstest": 450,
     "simplesafetytests": 100,
 }
+# sets that give positives only: EDOS judged sexism alone ('not sexist' may be racist or threatening) and one
+# sexism vector per post says which sexism, not that there is no threat
+ONLY_POSITIVES = {"edos"}
 MAX_BAD = 0.005  # a handful of empty texts in a set is the data; more means a reader or an adapter is wrong
 
 
@@ -80,4 +83,4 @@ def test_every_mapped_category_gets_real_positives(imported: dict[str, dict[str,
         for category in adapter.positive_categories:
             assert by_category[category]["positive"] > 0, (adapter.name, category)
         negatives = sum(by_category[category]["negative"] for category in adapter.covers)
-        assert negatives > 0, adapter.name
+        assert (negatives > 0) is (adapter.name not in ONLY_POSITIVES), adapter.name
