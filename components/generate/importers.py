@@ -209,7 +209,7 @@ def _csv_records(
             except StopIteration:
                 return
             except csv.Error as error:
-                yield _CsvRecord(start + 1, None, f"unparseable row ({error})")
+                yield _CsvRecord(start + 1, None, f"the CSV reader fails here ({error})")
                 restart = start + 1
                 break
             first, start = start, base + reader.line_num
