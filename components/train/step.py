@@ -208,7 +208,7 @@ def build_trainer(
         processing_class=encoder.tokenizer,
         data_collator=encoder.collator(),
         compute_metrics=metrics_function(taxonomy.labels, settings.eval_threshold),
-        callbacks=[EarlyStoppingCallback(settings.early_stopping_patience), EpochLogger(phase)],
+        callbacks=[EarlyStoppingCallback(settings.early_stopping_patience), EpochLogger(phase, settings.batch_size)],
         pos_weight=torch.tensor([pos_weight[name] for name in taxonomy.labels], dtype=torch.float32),
         label_smoothing=settings.label_smoothing,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,10 +81,27 @@ def metrics_function(labels: Sequence[str], threshold: float) -> Any:
 
 
 class EpochLogger(TrainerCallback):
-    """One readable line per epoch, in the terminal and in KFP pod logs."""
+    """One readable line per epoch, and a progress line every tenth of the steps with the rate and
+    the time left (one pass over real data can take many minutes), in the terminal and in KFP pod logs."""
 
-    def __init__(self, phase: str):
+    def __init__(self, phase: str, batch_size: int = 1, reports: int = 10):
         self.phase = phase
+        self.batch_size = batch_size
+        self.reports = reports
+        self.started: float | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.started = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        total, done = state.max_steps or 0, state.global_step
+        if self.started is None or total <= 0 or done % max(1, total // self.reports) or done == total:
+            return
+        elapsed = time.monotonic() - self.started
+        rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
+        left = (total - done) * elapsed / done
+        share = 100 * done / total
+        log.info("%s: step %d/%d (%.0f%%), %.1f texts/s, about %.0f min left", self.phase, done, total, share, rate, left / 60)
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
         if metrics:

@@ -102,3 +102,20 @@ def test_warm_start_refuses_a_label_order_mismatch(
 def test_unknown_phase_is_refused(taxonomy: Taxonomy, merged_small: Path, tiny_base: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown phase 'phase9'"):
         train_phase(taxonomy, tiny_profile(tiny_base), merged_small, "phase9", tmp_path)
+
+
+def test_progress_is_logged_every_tenth_of_the_steps(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from tiergate.components.train.trainer import EpochLogger
+
+    logger = EpochLogger("phase1", batch_size=32)
+    state = SimpleNamespace(max_steps=100, global_step=0)
+    with caplog.at_level("INFO"):
+        logger.on_train_begin(None, state, None)
+        for step in range(1, 101):
+            state.global_step = step
+            logger.on_step_end(None, state, None)
+    lines = [record.getMessage() for record in caplog.records if "texts/s" in record.getMessage()]
+    assert len(lines) == 9 and lines[0].startswith("phase1: step 10/100 (10%)")  # 10..90; the end has its own line
+    assert "min left" in lines[-1]
