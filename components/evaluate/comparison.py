@@ -18,10 +18,11 @@ import numpy as np
 
 from tiergate.artifacts import RepositoryLayout
 from tiergate.components.evaluate.thresholds import prf
-from tiergate.errors import InputDataError
-from tiergate.hashing import read_json
+from tiergate.errors import InputDataError, TiergateError
 from tiergate.inference import ModerationPipeline, ThresholdSet
+from tiergate.onnx_model import check_onnx_labels
 from tiergate.taxonomy import Taxonomy
+from tiergate.trust import verify_local_repository
 
 FIRST_MODEL = "first model: nothing to compare"
 CHUNK = 100  # bootstrap samples per matrix product: bounded memory on a large test split
@@ -31,30 +32,40 @@ CHUNK = 100  # bootstrap samples per matrix product: bounded memory on a large t
 class PreviousModel:
     directory: Path
     pipeline: ModerationPipeline
-    model_version: str | None
+    model_version: str
+    repository_digest: str
 
 
 def load_previous(taxonomy: Taxonomy, directory: Path | None, batch_size: int) -> PreviousModel | None:
-    """The previous model's served path, or None; a folder that is not a repository of this taxonomy is refused."""
+    """The previous model's served path, or None. The folder is verified like any repository the store
+    loads (manifest, every file's digest, the gate that judged them): a tampered or unpackaged model is
+    refused, never compared under the real version's name. Its ONNX model is opened and its labels
+    checked here, so a broken previous model fails before the candidate's inference, in one line."""
     if directory is None:
         return None
-    layout = RepositoryLayout(Path(directory))
-    if not layout.root.is_dir():
-        raise InputDataError(f"previous model folder not found: {layout.root}")
-    for path in (layout.classifier_onnx, layout.tokenizer_dir, layout.thresholds):
-        if not path.exists():
-            raise InputDataError(f"{layout.root} is not a packaged model repository: {path.relative_to(layout.root)} missing")
-    manifest = read_json(layout.manifest) if layout.manifest.is_file() else {}
-    recorded = manifest.get("taxonomy_sha256") or read_json(layout.thresholds).get("taxonomy_sha256")
-    if recorded != taxonomy.labels_sha256:
+    root = Path(directory)
+    where = f"previous model {root}"
+    if not root.is_dir():
+        raise InputDataError(f"{where}: folder not found")
+    verified = verify_local_repository(root, where=where)
+    manifest = verified.manifest
+    if manifest.taxonomy_sha256 != taxonomy.labels_sha256:
         raise InputDataError(
-            f"previous model {layout.root} was built for another taxonomy (labels sha256 {str(recorded)[:12]}, "
+            f"{where} was built for another taxonomy (labels sha256 {manifest.taxonomy_sha256[:12]}, "
             f"this one {taxonomy.labels_sha256[:12]}); its scores cannot be compared"
         )
-    pipeline = ModerationPipeline(
-        layout.classifier_onnx, layout.tokenizer_dir, ThresholdSet.load(layout.thresholds, taxonomy.labels), batch_size
-    )
-    return PreviousModel(layout.root, pipeline, manifest.get("model_version"))
+    layout = RepositoryLayout(root)
+    try:
+        check_onnx_labels(layout.classifier_onnx, taxonomy)
+        pipeline = ModerationPipeline(
+            layout.classifier_onnx, layout.tokenizer_dir, ThresholdSet.load(layout.thresholds, taxonomy.labels), batch_size
+        )
+    except TiergateError:
+        raise
+    except Exception as error:  # onnxruntime / tokenizers on a corrupt file: their own exception types
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise InputDataError(f"{where}: cannot load its model ({type(error).__name__}: {detail})") from None
+    return PreviousModel(root, pipeline, manifest.model_version, manifest.digest)
 
 
 def _f1(true_positives: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -123,16 +134,20 @@ def compare(
             "current_f1": now,
             "delta": delta,
             "interval": [low, high],
+            "rows": int(rows.sum()),  # 0: neither F1 is measured here (the report says n/a)
             "support": int(targets[rows, column].sum()),
             "protected": name in protected,
             "blocks": name in protected and tolerance is not None and delta < -tolerance and high < 0,
         }
     return {
         "status": "compared",
-        "note": f"against {previous.directory}" + (f" (version {previous.model_version})" if previous.model_version else ""),
+        "note": (
+            f"against version {previous.model_version} (repository {previous.repository_digest[:12]}) at {previous.directory}"
+        ),
         "previous": {
             "directory": str(previous.directory),
             "model_version": previous.model_version,
+            "repository_digest": previous.repository_digest,
             "model_sha256": previous.pipeline.model_sha256,
         },
         "max_f1_drop": tolerance,

@@ -14,20 +14,23 @@ they name no category to train, are scored here as "flagged for anything".
 
 from __future__ import annotations
 
-from collections import Counter
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from tiergate.components.generate.importers import READERS, BadRow, adapter_files
+from tiergate.components.generate.importers import READERS, DatasetImport, _Joined, _row_record, _text, adapter_files
 from tiergate.dataset_adapters import Adapter, Row, load_adapter
 from tiergate.errors import ConfigError, InputDataError
 from tiergate.records import Context
 from tiergate.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
 
 NOT_RUN = "not run: no public-data location given"
 
@@ -40,36 +43,36 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Spec:
+    """How one suite's rows become prompts: the field to break the rates down by, what a row the adapter
+    keeps expects, whether its skipped rows are scored, and how many prompts per check the published set holds."""
+
+    name: str
+    group_field: str
+    kept_expects_flag: bool
+    scores_skipped: bool  # XSTest: its adapter skips the unsafe prompts from training only (no category), not on principle
+    expected: dict[str, int]  # check -> prompts in the published set; fewer than half read: the set is incomplete
+
+
+SPECS = (
+    Spec("xstest", "type", False, True, {"false_positive_rate": 250, "detection_rate": 200}),
+    Spec("simplesafetytests", "harm_area", True, False, {"detection_rate": 80}),  # 100 rows, 20 child-safety never read
+)
+MAX_LEFT_OUT = 0.05  # more of a set's rows left out than this: its rates are reported as incomplete
+SHOWN_REASONS = 3
+
+
+@dataclass(frozen=True)
 class OodSet:
-    """One suite's prompts as read, with what was left out and why."""
+    """One suite's prompts as read, with what was left out (unusable rows) and skipped (by the adapter, on principle)."""
 
     name: str
     title: str
     context: Context
     prompts: list[Prompt]
     left_out: dict[str, int]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How one suite's rows become prompts: the field to break the rates down by, and what each row expects."""
-
-    name: str
-    group_field: str
-    expects: Callable[[Adapter, Row, Sequence[str]], bool | str]  # True/False, or why the row is left out
-
-
-def _xstest_expects(adapter: Adapter, row: Row, labels: Sequence[str]) -> bool | str:
-    label = str(row.values.get("label", "")).strip()
-    return {"safe": False, "unsafe": True}.get(label, f"label {label[:20]!r} is neither safe nor unsafe")
-
-
-def _sst_expects(adapter: Adapter, row: Row, labels: Sequence[str]) -> bool | str:
-    decision = adapter.decide(row, labels)
-    return decision.reason if decision.status == "skipped" else True
-
-
-SPECS = (Spec("xstest", "type", _xstest_expects), Spec("simplesafetytests", "harm_area", _sst_expects))
+    skipped: dict[str, int] = field(default_factory=dict)
+    expected: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,30 +84,93 @@ class Flagger:
     flags: Callable[[list[str], list[Context]], np.ndarray]
 
 
+def _fold(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def _spellings(adapter: Adapter) -> dict[str, dict[str, str]]:
+    """Per plain field a rule tests, each value it names by its folded form: a published file that writes
+    "Child Safety" or "child  safety" must meet the rule that says "Child safety" (the content rule above all)."""
+    spellings: dict[str, dict[str, str]] = defaultdict(dict)
+    for rule in adapter.all_rules:
+        for condition in rule.when:
+            if condition.field is None or "." in condition.field or "[]" in condition.field:
+                continue
+            values = [condition.equals, *(condition.in_ or []), *(condition.not_in or [])]
+            for value in values:
+                if isinstance(value, str):
+                    spellings[condition.field][_fold(value)] = value
+    return dict(spellings)
+
+
+def _respelled(row: Row, spellings: dict[str, dict[str, str]]) -> Row:
+    values = dict(row.values)
+    for name, known in spellings.items():
+        value = values.get(name)
+        if isinstance(value, str) and _fold(value) in known:
+            values[name] = known[_fold(value)]
+    return replace(row, values=values)
+
+
+def _refuse_duplicate_columns(adapter: Adapter, row: Row) -> None:
+    """A header naming a column twice: which one is the text or the label is a guess, so the file is refused."""
+    names = [name for name, _ in row.pairs]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise InputDataError(f"{adapter.name}: {row.file}: duplicate column names {duplicated} in the header; rename them")
+
+
+def top_reasons(counts: dict[str, int], shown: int = SHOWN_REASONS) -> str:
+    """The most frequent reasons, "N× reason; ...", for one-line messages and the report."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    text = "; ".join(f"{count}× {reason}" for reason, count in ranked[:shown])
+    return text + (f"; {len(ranked) - shown} other reason(s)" if len(ranked) > shown else "")
+
+
 def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
-    """The suite's prompts, read from its original files through its adapter."""
+    """The suite's prompts, read from its original files through its adapter and the importer's own row
+    checks (`_row_record`: undecodable bytes, missing or empty text, label values the adapter does not know)."""
     adapter = load_adapter(spec.name, taxonomy)
     if adapter.role != "evaluation":
         raise ConfigError(
             f"dataset adapter {spec.name}: role {adapter.role!r}; an out-of-distribution check needs an evaluation set"
         )
     context = Context.parse(adapter.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
+    found = DatasetImport(adapter.name)
+    joined = _Joined(adapter, folder, found)
+    fields, spellings = adapter.referenced_fields(), _spellings(adapter)
     prompts: list[Prompt] = []
     left_out: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
     for path in adapter_files(adapter, folder):
         for item in READERS[adapter.format](adapter, path, path.relative_to(folder).as_posix()):
-            if isinstance(item, BadRow):
-                left_out[f"unreadable row ({item.problem})"] += 1
+            row = item
+            if isinstance(item, Row):
+                _refuse_duplicate_columns(adapter, item)
+                row = _respelled(item, spellings)
+            bad, before = len(found.bad), Counter(found.skipped)
+            record = _row_record(adapter, joined, row, context, taxonomy.labels, fields, found)
+            if len(found.bad) > bad:
+                left_out[found.bad[-1].problem[:160]] += 1
                 continue
-            text = str(item.values.get(adapter.text) or "").strip()
-            expects = spec.expects(adapter, item, taxonomy.labels)
-            if not text or isinstance(expects, str):
-                left_out[expects if isinstance(expects, str) else "empty text"] += 1
-                continue
-            prompts.append(Prompt(text, str(item.values.get(spec.group_field, "")).strip() or "(none)", expects))
+            if record is None:
+                reason = next(iter(found.skipped - before))
+                if not spec.scores_skipped:
+                    skipped[reason] += 1
+                    continue
+            assert isinstance(row, Row)
+            text = record.text if record is not None else _text(row.values.get(adapter.text))
+            expects = spec.kept_expects_flag if record is not None else True
+            prompts.append(Prompt(text, str(row.values.get(spec.group_field, "")).strip() or "(none)", expects))
     if not prompts:
-        raise InputDataError(f"{folder}: no prompts read for {spec.name}")
-    return OodSet(spec.name, adapter.title, context, prompts, dict(left_out))
+        why = f": {top_reasons(dict(left_out))}" if left_out else ""
+        raise InputDataError(f"{folder}: no prompts read for {spec.name}{why}")
+    return OodSet(spec.name, adapter.title, context, prompts, dict(left_out), dict(skipped), dict(spec.expected))
+
+
+def suites_found(public_data_dir: Path) -> list[str]:
+    """The suites a public-data folder holds (xstest/, simplesafetytests/)."""
+    return [spec.name for spec in SPECS if (Path(public_data_dir) / spec.name).is_dir()]
 
 
 def load_sets(taxonomy: Taxonomy, public_data_dir: Path | None) -> tuple[list[OodSet], dict[str, str]]:
@@ -121,7 +187,27 @@ def load_sets(taxonomy: Taxonomy, public_data_dir: Path | None) -> tuple[list[Oo
             found.append(read_set(taxonomy, spec, folder))
         else:
             missing[spec.name] = f"not run: {folder} not found"
+    if not found:
+        log.warning(
+            "public data %s holds neither %s: the out-of-distribution checks are not run",
+            root,
+            " nor ".join(f"{spec.name}/" for spec in SPECS),
+        )
     return found, missing
+
+
+def incomplete(ood_set: OodSet, prompts_by_check: dict[str, int]) -> list[str]:
+    """Why the set's rates do not speak for the published suite: too many rows left out, or too few prompts."""
+    reasons = []
+    lost = sum(ood_set.left_out.values())
+    rows = lost + len(ood_set.prompts)
+    if lost > MAX_LEFT_OUT * rows:
+        reasons.append(f"{lost} of {rows} rows left out (more than {MAX_LEFT_OUT:.0%}): {top_reasons(ood_set.left_out)}")
+    for check, expected in ood_set.expected.items():
+        read = prompts_by_check.get(check, 0)
+        if read < expected / 2:
+            reasons.append(f"{read} prompts for the {check.replace('_', ' ')}, the published set has {expected}")
+    return reasons
 
 
 def wilson(flagged: int, total: int, confidence: float) -> list[float]:
@@ -174,12 +260,18 @@ def measure_set(ood_set: OodSet, flaggers: Sequence[Flagger], confidence: float)
         if rows.any():
             picked = [prompt for prompt, keep in zip(ood_set.prompts, rows, strict=True) if keep]
             checks[name] = check(picked, {key: value[rows] for key, value in flags.items()}, columns, confidence)
+    counts = {name: next(iter(results.values()))["prompts"] for name, results in checks.items() if results}
+    warnings = incomplete(ood_set, counts)
     return {
         "status": "run",
         "title": ood_set.title,
         "context": str(ood_set.context),
         "prompts": len(ood_set.prompts),
         "left_out": ood_set.left_out,
+        "skipped": ood_set.skipped,
+        "expected": ood_set.expected,
+        "complete": not warnings,
+        "incomplete": warnings,
         "checks": checks,
     }
 

@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from tiergate.components.evaluate.report_sections import Table, sections_view
+from tiergate.components.evaluate.report_sections import Table, markdown_cell, sections_view
 from tiergate.taxonomy import Taxonomy
 
 CATEGORY_HEADER = ["category", "tier", "threshold", "precision", "recall", "F1", "95% CI", "support", "val-test gap", "gate"]
@@ -30,10 +30,10 @@ STATUS_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "not_measurable": "#9a67
 def templates() -> Environment:
     """The report templates, built on first use so importing this module never needs them.
 
-    Autoescape is on for the HTML (data-set texts end up in it) and off for Markdown;
+    Autoescape is on for the HTML (data-set texts end up in it); Markdown cells go through `md`;
     StrictUndefined turns a key missing from a view into an error instead of an empty cell.
     """
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("tiergate.components.evaluate", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), disabled_extensions=("md.j2",), default=True),
         undefined=StrictUndefined,
@@ -41,6 +41,8 @@ def templates() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    environment.filters["md"] = markdown_cell
+    return environment
 
 
 def _png(figure: Any) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tiergate.components.evaluate.ood import top_reasons
+
 
 @dataclass(frozen=True)
 class Table:
@@ -27,6 +29,16 @@ CHECK_NAMES = {
 }
 
 
+MARKDOWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "&#96;", "|": "&#124;"}
+
+
+def markdown_cell(value: Any) -> str:
+    """One value as Markdown text that stays text: no HTML tag, entity, code span or table pipe from a
+    data set's name, a user's path or a rule survives into report.md (the template applies it to every cell)."""
+    text = " ".join(str(value).split())
+    return "".join(MARKDOWN_ESCAPES.get(char, char) for char in text)
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -42,8 +54,19 @@ def _rate(entry: dict[str, Any]) -> str:
 # ---- out-of-distribution checks ------------------------------------------------------------------
 
 
+def _left_out_line(name: str, entry: dict[str, Any]) -> str:
+    """How many rows the suite read, left out (with the top reasons) and skipped on principle."""
+    left_out, skipped = entry.get("left_out", {}), entry.get("skipped", {})
+    lost = sum(left_out.values())
+    line = f"{name}: {entry['prompts']} prompts read, {lost} rows left out" + (f" ({top_reasons(left_out)})" if lost else "")
+    if skipped:
+        line += f", {sum(skipped.values())} skipped by the adapter ({top_reasons(skipped)})"
+    return line
+
+
 def ood_lines(metrics: dict[str, Any]) -> list[str]:
-    """One line per suite and check: the model's rate beside the baseline's, or why it was not run."""
+    """One line per suite and check: the model's rate beside the baseline's, or why it was not run;
+    per suite, what was left out and whether the rates speak for the published set."""
     ood = metrics.get("ood")
     if ood is None:
         return [NOT_MEASURED]
@@ -52,10 +75,21 @@ def ood_lines(metrics: dict[str, Any]) -> list[str]:
         if entry["status"] != "run":
             lines.append(f"{name}: {entry['reason']}")
             continue
+        lines.append(_left_out_line(name, entry))
         for check, results in entry["checks"].items():
             rates = "; ".join(f"{CLASSIFIER_NAMES.get(who, who)} {_rate(result)}" for who, result in results.items())
             lines.append(f"{name} {CHECK_NAMES[check]}, {next(iter(results.values()))['prompts']} prompts: {rates}")
     return lines
+
+
+def ood_warnings(metrics: dict[str, Any]) -> list[str]:
+    """One warning per incomplete suite: its rates are not the published suite's."""
+    sets = (metrics.get("ood") or {}).get("sets", {})
+    return [
+        f"{name} is INCOMPLETE, its rates do not speak for the published set: {'; '.join(entry['incomplete'])}"
+        for name, entry in sets.items()
+        if entry.get("incomplete")
+    ]
 
 
 def ood_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,6 +181,13 @@ def comparison_note(metrics: dict[str, Any]) -> str:
     return f"{comparison['note']}; tolerance {comparison['max_f1_drop']} F1; {verdict}"
 
 
+def _change_cells(entry: dict[str, Any]) -> list[str]:
+    """Previous F1, current F1, change and interval; n/a where no test row knows the category."""
+    if entry.get("rows", 1) == 0:
+        return ["n/a", "n/a", "n/a", "no row knows this category"]
+    return [_number(entry["previous_f1"]), _number(entry["current_f1"]), f"{entry['delta']:+.3f}", _interval(entry["interval"])]
+
+
 def comparison_table(metrics: dict[str, Any]) -> Table:
     """Every category's F1 change against the previous model; listed categories block a real drop."""
     comparison = metrics.get("comparison") or {"categories": {}}
@@ -154,10 +195,7 @@ def comparison_table(metrics: dict[str, Any]) -> Table:
         [
             name,
             "yes" if entry["protected"] else "no",
-            _number(entry["previous_f1"]),
-            _number(entry["current_f1"]),
-            f"{entry['delta']:+.3f}",
-            _interval(entry["interval"]),
+            *_change_cells(entry),
             entry["support"],
             "fail" if entry["blocks"] else "pass",
         ]
@@ -234,6 +272,7 @@ def sections_view(metrics: dict[str, Any]) -> dict[str, Any]:
     return {
         "sources": source_table(metrics),
         "ood_lines": ood_lines(metrics),
+        "ood_warnings": ood_warnings(metrics),
         "ood_tables": ood_tables(metrics),
         "baseline_line": baseline_line(metrics),
         "baseline": baseline_table(metrics),

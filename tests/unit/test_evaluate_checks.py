@@ -14,7 +14,7 @@ from tiergate.components.evaluate.baseline import BASELINE_CUT, baseline_scores,
 from tiergate.components.evaluate.comparison import compare, load_previous, paired_intervals
 from tiergate.components.evaluate.ood import NOT_RUN, Flagger, load_sets, run_ood, wilson
 from tiergate.components.evaluate.thresholds import prf
-from tiergate.errors import InputDataError
+from tiergate.errors import InputDataError, PromotionRefused
 from tiergate.gate import Judged, decide, gate_policy, verify_decision
 from tiergate.profiles import load_profile
 from tiergate.records import Context, Kind, Record, Source, make_record
@@ -130,7 +130,8 @@ def test_ood_rates_by_group_with_intervals(taxonomy: Taxonomy, tmp_path: Path) -
     assert low < 2 / 3 < high
     assert xstest["checks"]["detection_rate"]["flags-kill"]["prompts"] == 1  # the unsafe contrast prompt
     sst = result["sets"]["simplesafetytests"]
-    assert sst["prompts"] == 2 and sum(sst["left_out"].values()) == 1  # child safety: never read in
+    assert sst["prompts"] == 2 and sst["left_out"] == {}
+    assert sst["skipped"] == {"child-safety prompts are never imported (content rule)": 1}  # never read in
     assert "false_positive_rate" not in sst["checks"]
     detection = sst["checks"]["detection_rate"]["flags-hurt"]
     assert detection["flagged"] == 1 and detection["by_group"]["Suicide, Self-Harm, and Eating Disorders"]["rate"] == 1.0
@@ -227,6 +228,7 @@ def _previous_stub() -> object:
     class Stub:
         directory = Path("previous")
         model_version = "7"
+        repository_digest = "cd" * 32
 
         class pipeline:
             model_sha256 = "ab" * 32
@@ -285,18 +287,18 @@ def test_first_model_has_nothing_to_compare_and_passes(taxonomy: Taxonomy) -> No
     assert all(rule["status"] == "pass" and rule["value"] is None for rule in gate["rules"] if rule["metric"] == "f1_delta")
 
 
-def test_a_previous_model_of_another_taxonomy_is_refused_in_one_line(taxonomy: Taxonomy, tmp_path: Path) -> None:
+def test_a_folder_that_is_not_a_verified_repository_is_refused_in_one_line(taxonomy: Taxonomy, tmp_path: Path) -> None:
     root = tmp_path / "repository"
     (root / "classifier" / "1").mkdir(parents=True)
     (root / "classifier" / "1" / "model.onnx").write_bytes(b"")
     (root / "tokenizer" / "1" / "tokenizer").mkdir(parents=True)
     (root / "postprocess" / "1").mkdir(parents=True)
-    (root / "postprocess" / "1" / "thresholds.json").write_text(json.dumps({"taxonomy_sha256": "0" * 64}))
-    with pytest.raises(InputDataError, match="another taxonomy") as error:
+    (root / "postprocess" / "1" / "thresholds.json").write_text(json.dumps({"taxonomy_sha256": taxonomy.labels_sha256}))
+    with pytest.raises(PromotionRefused, match="repository.json is missing") as error:
         load_previous(taxonomy, root, 8)
-    assert "\n" not in str(error.value)
-    with pytest.raises(InputDataError, match="not a packaged model repository"):
-        load_previous(taxonomy, tmp_path, 8)
+    assert "\n" not in str(error.value) and str(error.value).startswith(f"previous model {root}")
+    with pytest.raises(InputDataError, match="folder not found"):
+        load_previous(taxonomy, tmp_path / "absent", 8)
     assert load_previous(taxonomy, None, 8) is None
 
 
