@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tiergate.cli.options import OverwriteOption, ProfileOption, TaxonomyOption
+from tiergate.errors import InputDataError
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Merged dataset folder (from `tiergate data merge`).")]
 
@@ -66,20 +67,45 @@ def export(
     typer.echo(f"report: {out / EXPORT_REPORT_MD}")
 
 
+def folder_option(option: str, value: str | None) -> Path | None:
+    """An optional folder as given; an empty one is refused (Path("") would silently be the current folder)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise InputDataError(f"{option}: an empty path; give a folder or leave the option out")
+    return Path(value)
+
+
+def public_data_folder(value: str | None) -> Path | None:
+    """--public-data, given explicitly: it must hold at least one suite, or the checks it asks for would
+    silently not run (the pipeline's empty location stays "not run", see components/evaluate/component.py)."""
+    from tiergate.components.evaluate.ood import SPECS, suites_found
+
+    folder = folder_option("--public-data", value)
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        raise InputDataError(f"--public-data {folder}: folder not found")
+    if not suites_found(folder):
+        wanted = " nor ".join(f"{spec.name}/" for spec in SPECS)
+        raise InputDataError(f"--public-data {folder}: holds neither {wanted}; leave the option out to skip these checks")
+    return folder
+
+
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="Export folder (from `tiergate export`).")],
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for thresholds.json, gate.json and the reports.")],
     regression_dir: Annotated[Path | None, typer.Option(help="Regression suites folder (default: the profile's).")] = None,
     public_data: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--public-data",
             help="Public data folder holding xstest/ and simplesafetytests/: the out-of-distribution checks (none: not run).",
         ),
     ] = None,
     previous_model: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--previous-model",
             help="The previously promoted model's Triton repository: a per-category F1 drop can block (none: first model).",
@@ -102,8 +128,8 @@ def evaluate(
         out,
         regression_dir,
         overwrite,
-        public_data_dir=public_data,
-        previous_model_dir=previous_model,
+        public_data_dir=public_data_folder(public_data),
+        previous_model_dir=folder_option("--previous-model", previous_model),
     )
     typer.echo(
         f"gate: {gate.decision.upper()} — macro F1 {gate.summary.macro_f1:.4f}, "

@@ -60,6 +60,7 @@ SPECS = (
 )
 MAX_LEFT_OUT = 0.05  # more of a set's rows left out than this: its rates are reported as incomplete
 SHOWN_REASONS = 3
+UNKNOWN_VALUE = "label value the adapter does not know"  # the importer's wording for a row no rule matches
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,15 @@ def _refuse_duplicate_columns(adapter: Adapter, row: Row) -> None:
         raise InputDataError(f"{adapter.name}: {row.file}: duplicate column names {duplicated} in the header; rename them")
 
 
+def _reason(problem: str, examples: dict[str, str]) -> str:
+    """A left-out row's reason as counted: rows whose label values no rule knows count as one reason (with
+    the first value seen), not one reason per value."""
+    kind, _, detail = problem.partition(": ")
+    if kind != UNKNOWN_VALUE:
+        return problem[:160]
+    return f"{kind} (first seen: {examples.setdefault(kind, detail[:60])})"
+
+
 def top_reasons(counts: dict[str, int], shown: int = SHOWN_REASONS) -> str:
     """The most frequent reasons, "N× reason; ...", for one-line messages and the report."""
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -142,6 +152,7 @@ def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
     prompts: list[Prompt] = []
     left_out: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    examples: dict[str, str] = {}
     for path in adapter_files(adapter, folder):
         for item in READERS[adapter.format](adapter, path, path.relative_to(folder).as_posix()):
             row = item
@@ -151,7 +162,7 @@ def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
             bad, before = len(found.bad), Counter(found.skipped)
             record = _row_record(adapter, joined, row, context, taxonomy.labels, fields, found)
             if len(found.bad) > bad:
-                left_out[found.bad[-1].problem[:160]] += 1
+                left_out[_reason(found.bad[-1].problem, examples)] += 1
                 continue
             if record is None:
                 reason = next(iter(found.skipped - before))

@@ -294,7 +294,7 @@ def test_a_folder_that_is_not_a_verified_repository_is_refused_in_one_line(taxon
     (root / "tokenizer" / "1" / "tokenizer").mkdir(parents=True)
     (root / "postprocess" / "1").mkdir(parents=True)
     (root / "postprocess" / "1" / "thresholds.json").write_text(json.dumps({"taxonomy_sha256": taxonomy.labels_sha256}))
-    with pytest.raises(PromotionRefused, match="repository.json is missing") as error:
+    with pytest.raises(PromotionRefused, match=r"repository\.json is missing") as error:
         load_previous(taxonomy, root, 8)
     assert "\n" not in str(error.value) and str(error.value).startswith(f"previous model {root}")
     with pytest.raises(InputDataError, match="folder not found"):

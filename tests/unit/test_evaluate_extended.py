@@ -9,13 +9,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from tests.conftest import tiny_profile
+from tests.conftest import TINY_MODEL_VERSION, tiny_profile
 from tests.unit.test_evaluate_checks import write_public
 from tiergate.artifacts import RepositoryLayout
 from tiergate.components.evaluate.comparison import compare, load_previous
 from tiergate.components.evaluate.ood import NOT_RUN
 from tiergate.components.evaluate.step import evaluate_model
+from tiergate.errors import PromotionRefused
 from tiergate.gate import decide, load_gate
 from tiergate.hashing import read_json
 from tiergate.inference import Postprocessor, ThresholdSet
@@ -80,18 +82,17 @@ def test_a_real_previous_repository_blocks_a_worse_candidate(
     """Previous: the packaged tiny model flagging every text as threats. Candidate: the same model flagging none."""
     previous_dir = tmp_path / "previous"
     shutil.copytree(tiny_repository, previous_dir)
-    thresholds_path = RepositoryLayout(previous_dir).thresholds
-    document = json.loads(thresholds_path.read_text())
-    document["thresholds"]["threats"] = 0.0
-    thresholds_path.write_text(json.dumps(document))
     previous = load_previous(taxonomy, previous_dir, 16)
     assert previous is not None
     test = read_jsonl(merged_small / "test.jsonl")
     targets, known = targets_and_known(test, taxonomy.labels)
     assert targets[:, taxonomy.labels.index("threats")].sum() >= 3  # the precondition the drop needs
     logits = previous.pipeline.logits([r.text for r in test], [r.context for r in test])
-    before = previous.pipeline.postprocessor.decide(logits).flags
     served = previous.pipeline.postprocessor.thresholds
+    flag_all = ThresholdSet(
+        served.labels, served.taxonomy_sha256, {**served.thresholds, "threats": 0.0}, served.tiers, served.optional
+    )
+    before = Postprocessor(flag_all).decide(logits).flags
     silenced = ThresholdSet(
         served.labels, served.taxonomy_sha256, {**served.thresholds, "threats": 2.0}, served.tiers, served.optional
     )
@@ -111,3 +112,32 @@ def test_a_real_previous_repository_blocks_a_worse_candidate(
         recorded.policy, {**metrics, "comparison": same}, read_json(tiny_evaluation / "regression.json"), recorded.judged
     )
     assert not [rule for rule in equal_gate.failures if rule.metric == "f1_delta"]
+
+
+def test_a_tampered_previous_repository_is_refused_and_the_real_one_is_named(
+    taxonomy: Taxonomy, tiny_repository: Path, tmp_path: Path
+) -> None:
+    """Thresholds edited after packaging, or the manifest deleted: never compared under the real version's name."""
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_repository, edited)
+    thresholds_path = RepositoryLayout(edited).thresholds
+    document = json.loads(thresholds_path.read_text())
+    document["thresholds"]["threats"] = 0.0
+    thresholds_path.write_text(json.dumps(document))
+    with pytest.raises(PromotionRefused, match=r"thresholds\.json has sha256") as error:
+        load_previous(taxonomy, edited, 16)
+    assert "\n" not in str(error.value) and str(error.value).startswith(f"previous model {edited}")
+    unlisted = tmp_path / "unlisted"
+    shutil.copytree(tiny_repository, unlisted)
+    (unlisted / "repository.json").unlink()
+    with pytest.raises(PromotionRefused, match=r"repository\.json is missing"):
+        load_previous(taxonomy, unlisted, 16)
+    previous = load_previous(taxonomy, tiny_repository, 16)
+    assert previous is not None
+    manifest = json.loads((tiny_repository / "repository.json").read_text())
+    assert (previous.model_version, previous.repository_digest) == (TINY_MODEL_VERSION, manifest["digest"])
+    flags = np.zeros((2, len(taxonomy.labels)), bool)
+    result = compare(taxonomy, previous, flags, flags, flags, np.ones_like(flags), 0, 0.95, 0)
+    assert result["previous"]["model_version"] == TINY_MODEL_VERSION
+    assert result["previous"]["repository_digest"] == manifest["digest"]
+    assert f"version {TINY_MODEL_VERSION} (repository {manifest['digest'][:12]})" in result["note"]
