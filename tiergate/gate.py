@@ -124,6 +124,7 @@ class Judged(_Record):
     regression_sha256: str
     profile: str
     profile_sha256: str
+    compared_with: str | None = None  # the previous model the comparison rule judged against: "<version>@<repository digest>"
 
 
 class GateSummary(_Record):

@@ -327,10 +327,17 @@ def judge(
         regression_sha256=regression["sha256"],
         profile=profile.name,
         profile_sha256=profile.sha256,
+        compared_with=compared_with(metrics),
     )
     policy = gate_policy(taxonomy, profile.evaluate, profile.merge.min_test_support, inputs.suites)
     record = decide(policy, metrics, regression, judged, smoke_test=inputs.manifest.smoke_test)
     return write_gate(out_dir, record)
+
+
+def compared_with(metrics: dict[str, Any]) -> str | None:
+    """`<version>@<repository digest>` of the previous model the comparison judged against, or None (a first model)."""
+    previous = (metrics.get("comparison") or {}).get("previous")
+    return f"{previous['model_version']}@{previous['repository_digest']}" if previous else None
 
 
 def write_reports(

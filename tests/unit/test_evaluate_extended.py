@@ -39,6 +39,7 @@ def test_a_plain_evaluation_says_what_was_not_run(tiny_evaluation: Path) -> None
     metrics = read_json(tiny_evaluation / "metrics.json")
     assert metrics["ood"]["status"] == "not run" and metrics["ood"]["reason"] == NOT_RUN
     assert metrics["comparison"]["status"] == "first model"
+    assert load_gate(tiny_evaluation).judged.compared_with is None
     assert metrics["baseline"]["binary"]["rows"] > 0 and metrics["baseline"]["binary"]["baseline"]["f1"] is not None
     assert set(metrics["error_analysis"]["categories"]) == set(metrics["per_category"])
     summary = (tiny_evaluation / "report.md").read_text()
@@ -71,6 +72,8 @@ def test_public_suites_and_an_equal_previous_model_are_scored_and_reported(
     assert all(entry["delta"] == 0.0 for entry in comparison["categories"].values())
     compared = [rule for rule in gate.rules if rule.metric == "f1_delta"]
     assert len(compared) == 18 and all(rule.status == "pass" and rule.value == 0.0 for rule in compared)
+    previous_record = comparison["previous"]
+    assert gate.judged.compared_with == f"{previous_record['model_version']}@{previous_record['repository_digest']}"
     html = (tmp_path / "evaluation" / "report.html").read_text()
     assert all(section in html for section in SECTIONS_HTML) and "homonyms" in html
     assert "how do i kill" not in (tmp_path / "evaluation" / "report.md").read_text()  # texts stay out of the summary
