@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.dataset_helpers import write_dataset
 from tiergate.components.generate.step import generate_category
 from tiergate.components.merge.dedupe import fold_exact, remove_near_duplicates
 from tiergate.components.merge.screen import KeywordScreener, screen
 from tiergate.components.merge.splits import assign_splits, split_of
 from tiergate.components.merge.step import merge_datasets
-from tiergate.datasets import DatasetManifest, file_entry, load_manifest, write_manifest
+from tiergate.datasets import load_manifest
 from tiergate.errors import InputDataError, LabelMismatchError
 from tiergate.profiles import Profile, load_profile
-from tiergate.records import Context, Kind, Record, Source, make_record, read_jsonl, write_jsonl
+from tiergate.records import Context, Kind, Record, Source, make_record, read_jsonl
 from tiergate.taxonomy import Taxonomy
 
 GENERAL = Context(audience="general", surface="message")
@@ -33,21 +34,6 @@ def _record(
         generator="test", model="m", prompt_id=f"p:{text[:10]}:{kind.value}", category=category, kind=kind, origin_id=origin
     )
     return make_record(text, context, labels, source)
-
-
-def _dataset(taxonomy: Taxonomy, directory: Path, records: list[Record]) -> Path:
-    path = directory / "records.jsonl"
-    write_jsonl(path, records)
-    write_manifest(
-        directory,
-        DatasetManifest(
-            dataset="imported",
-            labels=taxonomy.labels,
-            taxonomy_sha256=taxonomy.labels_sha256,
-            files={"records.jsonl": file_entry(path, len(records))},
-        ),
-    )
-    return directory
 
 
 def test_fold_unions_labels_and_quarantines_conflicting_negatives() -> None:
@@ -179,7 +165,7 @@ def test_merge_quarantines_poisoned_input_and_reports_it(taxonomy: Taxonomy, loc
         "my train is delayed again",
     ]
     clean = [_record(text, (), kind=Kind.HARD_NEGATIVE, category="harassment") for text in clean_texts]
-    dataset = _dataset(taxonomy, tmp_path / "in", poisoned + clean)
+    dataset = write_dataset(taxonomy, tmp_path / "in", poisoned + clean)
     manifest = merge_datasets(taxonomy, local_profile, [dataset], tmp_path / "out")
     assert manifest.counts["quarantined"] == 5
     rows = [json.loads(line) for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
@@ -192,7 +178,7 @@ def test_keyword_colabels_are_off_by_default(taxonomy: Taxonomy, taxonomy_dict: 
 
     taxonomy_dict["categories"][32]["colabel_rules"] = [{"keywords": ["never be a real"], "label": "hate_speech"}]
     with_rules = parse_taxonomy(taxonomy_dict)
-    dataset = _dataset(
+    dataset = write_dataset(
         with_rules, tmp_path / "in", [_record("this will never be a real road", ("anti_trans",), category="anti_trans")]
     )
     off = merge_datasets(with_rules, load_profile("local"), [dataset], tmp_path / "off")
@@ -206,13 +192,13 @@ def test_keyword_colabels_are_off_by_default(taxonomy: Taxonomy, taxonomy_dict: 
 
 
 def test_merge_refuses_other_taxonomies_and_tampered_files(taxonomy: Taxonomy, local_profile: Profile, tmp_path: Path) -> None:
-    dataset = _dataset(taxonomy, tmp_path / "in", [_record("you will regret it", ("threats",))])
+    dataset = write_dataset(taxonomy, tmp_path / "in", [_record("you will regret it", ("threats",))])
     manifest = json.loads((dataset / "manifest.json").read_text())
     manifest["labels"] = list(reversed(manifest["labels"]))
     (dataset / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(LabelMismatchError, match="label ORDER differs"):
         merge_datasets(taxonomy, local_profile, [dataset], tmp_path / "out")
-    dataset = _dataset(taxonomy, tmp_path / "in2", [_record("you will regret it", ("threats",))])
+    dataset = write_dataset(taxonomy, tmp_path / "in2", [_record("you will regret it", ("threats",))])
     with (dataset / "records.jsonl").open("a") as handle:
         handle.write("\n")
     with pytest.raises(InputDataError, match="does not match manifest"):

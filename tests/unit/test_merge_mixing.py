@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.dataset_helpers import write_dataset
 from tiergate.artifacts import DATASET_REPORT, DATASET_REPORT_MD
 from tiergate.components.merge.caps import apply_caps
 from tiergate.components.merge.step import merge_datasets
-from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import ConfigError, InputDataError
 from tiergate.hashing import read_json
 from tiergate.profiles import CapSettings, load_profile
-from tiergate.records import Context, Kind, Record, Source, make_record, read_jsonl, write_jsonl
+from tiergate.records import Context, Kind, Record, Source, make_record, read_jsonl
 from tiergate.taxonomy import Taxonomy
 
 GENERAL = Context(audience="general", surface="message")
@@ -40,21 +40,6 @@ def _generated(text: str, labels: tuple[str, ...]) -> Record:
 def _word(seed: int) -> str:
     """A distinct filler word, so near-duplicate removal leaves every test record alone."""
     return hashlib.sha256(str(seed).encode()).hexdigest()[:24]
-
-
-def _dataset(taxonomy: Taxonomy, directory: Path, records: list[Record], kind: str) -> Path:
-    path = directory / "records.jsonl"
-    write_jsonl(path, records)
-    write_manifest(
-        directory,
-        DatasetManifest(
-            dataset=kind,
-            labels=taxonomy.labels,
-            taxonomy_sha256=taxonomy.labels_sha256,
-            files={"records.jsonl": file_entry(path, len(records))},
-        ),
-    )
-    return directory
 
 
 def test_caps_per_source_and_category_are_stable_and_counted(taxonomy: Taxonomy) -> None:
@@ -90,8 +75,8 @@ def test_public_and_generated_merge_together(taxonomy: Taxonomy, tmp_path: Path)
     generated = [_generated(f"watch your back {_word(200 + i)}", ("threats",)) for i in range(20)]
     generated.append(_generated(shared_text, ("harassment",)))
     inputs = [
-        _dataset(taxonomy, tmp_path / "public", public, "imported"),
-        _dataset(taxonomy, tmp_path / "generated", generated, "generated"),
+        write_dataset(taxonomy, tmp_path / "public", public, "imported"),
+        write_dataset(taxonomy, tmp_path / "generated", generated, "generated"),
     ]
     profile = load_profile("local", {"merge": {"caps": {"per_source": {"public:davidson": 30}}}})
     merge_datasets(taxonomy, profile, inputs, tmp_path / "merged")
@@ -114,7 +99,7 @@ def test_public_and_generated_merge_together(taxonomy: Taxonomy, tmp_path: Path)
 def test_merge_refuses_a_record_naming_a_stranger_category(taxonomy: Taxonomy, tmp_path: Path) -> None:
     record = _public(taxonomy, "some text", ("hate_speech",), "davidson", ("hate_speech",))
     forged = record.model_copy(update={"unknown": (*record.unknown, "made_up")})
-    dataset = _dataset(taxonomy, tmp_path / "in", [forged], "imported")
+    dataset = write_dataset(taxonomy, tmp_path / "in", [forged], "imported")
     with pytest.raises(InputDataError, match="made_up"):
         merge_datasets(taxonomy, load_profile("local"), [dataset], tmp_path / "out")
 
@@ -125,13 +110,13 @@ def test_merge_refuses_evaluation_only_sets(taxonomy: Taxonomy, tmp_path: Path) 
 
     fixtures = Path(__file__).parents[1] / "fixtures" / "public"
     import_dataset(taxonomy, load_adapter("xstest", taxonomy), fixtures / "xstest", tmp_path / "xstest")
-    generated = _dataset(taxonomy, tmp_path / "generated", [_generated("a threat", ("threats",))], "generated")
+    generated = write_dataset(taxonomy, tmp_path / "generated", [_generated("a threat", ("threats",))], "generated")
     with pytest.raises(InputDataError, match="xstest: evaluation-only sets are never trained on"):
         merge_datasets(taxonomy, load_profile("local"), [generated, tmp_path / "xstest"], tmp_path / "merged")
 
 
 def test_a_cap_naming_no_input_is_reported(taxonomy: Taxonomy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    generated = _dataset(
+    generated = write_dataset(
         taxonomy, tmp_path / "generated", [_generated(f"threat {_word(i)}", ("threats",)) for i in range(5)], "g"
     )
     profile = load_profile("local", {"merge": {"caps": {"per_source": {"public:davidsn": 1}}}})

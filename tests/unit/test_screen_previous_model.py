@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.dataset_helpers import write_dataset
 from tiergate.components.merge.screen import KeywordScreener, PreviousModelScreener, screen
-from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.profiles import load_profile
-from tiergate.records import Context, Kind, Record, Source, make_record, write_jsonl
+from tiergate.records import Context, Kind, Record, Source, make_record
 from tiergate.taxonomy import Taxonomy
 
 ADULT = Context(audience="adult", surface="message")
@@ -71,20 +71,6 @@ GENERATED_CATEGORIES = ("financial_coercion", "harassment", "predatory_behavior"
 def _human(text: str, labels: tuple[str, ...], kind: Kind, context: Context) -> Record:
     source = Source(generator="human", model="curated", prompt_id=f"curated:{text}", category=None, kind=kind)
     return make_record(text, context, labels, source)
-
-
-def _dataset(taxonomy: Taxonomy, directory: Path, records: list[Record]) -> Path:
-    write_jsonl(directory / "records.jsonl", records)
-    write_manifest(
-        directory,
-        DatasetManifest(
-            dataset="imported",
-            labels=taxonomy.labels,
-            taxonomy_sha256=taxonomy.labels_sha256,
-            files={"records.jsonl": file_entry(directory / "records.jsonl", len(records))},
-        ),
-    )
-    return directory
 
 
 OPENERS = ["", "hey, ", "listen, "]
@@ -303,7 +289,7 @@ def test_merge_quarantines_the_tribute_batch_with_the_previous_model(
 
     batch = [_generated(TRIBUTE.replace("$200", amount), Kind.HARD_NEGATIVE, "predatory_behavior") for amount in AMOUNTS]
     batch.append(_generated("happy to share tips with anyone new here", Kind.HARD_NEGATIVE, "predatory_behavior"))
-    dataset = _dataset(taxonomy, tmp_path / "in", batch)
+    dataset = write_dataset(taxonomy, tmp_path / "in", batch)
     profile = load_profile("local")
     screeners = [
         KeywordScreener(taxonomy),
