@@ -43,7 +43,7 @@ from tiergate.evasion import detection_table, positive_probes
 from tiergate.exports import ExportManifest, require_same_dataset, verify_export
 from tiergate.gate import GateRecord, Judged, decide, gate_policy, write_gate
 from tiergate.hashing import read_json, sha256_file, write_json
-from tiergate.inference import ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
+from tiergate.inference import Decisions, ModerationPipeline, Postprocessor, ThresholdSet, most_severe_tier
 from tiergate.labels import targets_and_known
 from tiergate.numeric import sigmoid
 from tiergate.onnx_model import check_onnx_labels
@@ -123,9 +123,9 @@ def evaluate_into(
     settings = profile.evaluate
     pipeline = ModerationPipeline(inputs.model_path, inputs.tokenizer_dir, placeholder_thresholds(taxonomy), settings.batch_size)
     document = tune_on_validation(taxonomy, pipeline, inputs.val, out_dir)
-    test_logits = pipeline.logits(*_texts_and_contexts(inputs.test))
-    metrics = measure_test(taxonomy, profile, pipeline, inputs.test, document, test_logits)
-    metrics.update(further_checks(taxonomy, profile, pipeline, inputs, test_logits))
+    scored = score_test(taxonomy, pipeline, inputs.test)
+    metrics = measure_test(taxonomy, profile, pipeline, inputs.test, document, scored)
+    metrics.update(further_checks(taxonomy, profile, pipeline, inputs, scored))
     write_json(out_dir / EVAL_METRICS, metrics)
     regression = run_regression(taxonomy, pipeline, inputs.suites)
     write_json(out_dir / REGRESSION_RESULTS, regression)
@@ -197,19 +197,33 @@ def tune_on_validation(taxonomy: Taxonomy, pipeline: ModerationPipeline, val: li
     return document
 
 
+@dataclass(frozen=True)
+class ScoredTest:
+    """The test split read once through the served path at the tuned thresholds, with its partial truth."""
+
+    logits: np.ndarray
+    decisions: Decisions
+    targets: np.ndarray
+    known: np.ndarray
+
+
+def score_test(taxonomy: Taxonomy, pipeline: ModerationPipeline, test: list[Record]) -> ScoredTest:
+    """Inference on test once: every section of metrics.json reads these decisions."""
+    logits = pipeline.logits(*_texts_and_contexts(test))
+    return ScoredTest(logits, pipeline.postprocessor.decide(logits), *_targets(test, taxonomy))
+
+
 def measure_test(
     taxonomy: Taxonomy,
     profile: Profile,
     pipeline: ModerationPipeline,
     test: list[Record],
     document: dict[str, Any],
-    test_logits: np.ndarray | None = None,
+    scored: ScoredTest,
 ) -> dict[str, Any]:
     """Metrics on test only: every optional category enabled, then compared with them off."""
     settings = profile.evaluate
-    test_logits = pipeline.logits(*_texts_and_contexts(test)) if test_logits is None else test_logits
-    decisions = pipeline.postprocessor.decide(test_logits)
-    targets, known = _targets(test, taxonomy)
+    decisions, targets, known = scored.decisions, scored.targets, scored.known
     metrics = evaluate_split(
         taxonomy,
         test,
@@ -224,7 +238,7 @@ def measure_test(
         settings.pr_curve_points,
         known,
     )
-    without = pipeline.postprocessor.decide(test_logits, enabled_optional=[])
+    without = pipeline.postprocessor.decide(scored.logits, enabled_optional=[])
     metrics["optional_categories"] = optional_comparison(
         taxonomy, metrics["micro_f1"], decisions.flags, without.flags, targets, known
     )
@@ -233,12 +247,11 @@ def measure_test(
 
 
 def further_checks(
-    taxonomy: Taxonomy, profile: Profile, pipeline: ModerationPipeline, inputs: EvaluationInputs, test_logits: np.ndarray
+    taxonomy: Taxonomy, profile: Profile, pipeline: ModerationPipeline, inputs: EvaluationInputs, scored: ScoredTest
 ) -> dict[str, Any]:
     """Error analysis, out-of-distribution suites, the linear baseline and the previous model, on the tuned thresholds."""
     settings, labels, test = profile.evaluate, taxonomy.labels, inputs.test
-    decisions = pipeline.postprocessor.decide(test_logits)
-    targets, known = _targets(test, taxonomy)
+    decisions, targets, known = scored.decisions, scored.targets, scored.known
     model = Flagger("model", labels, lambda texts, contexts: pipeline.classify(texts, contexts).flags)
     previous_flags = None if inputs.previous is None else inputs.previous.pipeline.classify(*_texts_and_contexts(test)).flags
     return {
