@@ -4,7 +4,8 @@ The suites' model and loader live in the core because two steps read them: evalu
 them (`tiergate.components.evaluate.regression`) and merge keeps their texts out of training.
 
 Each vector names its rule (flag X / not flag Y / flag both), per context. A suite has a
-policy (`all`, or `{min_pass: N}` for co-detection) over its required vectors. Vectors marked
+policy: `all` its required vectors, or `{min_pass: N}` for co-detection: any N of all its vectors (such a
+suite may mark no vector a known gap, which would lower the bar). In an `all` suite, vectors marked
 `expected: known_gap` are tracked gaps (xfail): they never block promotion, and one that
 passes is reported as an xpass. A suite's `promote_xpass: [ids]` makes such gaps required
 (they stay marked `known_gap` in the file, so the history reads there): promotion is an explicit,
@@ -96,9 +97,10 @@ class Suite(StrictModel):
 
     @property
     def required(self) -> int:
-        """How many hard vectors must pass: all of them, or the suite's `min_pass` (capped at the hard count)."""
+        """How many hard vectors must pass: all of them, or any `min_pass` of them (a min_pass suite has no
+        known gaps: `load_suites` refuses them, so the bar is never lowered below the written one)."""
         hard = len(self.hard_vectors)
-        return hard if self.policy == "all" else min(self.policy.min_pass, hard)  # type: ignore[union-attr]
+        return hard if self.policy == "all" else self.policy.min_pass  # type: ignore[union-attr]
 
 
 def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
@@ -127,6 +129,12 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
                     raise ConfigError(f"{path}: vector {vector.id}: unknown categories {unknown}")
         if isinstance(suite.policy, MinPass) and suite.policy.min_pass > len(suite.vectors):
             raise ConfigError(f"{path}: min_pass {suite.policy.min_pass} exceeds the {len(suite.vectors)} vectors")
+        if isinstance(suite.policy, MinPass) and any(vector.expected == "known_gap" for vector in suite.vectors):
+            gaps = [vector.id for vector in suite.vectors if vector.expected == "known_gap"]
+            raise ConfigError(
+                f"{path}: min_pass suite marks {gaps} known_gap; it passes on any {suite.policy.min_pass} of its "
+                "vectors, so a gap would lower that bar: remove the marks"
+            )
         suites.append(suite)
     for suite in suites:
         for vector in suite.vectors:

@@ -79,9 +79,13 @@ def test_loss_ignores_unknown_cells() -> None:
     loss = masked_bce(logits, labels, pos_weight, smoothing=0.0)
     known = labels >= 0
     expected = F.binary_cross_entropy_with_logits(
-        logits[known], labels[known], pos_weight=pos_weight.expand_as(logits)[known], reduction="mean"
-    )
+        logits[known], labels[known], pos_weight=pos_weight.expand_as(logits)[known], reduction="sum"
+    ) / labels.numel()
     assert torch.isclose(loss, expected)
+    # Fully labelled rows: exactly the plain weighted BCE mean.
+    full = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    plain = F.binary_cross_entropy_with_logits(logits, full, pos_weight=pos_weight, reduction="mean")
+    assert torch.isclose(masked_bce(logits, full, pos_weight, 0.0), plain)
     # Changing the logit of an unknown cell changes nothing: it carries no gradient.
     moved = logits.clone()
     moved[0, 2] = -9.0
@@ -90,6 +94,20 @@ def test_loss_ignores_unknown_cells() -> None:
     masked_bce(trainable, labels, pos_weight, 0.1).backward()
     assert trainable.grad is not None and trainable.grad[0, 2] == 0 and trainable.grad[1, 0] == 0
     assert trainable.grad[0, 0] != 0
+
+
+def test_a_known_cell_weighs_the_same_in_a_sparse_batch_as_in_a_full_one() -> None:
+    """A public row's known cell must not pull 30x harder than a generated row's (run public-2's collapse)."""
+    pos_weight = torch.ones(4)
+    sparse = torch.tensor([[1.0, UNKNOWN_TARGET, UNKNOWN_TARGET, UNKNOWN_TARGET]] * 2)
+    full = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 2)
+    gradients = []
+    for labels in (sparse, full):
+        logits = torch.zeros(2, 4, requires_grad=True)
+        masked_bce(logits, labels, pos_weight, 0.0).backward()
+        assert logits.grad is not None
+        gradients.append(logits.grad[0, 0].item())
+    assert gradients[0] == pytest.approx(gradients[1])
 
 
 def test_pos_weight_counts_known_negatives_only(taxonomy: Taxonomy) -> None:

@@ -153,6 +153,18 @@ def test_promoting_a_vector_that_is_not_a_known_gap_is_refused(taxonomy: Taxonom
         load_suites(_suite_file(tmp_path, "[gone]"), taxonomy)
 
 
+def test_a_min_pass_suite_may_mark_no_known_gap(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    """Any N of M: a known gap there would quietly turn "3 of 5" into "2 of 2" (what happened once)."""
+    (tmp_path / "m.yaml").write_text(
+        "suite: multi\ndescription: d\npolicy: {min_pass: 2}\nvectors:\n"
+        "  - {id: m1, text: first multi text, context: general/message, flag: [threats]}\n"
+        "  - {id: m2, text: second multi text, context: general/message, flag: [threats], expected: known_gap}\n"
+        "  - {id: m3, text: third multi text, context: general/message, flag: [threats]}\n"
+    )
+    with pytest.raises(ConfigError, match=r"min_pass suite marks \['m2'\] known_gap"):
+        load_suites(tmp_path, taxonomy)
+
+
 def test_variant_of_must_name_another_vector(taxonomy: Taxonomy, tmp_path: Path) -> None:
     (tmp_path / "v.yaml").write_text(
         "suite: v\ndescription: d\npolicy: all\nvectors:\n"

@@ -82,8 +82,11 @@ def test_tier_policy_matches_the_log(taxonomy: Taxonomy) -> None:
 
 
 def test_overlaps_are_the_logs_final_category_overlaps(taxonomy: Taxonomy) -> None:
+    """Exp 15's rates, plus two of Exp 16's failed co-detection scenarios made by construction."""
     overlaps = {category.name: category.overlaps for category in taxonomy.categories if category.overlaps}
     assert overlaps == {
+        "scam_patterns": {"contact_info": 0.25},
+        "trafficking": {"solicitation": 0.25},
         "doxxing": {"harassment": 0.65},
         "sextortion": {"harassment": 0.65, "ncii": 0.25},
         "predatory_behavior": {"harassment": 0.35},
