@@ -191,7 +191,8 @@ def gate_policy(taxonomy: Taxonomy, settings: EvaluateSettings, min_support: int
 def configured_policy(taxonomy: Taxonomy, profile: Profile, regression_dir: Path | None = None) -> GatePolicy:
     """`gate_policy` from the taxonomy, the profile and the regression suites it names."""
     directory = regression_dir or project_path(profile.evaluate.regression_dir)
-    return gate_policy(taxonomy, profile.evaluate, profile.merge.min_test_support, load_suites(directory, taxonomy))
+    suites = load_suites(directory, taxonomy, profile.evaluate.regression_min_pass_rate)
+    return gate_policy(taxonomy, profile.evaluate, profile.merge.min_test_support, suites)
 
 
 def rule_status(rule: Rule, policy: GatePolicy) -> RuleStatus:

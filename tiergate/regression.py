@@ -18,6 +18,7 @@ the merge step's leakage matcher (`tiergate.components.merge.leakage`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +72,9 @@ class Suite(StrictModel):
     policy: Literal["all"] | MinPass
     vectors: list[Vector] = Field(min_length=1)
     promote_xpass: list[str] = Field(default_factory=list)  # known gaps a model passed, now required
+    # Share of an `all` suite's required vectors that must pass: the profile's
+    # `evaluate.regression_min_pass_rate`, set by `load_suites` (1.0 everywhere but a smoke profile).
+    min_pass_rate: float = Field(default=1.0, gt=0, le=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,14 +101,17 @@ class Suite(StrictModel):
 
     @property
     def required(self) -> int:
-        """How many hard vectors must pass: all of them, or any `min_pass` of them (a min_pass suite has no
-        known gaps: `load_suites` refuses them, so the bar is never lowered below the written one)."""
-        hard = len(self.hard_vectors)
-        return hard if self.policy == "all" else self.policy.min_pass  # type: ignore[union-attr]
+        """How many hard vectors must pass: all of them (times the profile's `min_pass_rate`, rounded up),
+        or any `min_pass` of them (a min_pass suite has no known gaps: `load_suites` refuses them, so
+        that bar is never lowered below the written one)."""
+        if isinstance(self.policy, MinPass):
+            return self.policy.min_pass
+        return math.ceil(self.min_pass_rate * len(self.hard_vectors) - 1e-9)
 
 
-def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
-    """Every `*.yaml` suite in `directory`, validated against the taxonomy (labels, contexts, ids)."""
+def load_suites(directory: Path, taxonomy: Taxonomy, min_pass_rate: float = 1.0) -> list[Suite]:
+    """Every `*.yaml` suite in `directory`, validated against the taxonomy (labels, contexts, ids); an `all`
+    suite requires `min_pass_rate` of its required vectors (the profile's, never the file's)."""
     directory = Path(directory)
     paths = sorted(directory.glob("*.yaml"))
     if not paths:
@@ -112,8 +119,11 @@ def load_suites(directory: Path, taxonomy: Taxonomy) -> list[Suite]:
     suites: list[Suite] = []
     seen: set[str] = set()
     for path in paths:
+        data = load_yaml(path)
+        if isinstance(data, dict) and "min_pass_rate" in data:
+            raise ConfigError(f"{path}: min_pass_rate is the profile's (evaluate.regression_min_pass_rate), not a suite's")
         try:
-            suite = Suite.model_validate(load_yaml(path))
+            suite = Suite.model_validate({**data, "min_pass_rate": min_pass_rate} if isinstance(data, dict) else data)
         except ValidationError as error:
             raise ConfigError(f"{path}: {format_validation_error(error)}") from None
         if suite.suite in {existing.suite for existing in suites}:

@@ -157,7 +157,9 @@ def load_inputs(
     test = read_jsonl(data_dir / TEST_SPLIT)
     if not val or not test:
         raise InputDataError(f"{data_dir}: val has {len(val)} and test {len(test)} records; both must be non-empty")
-    suites = load_suites(regression_dir or project_path(settings.regression_dir), taxonomy)
+    suites = load_suites(
+        regression_dir or project_path(settings.regression_dir), taxonomy, settings.regression_min_pass_rate
+    )
     ood_sets, ood_not_run = load_sets(taxonomy, public_data_dir)
     previous = load_previous(taxonomy, previous_model_dir, settings.batch_size)
     return EvaluationInputs(

@@ -165,6 +165,29 @@ def test_a_min_pass_suite_may_mark_no_known_gap(taxonomy: Taxonomy, tmp_path: Pa
         load_suites(tmp_path, taxonomy)
 
 
+def test_the_profiles_min_pass_rate_lowers_only_all_suites(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    from tiergate.gate import configured_policy
+    from tiergate.profiles import load_profile
+
+    directory = project_path("config/regression")
+    strict = {suite.suite: suite for suite in load_suites(directory, taxonomy)}
+    smoke = {suite.suite: suite for suite in load_suites(directory, taxonomy, min_pass_rate=0.85)}
+    hard = len(strict["positives"].hard_vectors)
+    assert strict["positives"].required == hard
+    assert smoke["positives"].required == -(-85 * hard // 100) < hard  # rounded up, never down
+    assert smoke["multilabel"].required == strict["multilabel"].required == 3
+    local, public = load_profile("local"), load_profile("public")
+    assert local.evaluate.regression_min_pass_rate < 1.0 == public.evaluate.regression_min_pass_rate
+    assert configured_policy(taxonomy, local).sha256() != configured_policy(taxonomy, public).sha256()
+    assert configured_policy(taxonomy, public).regression["positives"] == hard
+    (tmp_path / "s.yaml").write_text(
+        "suite: s\ndescription: d\npolicy: all\nmin_pass_rate: 0.1\nvectors:\n"
+        "  - {id: s1, text: some text, context: general/message, flag: [threats]}\n"
+    )
+    with pytest.raises(ConfigError, match="min_pass_rate is the profile's"):
+        load_suites(tmp_path, taxonomy)
+
+
 def test_variant_of_must_name_another_vector(taxonomy: Taxonomy, tmp_path: Path) -> None:
     (tmp_path / "v.yaml").write_text(
         "suite: v\ndescription: d\npolicy: all\nvectors:\n"
