@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tiergate.components.generate.importers import READERS, DatasetImport, _Joined, _row_record, _text, adapter_files
+from tiergate.components.generate.importers import READERS, DatasetImport, JoinedLookups, adapter_files, cell_text, row_record
 from tiergate.dataset_adapters import Adapter, Row, load_adapter
 from tiergate.errors import ConfigError, InputDataError
 from tiergate.records import Context
@@ -139,7 +139,7 @@ def top_reasons(counts: dict[str, int], shown: int = SHOWN_REASONS) -> str:
 
 def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
     """The suite's prompts, read from its original files through its adapter and the importer's own row
-    checks (`_row_record`: undecodable bytes, missing or empty text, label values the adapter does not know)."""
+    checks (`row_record`: undecodable bytes, missing or empty text, label values the adapter does not know)."""
     adapter = load_adapter(spec.name, taxonomy)
     if adapter.role != "evaluation":
         raise ConfigError(
@@ -147,7 +147,7 @@ def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
         )
     context = Context.parse(adapter.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
     found = DatasetImport(adapter.name)
-    joined = _Joined(adapter, folder, found)
+    joined = JoinedLookups(adapter, folder, found)
     fields, spellings = adapter.referenced_fields(), _spellings(adapter)
     prompts: list[Prompt] = []
     left_out: Counter[str] = Counter()
@@ -160,7 +160,7 @@ def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
                 _refuse_duplicate_columns(adapter, item)
                 row = _respelled(item, spellings)
             bad, before = len(found.bad), Counter(found.skipped)
-            record = _row_record(adapter, joined, row, context, taxonomy.labels, fields, found)
+            record = row_record(adapter, joined, row, context, taxonomy.labels, fields, found)
             if len(found.bad) > bad:
                 left_out[_reason(found.bad[-1].problem, examples)] += 1
                 continue
@@ -170,7 +170,7 @@ def read_set(taxonomy: Taxonomy, spec: Spec, folder: Path) -> OodSet:
                     skipped[reason] += 1
                     continue
             assert isinstance(row, Row)
-            text = record.text if record is not None else _text(row.values.get(adapter.text))
+            text = record.text if record is not None else cell_text(row.values.get(adapter.text))
             expects = spec.kept_expects_flag if record is not None else True
             prompts.append(Prompt(text, str(row.values.get(spec.group_field, "")).strip() or "(none)", expects))
     if not prompts:

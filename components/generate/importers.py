@@ -148,7 +148,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """The text exactly as given: a missing, null or non-string value is an error, never its repr
     ("nan", "True", "['a']" would otherwise become a labelled example)."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -389,7 +389,7 @@ def _mapped_record(
 ) -> Record | None:
     """One user row as a record, or None with the problem appended to `bad`."""
     try:
-        text = _text(row.get(mapping.text))
+        text = cell_text(row.get(mapping.text))
         given_kind = Kind(str(row.get(mapping.kind))) if mapping.kind else None
         raw_labels = row.get(mapping.labels)
         negative = given_kind is not None and given_kind is not Kind.POSITIVE
@@ -558,7 +558,7 @@ class LookupLost(ValueError):
     """A row of a lookup file that belongs to this row is unreadable: its joined values are incomplete."""
 
 
-class _Joined:
+class JoinedLookups:
     """An adapter's lookups, loaded once per set: key -> values, step by step. A lookup file is read like
     the set's CSV/TSV files. Its bad rows are counted apart (they are not rows of the set's own files),
     and a row whose join meets the key of a lost lookup row is itself a bad row: a lost annotation would
@@ -709,7 +709,7 @@ def _dataset_records(taxonomy: Taxonomy, adapter: Adapter, source_dir: Path, fou
     """Every good row of the set as a record; bad and skipped rows counted in `found`."""
     source_dir = Path(source_dir)
     files = adapter_files(adapter, source_dir)
-    joined = _Joined(adapter, source_dir, found)
+    joined = JoinedLookups(adapter, source_dir, found)
     context = Context.parse(adapter.context, taxonomy.contexts.audiences, taxonomy.contexts.surfaces)
     categories = taxonomy.labels
     fields = adapter.referenced_fields()
@@ -722,7 +722,7 @@ def _dataset_records(taxonomy: Taxonomy, adapter: Adapter, source_dir: Path, fou
             if time.monotonic() - last_log > PROGRESS_EVERY_S:
                 last_log = time.monotonic()
                 log.info("%s %s: %d rows read", adapter.name, relative, counts["rows"])
-            record = _row_record(adapter, joined, item, context, categories, fields, found)
+            record = row_record(adapter, joined, item, context, categories, fields, found)
             if record is None:
                 continue
             counts["kept"] += 1
@@ -743,9 +743,9 @@ def _dataset_records(taxonomy: Taxonomy, adapter: Adapter, source_dir: Path, fou
         )
 
 
-def _row_record(
+def row_record(
     adapter: Adapter,
-    joined: _Joined,
+    joined: JoinedLookups,
     item: Row | BadRow,
     context: Context,
     categories: list[str],
@@ -762,7 +762,7 @@ def _row_record(
         found.bad.append(BadRow(item.location, str(error)))
         return None
     try:
-        text = _text(row.values.get(adapter.text))
+        text = cell_text(row.values.get(adapter.text))
         text.encode("utf-8")
     except UnicodeEncodeError:
         found.bad.append(BadRow(row.location, f"text is not valid {adapter.encoding}"))
