@@ -13,6 +13,7 @@ import typer
 from tiergate import __version__
 from tiergate.cli import (
     data_cmd,
+    feedback_cmd,
     gateway_cmd,
     model_cmd,
     operator_cmd,
@@ -47,6 +48,7 @@ app.add_typer(promote_cmd.app, name="promote")
 app.add_typer(repository_cmd.app, name="repository")
 app.add_typer(operator_cmd.app, name="operator")
 app.command("status")(operator_cmd.status)
+app.add_typer(feedback_cmd.app, name="feedback")
 
 
 def _version(value: bool) -> None:

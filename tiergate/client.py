@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from tiergate.errors import ClassificationError, InputDataError, LabelMismatchError
+from tiergate.feedback_client import FeedbackClient as FeedbackClient  # re-exported: services import both clients from here
 from tiergate.labels import check_labels
 from tiergate.records import Context
 from tiergate.triton_params import json_parameter, string_parameters

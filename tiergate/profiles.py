@@ -264,6 +264,33 @@ class PromoteSettings(StrictModel):
     max_push_attempts: int = Field(ge=1)
 
 
+class FeedbackSettings(StrictModel):
+    """The feedback loop (tiergate/feedback, FeedbackClient, the review API): what a submission may
+    hold, which predictions go to review, what the export keeps, how the client retries and queues."""
+
+    max_text_chars: int = Field(ge=1)  # a longer text is refused (client and server)
+    max_reason_chars: int = Field(ge=1)
+    max_request_bytes: int = Field(ge=1024)  # the review API refuses a larger body (413) before reading it all
+    uncertainty_margin: float = Field(gt=0, lt=1)  # |score - threshold| within this: a boundary case
+    sample_rate: float = Field(ge=0, le=1)  # share of boundary predictions log_prediction sends to review
+    second_review_share: float = Field(ge=0, le=1)  # share of items drawn for a second, independent review
+    min_agreement: float = Field(ge=0, le=1)  # export leaves out items whose reviewers agree on less
+    db_timeout_s: float = Field(gt=0)  # the SQLite write lock / a PostgreSQL connection
+    client_timeout_s: float = Field(gt=0)
+    client_retries: int = Field(ge=0)
+    client_retry_base_delay_s: float = Field(ge=0)
+    client_retry_max_delay_s: float = Field(ge=0)
+    client_queue_size: int = Field(ge=1)  # log_prediction's bounded queue: a full one drops and counts
+    client_close_timeout_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _a_full_item_fits_a_request(self) -> FeedbackSettings:
+        needed = 6 * (self.max_text_chars + self.max_reason_chars)  # JSON escapes a character in at most 6 bytes
+        if self.max_request_bytes < needed:
+            raise ValueError(f"max_request_bytes {self.max_request_bytes} cannot hold a full text and reason ({needed} bytes)")
+        return self
+
+
 class Profile(StrictModel):
     name: str
     seed: int
@@ -279,6 +306,7 @@ class Profile(StrictModel):
     serving: ServingSettings
     publish: PublishSettings
     promote: PromoteSettings
+    feedback: FeedbackSettings
 
     @model_validator(mode="after")
     def _windows_advance(self) -> Profile:

@@ -1,0 +1,1 @@
+"""The review service: its JSON API (`api.py`) on the feedback store; the web UI mounts the same router."""
