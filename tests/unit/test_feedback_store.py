@@ -239,6 +239,24 @@ def test_export_is_written_whole_or_not_at_all(tmp_path: Path, reviewed_store: F
     assert sorted(path.name for path in out.iterdir()) == sorted([RECORDS, PROVENANCE, EXPORT_REPORT, "manifest.json"])
 
 
+def test_the_export_is_a_merge_input_and_trains_in_every_phase(
+    tmp_path: Path, taxonomy: Taxonomy, reviewed_store: FeedbackStore
+) -> None:
+    from tiergate.components.merge.step import merge_datasets
+    from tiergate.profiles import load_profile
+
+    export_feedback(reviewed_store, tmp_path / "export")
+    profile = load_profile("local")
+    merge_datasets(taxonomy, profile, [tmp_path / "export"], tmp_path / "merged")
+    train = {record.id: record for record in read_jsonl(tmp_path / "merged" / "train.jsonl")}
+    split = [record for name in ("train", "val", "test") for record in read_jsonl(tmp_path / "merged" / f"{name}.jsonl")]
+    assert sorted(record.text for record in split) == sorted([INSULT, "great product, fast shipping"])
+    assert all(record.source.generator == "human" and record.unknown for record in split)  # partial labels survive merge
+    assert train
+    for phase in profile.merge.phases:  # a human record of the train split trains in every phase
+        assert {record.id for record in read_jsonl(tmp_path / "merged" / f"{phase}.jsonl")} == set(train), phase
+
+
 # --- the CLI ------------------------------------------------------------------------------------------
 
 
