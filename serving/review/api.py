@@ -83,7 +83,7 @@ def api_router(store: FeedbackStore) -> APIRouter:
     @router.get("/health")
     def health() -> JSONResponse:
         try:
-            store.tokens()
+            store.ping()
         except StoreUnavailable as error:
             return error_response(error)
         return JSONResponse({"status": "ok"})

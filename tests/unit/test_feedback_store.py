@@ -111,6 +111,9 @@ def test_second_review_is_drawn_for_the_configured_share(tmp_path: Path, taxonom
     waiting_for_alice = {item.id for item in store.pending(alice)}
     assert double.id in waiting_for_bob and double.id not in waiting_for_alice  # a second, independent reviewer
     assert single.id not in waiting_for_bob  # one review is enough for it
+    boundary = store.submit(service, submission("i might hurt you", source="uncertainty")).item
+    assert store.pending(bob, limit=1) == [boundary]  # boundary cases first
+    assert len(store.pending()) == len(items) - 1 + 1  # all but the single-reviewed one, plus the boundary case
     store.close()
 
 

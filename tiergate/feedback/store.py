@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -368,18 +368,25 @@ class FeedbackStore:
             ]
 
     def pending(self, reviewer: Principal | None = None, limit: int | None = None) -> list[ItemView]:
-        """Items that still need a review (a second one for items drawn for it), oldest first;
-        with `reviewer`, not those they reviewed already."""
-        reviewed = {entry.item.id: entry.reviews for entry in self.reviewed_items()}
-        waiting = []
-        for item in self.items():
-            reviews = reviewed.get(item.id, [])
-            if len(reviews) >= (2 if item.second_review else 1):
-                continue
-            if reviewer is not None and any(review.reviewer == reviewer.name for review in reviews):
-                continue
-            waiting.append(item)
-        return waiting[:limit] if limit is not None else waiting
+        """Items that still need a review (a second one for items drawn for it); with `reviewer`, not
+        those they reviewed already. Boundary cases (source `uncertainty`) first, then oldest first."""
+        reviews = select(func.count(Review.id)).where(Review.item_id == Item.id).correlate(Item).scalar_subquery()
+        query = (
+            select(Item, Token.name)
+            .join(Token, Item.token_id == Token.id)
+            .where(reviews < case((Item.second_review, 2), else_=1))
+            .order_by(case((Item.source == "uncertainty", 0), else_=1), Item.id)
+            .limit(limit)
+        )
+        if reviewer is not None:
+            query = query.where(~Item.reviews.any(Review.token_id == reviewer.token_id))
+        with self._transaction() as session:
+            return [_item_view(item, name) for item, name in session.execute(query).all()]
+
+    def ping(self) -> None:
+        """One round trip to the database (health checks); raises StoreUnavailable when it fails."""
+        with self._transaction() as session:
+            session.execute(select(1))
 
     # --- audit ----------------------------------------------------------------------------------
 
