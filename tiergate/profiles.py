@@ -118,6 +118,8 @@ class TrainSettings(StrictModel):
     base_model: str
     max_length: int = Field(ge=8, le=512)
     learning_rate: float = Field(gt=0, lt=1)
+    # The new classification head's own rate (None: learning_rate): the encoder moves gently, the head fast.
+    head_learning_rate: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int = Field(ge=1)
     eval_batch_size: int = Field(ge=1)
     warmup_ratio: float = Field(ge=0, lt=1)

@@ -211,6 +211,7 @@ def build_trainer(
         callbacks=[EarlyStoppingCallback(settings.early_stopping_patience), EpochLogger(phase, settings.batch_size)],
         pos_weight=torch.tensor([pos_weight[name] for name in taxonomy.labels], dtype=torch.float32),
         label_smoothing=settings.label_smoothing,
+        head_learning_rate=settings.head_learning_rate,
     )
     trainer.remove_callback(PrinterCallback)  # EpochLogger prints one readable line per epoch instead
     return trainer

@@ -119,3 +119,27 @@ def test_progress_is_logged_every_tenth_of_the_steps(caplog: pytest.LogCaptureFi
     lines = [record.getMessage() for record in caplog.records if "texts/s" in record.getMessage()]
     assert len(lines) == 9 and lines[0].startswith("phase1: step 10/100 (10%)")  # 10..90; the end has its own line
     assert "min left" in lines[-1]
+
+
+def test_the_head_gets_its_own_learning_rate(taxonomy: Taxonomy, merged_small: Path, tiny_base: Path, tmp_path: Path) -> None:
+    """Encoder parameters on train.learning_rate, the new head's on train.head_learning_rate, each once."""
+    from tiergate.components.train.step import TRAINING_PADDING, _load_model, build_trainer, read_phase_data
+    from tiergate.preprocessing import InputEncoder
+
+    profile = tiny_profile(tiny_base, train={"learning_rate": 2e-5, "head_learning_rate": 1e-3})
+    tokenizer, model = _load_model(str(tiny_base), taxonomy)
+    records = read_phase_data(merged_small, "phase1")
+    encoder = InputEncoder(tokenizer, profile.train.max_length, TRAINING_PADDING)
+    weights = dict.fromkeys(taxonomy.labels, 1.0)
+    trainer = build_trainer(model, encoder, taxonomy, profile, "phase1", records, weights, tmp_path)
+    optimizer = trainer.create_optimizer()
+    rates = {id(parameter): group["lr"] for group in optimizer.param_groups for parameter in group["params"]}
+    trainable = {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert len(rates) == sum(len(group["params"]) for group in optimizer.param_groups) == len(trainable)
+    head = {name for name in trainable if not name.startswith(f"{model.base_model_prefix}.")}
+    assert head and all(name.startswith("classifier.") for name in head)
+    assert {rates[id(trainable[name])] for name in head} == {1e-3}
+    assert {rates[id(parameter)] for name, parameter in trainable.items() if name not in head} == {2e-5}
+    # Unset: the Trainer's own optimizer, one rate for everything.
+    plain = build_trainer(model, encoder, taxonomy, tiny_profile(tiny_base), "phase1", records, weights, tmp_path / "p")
+    assert {group["lr"] for group in plain.create_optimizer().param_groups} == {1e-3}
