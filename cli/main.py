@@ -20,6 +20,7 @@ from tiergate.cli import (
     pipeline_cmd,
     promote_cmd,
     repository_cmd,
+    review_cmd,
     serve_cmd,
     taxonomy_cmd,
 )
@@ -49,6 +50,7 @@ app.add_typer(repository_cmd.app, name="repository")
 app.add_typer(operator_cmd.app, name="operator")
 app.command("status")(operator_cmd.status)
 app.add_typer(feedback_cmd.app, name="feedback")
+app.command("review")(review_cmd.review)
 
 
 def _version(value: bool) -> None:

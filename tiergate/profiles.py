@@ -284,6 +284,18 @@ class FeedbackSettings(StrictModel):
     client_retry_max_delay_s: float = Field(ge=0)
     client_queue_size: int = Field(ge=1)  # log_prediction's bounded queue: a full one drops and counts
     client_close_timeout_s: float = Field(ge=0)
+    # The review web app (serving/review): per-token token buckets, in-process sessions, the try-it call.
+    rate_limit_per_minute: float = Field(gt=0)  # sustained form posts per reviewer token (UI); more get 429
+    rate_limit_burst: int = Field(ge=1)  # posts a token may make at once before the rate applies
+    api_rate_limit_per_minute: float = Field(gt=0)  # sustained API POSTs per bearer token (services); more get 429
+    api_rate_limit_burst: int = Field(ge=1)
+    login_rate_limit_per_minute: float = Field(gt=0)  # login attempts per client address
+    login_rate_limit_burst: int = Field(ge=1)
+    rate_limit_max_keys: int = Field(ge=1)  # buckets kept (least recently used dropped): bounded memory
+    session_idle_s: float = Field(gt=0)  # a session unused this long is logged out
+    session_max_s: float = Field(gt=0)  # and any session after this long
+    max_sessions: int = Field(ge=1)  # sessions held at once; the oldest is dropped past this
+    triton_timeout_s: float = Field(gt=0)  # the try-it page's call to the Triton ensemble
 
     @model_validator(mode="after")
     def _a_full_item_fits_a_request(self) -> FeedbackSettings:

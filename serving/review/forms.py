@@ -1,0 +1,44 @@
+"""Reading a page's form post: `application/x-www-form-urlencoded` only, the body capped before it is
+all read, one value per field (a repeated field is malformed, not silently the first or the last)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+
+from tiergate.errors import InputDataError
+from tiergate.serving.review.api import BodyTooLarge
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FIELDS = 200  # the queue form's fields: one per category plus a few; far above what any page posts
+
+
+class NotAForm(InputDataError):
+    status = 415
+
+
+async def read_form(request: Request, limit: int) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM_TYPE:
+        raise NotAForm(f"expected a form ({FORM_TYPE}), got {content_type or 'no content type'}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"form of {declared} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"form is over the limit of {limit} bytes")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise InputDataError("form is not UTF-8") from None
+    except ValueError:
+        raise InputDataError(f"form has more than {MAX_FIELDS} fields") from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        if key in form:
+            raise InputDataError(f"form field {key[:40]!r} is given twice")
+        form[key] = value
+    return form
