@@ -20,9 +20,11 @@ class NotAForm(InputDataError):
 
 async def read_form(request: Request, limit: int) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")
+    if not content_type and declared in (None, "0"):
+        return {}  # an empty post (a bare button): a form with no fields, refused later for what it lacks
     if content_type != FORM_TYPE:
         raise NotAForm(f"expected a form ({FORM_TYPE}), got {content_type or 'no content type'}")
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"form of {declared} bytes is over the limit of {limit}")
     body = bytearray()
