@@ -6,6 +6,9 @@ the evaluation-only sets (XSTest, SimpleSafetyTests) from the same location with
 resolver; they are never imported for training. An empty location is allowed and visible: the
 output is an empty dataset whose manifest says why, so merge trains on generated data only, and
 the evaluation report says its out-of-distribution checks did not run.
+
+The run form's other location input, `feedback_data` (components/merge/feedback_input.py), is
+checked and resolved by the same functions (`what` names the input in their messages).
 """
 
 from __future__ import annotations
@@ -34,52 +37,57 @@ NO_TRAINING_SETS_NOTE = (
 )
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
 MAX_LOCATION_CHARS = 1024
+PUBLIC_DATA = "public-data"  # the run-form input a location belongs to, as messages name it
 
 
-def check_location(location: str) -> str:
+def check_location(location: str, what: str = PUBLIC_DATA) -> str:
     """A location from the run form: a folder path, pvc://, s3:// or gs://; anything else is one clear line.
 
     A `pvc://`, `s3://` or `gs://` location names its path segments plainly: an empty, `.` or `..`
-    segment anywhere is refused, so a location can never climb out of the claim or bucket it names."""
+    segment anywhere is refused, so a location can never climb out of the claim or bucket it names.
+    `what` names the run-form input in the messages (`public-data`, `feedback-data`): every location
+    input of the run form is checked here, by the same rules."""
     location = location.strip()
     if len(location) > MAX_LOCATION_CHARS or any(ord(char) < 32 for char in location):
-        raise InputDataError("public-data location must be one line of at most 1024 characters")
+        raise InputDataError(f"{what} location must be one line of at most {MAX_LOCATION_CHARS} characters")
     scheme = location.split("://", 1)[0] + "://" if "://" in location else ""
     if scheme and scheme not in (*REMOTE_SCHEMES, "pvc://", "file://"):
-        raise InputDataError(f"public-data location {location[:80]!r}: use a folder, pvc://, s3:// or gs://, not {scheme}")
+        raise InputDataError(f"{what} location {location[:80]!r}: use a folder, pvc://, s3:// or gs://, not {scheme}")
     if scheme in ("pvc://", *REMOTE_SCHEMES):
         segments = location[len(scheme) :].rstrip("/").split("/")
         if any(part in ("", ".", "..") for part in segments):
             raise InputDataError(
-                f"public-data location {location[:80]!r}: name a {scheme}NAME/path with no empty, '.' or '..' segments"
+                f"{what} location {location[:80]!r}: name a {scheme}NAME/path with no empty, '.' or '..' segments"
             )
     return location
 
 
-def _remote_failure(location: str, error: Exception) -> InputDataError:
+def _remote_failure(location: str, error: Exception, what: str) -> InputDataError:
     """An object store that cannot be reached or read, in one line (never the client library's traceback)."""
     detail = " ".join(str(error).split())[:200] or type(error).__name__
-    return InputDataError(f"public-data location {location}: cannot read it ({type(error).__name__}: {detail})")
+    return InputDataError(f"{what} location {location}: cannot read it ({type(error).__name__}: {detail})")
 
 
 @contextmanager
-def local_folder(location: str, settings: PublishSettings, evaluation_only: bool = False) -> Iterator[Path | None]:
+def local_folder(
+    location: str, settings: PublishSettings, evaluation_only: bool = False, what: str = PUBLIC_DATA
+) -> Iterator[Path | None]:
     """The location as a local folder for the duration (None for an empty location): remote sets are
     copied into a temporary one (only the evaluation-only sets' folders when `evaluation_only`)."""
-    location = check_location(location)
+    location = check_location(location, what)
     if not location:
         yield None
         return
     if location.startswith(REMOTE_SCHEMES):
         with tempfile.TemporaryDirectory(prefix="tiergate-public-") as scratch:
-            copy_remote(location, settings, Path(scratch), evaluation_only)
+            copy_remote(location, settings, Path(scratch), evaluation_only, what)
             yield Path(scratch)
         return
     if location.startswith("pvc://"):
         root = project_path(settings.pvc_mount_root).resolve()
         _, path = locate(location, settings)
         if not Path(path).resolve().is_relative_to(root):
-            raise InputDataError(f"public-data location {location}: resolves outside the PVC mount {root}")
+            raise InputDataError(f"{what} location {location}: resolves outside the PVC mount {root}")
         yield Path(path)
         return
     if location.startswith("file://"):
@@ -88,14 +96,14 @@ def local_folder(location: str, settings: PublishSettings, evaluation_only: bool
     yield Path(location).expanduser()
 
 
-def copy_remote(location: str, settings: PublishSettings, scratch: Path, evaluation_only: bool) -> None:
+def copy_remote(location: str, settings: PublishSettings, scratch: Path, evaluation_only: bool, what: str = PUBLIC_DATA) -> None:
     """Copy an object-store folder (or only its evaluation-only sets) into `scratch`; failures are one line."""
     wanted = [adapter.name for adapter in load_adapters(role="evaluation")] if evaluation_only else [""]
-    log.info("public data: copying %s", location)
+    log.info("%s: copying %s", what, location)
     try:
         filesystem, path = locate(location, settings)
         if not filesystem.isdir(path):
-            raise InputDataError(f"public-data location {location}: not a folder in the object store")
+            raise InputDataError(f"{what} location {location}: not a folder in the object store")
         for name in wanted:
             remote = f"{path.rstrip('/')}/{name}".rstrip("/")
             if filesystem.isdir(remote):
@@ -103,15 +111,15 @@ def copy_remote(location: str, settings: PublishSettings, scratch: Path, evaluat
     except InputDataError:
         raise
     except Exception as error:  # fsspec back ends raise their own types: missing client, credentials, network
-        raise _remote_failure(location, error) from None
+        raise _remote_failure(location, error, what) from None
 
 
-def empty_dataset(taxonomy: Taxonomy, out_dir: Path, note: str) -> DatasetManifest:
-    """A dataset with no records whose manifest says why (a run without public data)."""
+def empty_dataset(taxonomy: Taxonomy, out_dir: Path, note: str, dataset: str = "imported") -> DatasetManifest:
+    """A dataset with no records whose manifest says why (a run without public data or feedback)."""
     records = out_dir / "records.jsonl"
     write_jsonl(records, [])
     manifest = DatasetManifest(
-        dataset="imported",
+        dataset=dataset,
         labels=taxonomy.labels,
         taxonomy_sha256=taxonomy.labels_sha256,
         files={"records.jsonl": file_entry(records, 0)},

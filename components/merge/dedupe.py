@@ -2,7 +2,8 @@
 
 Folding: records with the same normalised text *and* context become one record whose
 labels are the union (multi-label folding). A negative whose exact text is also a
-positive is a conflict: it is quarantined, never trained on as a negative.
+positive is a conflict: it is quarantined, never trained on as a negative — except where
+reviewers labelled the text (feedback store): their label wins (precedence.py).
 Near-duplicates (MinHash LSH over character shingles) are dropped only when they
 carry the same labels; near-copies with different labels are kept and counted,
 because they are exactly the boundary cases a reviewer should see.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
+from tiergate.components.merge.precedence import HumanWin, apply_precedence, human_kind, is_human, keeper_of
 from tiergate.formatting import reading_key
 from tiergate.profiles import NearDuplicateSettings
 from tiergate.records import Kind, LabelState, Record, normalise_text, record_sort_key
@@ -33,6 +35,11 @@ class FoldResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     exact_duplicates: int = 0
     folded_multilabel: int = 0
+    human_wins: list[HumanWin] = field(default_factory=list)  # cells where the reviewers' label overruled another source
+    human_conflicts: int = 0  # human records quarantined because reviewers disagreed on the same text
+    # (id, context) of each folded record holding a reviewed item -> the categories no reviewer labelled: what the
+    # report counts as the reviewers' (a folded record also knows what the generator knew of the text)
+    reviewer_unknown: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
 
 def fold_exact(records: Sequence[Record]) -> FoldResult:
@@ -42,12 +49,23 @@ def fold_exact(records: Sequence[Record]) -> FoldResult:
     Positives fold into one record carrying the union of their labels. A record without positives conflicts
     only where it *knows* one of those labels as negative (a public set that labels threats alone says nothing
     about hate speech); a conflicting record is quarantined, one that agrees adds what it knows: a category
-    stays unknown only where every folded record leaves it unknown."""
+    stays unknown only where every folded record leaves it unknown.
+
+    Human labels come first (`precedence.apply_precedence`): another source's label on a category the
+    reviewers know is overruled and reported, not quarantined, and the folded record keeps the human
+    record's source; human records that disagree with each other are all quarantined."""
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in sorted(records, key=record_sort_key):
         groups[(reading_key(record.text), str(record.context))].append(record)
     result = FoldResult(records=[])
-    for members in groups.values():
+    for group in groups.values():
+        decided = apply_precedence(group)
+        result.quarantined += [Quarantined(record, reason) for record, reason in decided.rejected]
+        result.human_conflicts += len(decided.rejected)
+        result.human_wins += decided.wins
+        members = decided.members
+        if not members:
+            continue
         result.exact_duplicates += len(members) - 1
         positives = [record for record in members if record.labels]
         labels = sorted({label for record in positives for label in record.labels})
@@ -63,13 +81,16 @@ def fold_exact(records: Sequence[Record]) -> FoldResult:
                 result.exact_duplicates -= 1
             else:
                 agreeing.append(record)
-        keeper = agreeing[0]
+        keeper = keeper_of(agreeing)
         unknown = set.intersection(*(set(record.unknown) for record in agreeing)) - set(labels)
         if positives and tuple(labels) != keeper.labels:
             result.folded_multilabel += 1
         if tuple(labels) != keeper.labels or tuple(sorted(unknown)) != keeper.unknown:
             keeper = keeper.model_copy(update={"labels": tuple(labels), "unknown": tuple(sorted(unknown))})
-        result.records.append(keeper)
+        reviewed = [frozenset(record.unknown) for record in members if is_human(record)]
+        if reviewed:
+            result.reviewer_unknown[(keeper.id, str(keeper.context))] = frozenset.intersection(*reviewed)
+        result.records.append(human_kind(keeper))
     result.records.sort(key=record_sort_key)
     return result
 
@@ -89,7 +110,8 @@ class NearDuplicateResult:
 
 
 def remove_near_duplicates(records: Sequence[Record], settings: NearDuplicateSettings) -> NearDuplicateResult:
-    """Drop later near-copies with identical labels and context; perturbations are exempt by design."""
+    """Drop later near-copies with identical labels and context; perturbations are exempt by design, and so
+    are reviewed items (human records): each is a judgement someone made about that very text."""
     if not settings.enabled:
         return NearDuplicateResult(list(records), [], [])
     lsh = MinHashLSH(threshold=settings.threshold, num_perm=settings.num_perm)
@@ -98,7 +120,7 @@ def remove_near_duplicates(records: Sequence[Record], settings: NearDuplicateSet
     conflicts: list[tuple[str, str]] = []
     by_key: dict[str, Record] = {}
     for position, record in enumerate(records):
-        if record.source.kind is Kind.PERTURBATION:
+        if record.source.kind is Kind.PERTURBATION or is_human(record):
             kept.append(record)
             continue
         signature = MinHash(num_perm=settings.num_perm, seed=1)

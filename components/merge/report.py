@@ -3,7 +3,8 @@
 Counts per category × split × kind × context, positive rate per label, min-support
 warnings (log: csam had 4–5 test items and "passed" on noise), label co-occurrence,
 known-label coverage per category and source (partial labels: a public set knows only
-its own categories), quarantine and dedupe figures, and the generators' shortfalls and refusals.
+its own categories), quarantine and dedupe figures, the generators' shortfalls and refusals, and what the reviewers'
+labels add (human_report.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
+from tiergate.components.merge.human_report import human_markdown
 from tiergate.records import LabelState, Record, source_name
 from tiergate.taxonomy import Taxonomy
 
@@ -128,6 +130,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "Removed by the profile's caps (merge.caps):", ""]
         lines += [f"- {reason}: {count}" for reason, count in report["capped"].items()]
     lines += sources_markdown(report)
+    lines += human_markdown(report)
     lines += ["", "## Per category", ""]
     rows = []
     for name, entry in report["per_category"].items():

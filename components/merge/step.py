@@ -1,8 +1,9 @@
 """The merge step: generated, public and imported datasets → cleaned, split, phased training data.
 
 Order matters and is fixed: verify inputs → exclude regression vectors and near-copies →
-(optional keyword co-labels) → fold exact duplicates across every source → screen negatives →
-remove near-duplicates → per-source / per-category caps → stable splits → phases → report.
+(optional keyword co-labels) → fold exact duplicates across every source (human labels first) →
+screen negatives → remove near-duplicates → per-source / per-category caps → stable splits →
+phases → report.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from typing import Any
 from tiergate.artifacts import DATASET_REPORT, DATASET_REPORT_MD, QUARANTINE, RECORDS, phase_file
 from tiergate.components.merge.caps import CapResult, apply_caps
 from tiergate.components.merge.dedupe import FoldResult, NearDuplicateResult, Quarantined, fold_exact, remove_near_duplicates
+from tiergate.components.merge.feedback_input import ExportSummary, read_export_summary
+from tiergate.components.merge.human_report import human_labels
 from tiergate.components.merge.leakage import exclude_vectors
+from tiergate.components.merge.precedence import is_human
 from tiergate.components.merge.report import build_report, realised_overlaps, render_markdown
 from tiergate.components.merge.screen import KeywordScreener, Screener, screen
 from tiergate.components.merge.splits import SPLIT_FILES, assign_splits
 from tiergate.datasets import DatasetManifest, FileEntry, file_entry, load_manifest, write_manifest
 from tiergate.errors import InputDataError
+from tiergate.feedback.export import DATASET as FEEDBACK_DATASET
 from tiergate.hashing import canonical_json, write_json
 from tiergate.outputs import atomic_output
 from tiergate.paths import project_path
@@ -84,8 +89,23 @@ def _load_inputs(taxonomy: Taxonomy, inputs: Sequence[Path]) -> tuple[list[Recor
             strangers = (set(record.labels) | set(record.unknown)) - set(taxonomy.labels)
             if strangers:
                 raise InputDataError(f"{directory}: record {record.id} names categories not in the taxonomy: {sorted(strangers)}")
+            if is_human(record) and manifest.dataset != FEEDBACK_DATASET:
+                raise InputDataError(
+                    f"{directory}: record {record.id} claims reviewers' labels (source {record.source.generator!r}) in a "
+                    f"{manifest.dataset} dataset; human labels come only from `tiergate feedback export`"
+                )
             records.append(record)
     return records, manifests
+
+
+def export_summaries(inputs: Sequence[Path], manifests: Sequence[DatasetManifest]) -> list[ExportSummary]:
+    """The export reports of the feedback inputs that carry one (the report's left-out counts)."""
+    found = [
+        read_export_summary(Path(directory))
+        for directory, manifest in zip(inputs, manifests, strict=True)
+        if manifest.dataset == FEEDBACK_DATASET
+    ]
+    return [summary for summary in found if summary is not None]
 
 
 def refuse_evaluation_sets(directory: Path, manifest: DatasetManifest) -> None:
@@ -134,6 +154,7 @@ def merge_datasets(
     phases = build_phases(splits["train"], settings.phases)
     quarantined = leaked + cleaned.quarantined
     stats = merge_stats(taxonomy, manifests, len(records), cleaned, quarantined)
+    stats["human_labels"] = human_labels(taxonomy, splits, cleaned.folded, export_summaries(inputs, manifests))
     report = build_report(taxonomy, splits, phases, stats, settings.min_test_support)
     warn_low_support(report)
     with atomic_output(Path(out_dir), overwrite, inputs=list(inputs)) as staging:
@@ -154,12 +175,13 @@ def clean(taxonomy: Taxonomy, settings: MergeSettings, records: list[Record], sc
     capped = apply_caps(near.records, settings.caps, settings.splits.salt)
     cleaned = Cleaned(capped.kept, folded.quarantined + flagged, folded, near, colabels_added, capped)
     log.info(
-        "merge: %d kept (%d exact dups, %d near dups, %d quarantined, %d over a cap)",
+        "merge: %d kept (%d exact dups, %d near dups, %d quarantined, %d over a cap, %d labels overruled by reviewers)",
         len(cleaned.kept),
         folded.exact_duplicates,
         len(near.removed),
         len(cleaned.quarantined),
         sum(capped.removed.values()),
+        len(folded.human_wins),
     )
     return cleaned
 
