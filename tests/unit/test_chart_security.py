@@ -497,6 +497,195 @@ def test_schema_rejects_bad_values(extra: dict[str, Any], key: str) -> None:
     assert key in str(caught.value)
 
 
+# --- the review service (review.*) -------------------------------------------------------------------
+
+REVIEW_ON: dict[str, Any] = {"review": {"enabled": True}}
+
+
+def render_review(extra: dict[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The chart's objects by (kind, name) with the review service on (two NetworkPolicies then), each validated."""
+    documents = render_documents(CHART, merged(VALUES, merged(REVIEW_ON, extra or {})), name="tiergate", namespace=NAMESPACE)
+    objects = {(document["kind"], document["metadata"]["name"]): document for document in documents}
+    assert len(objects) == len(documents)
+    return objects
+
+
+def review_pod(objects: dict[tuple[str, str], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = objects[("Deployment", "tiergate-review")]["spec"]["template"]["spec"]
+    (review,) = pod["containers"]
+    return pod, review
+
+
+def test_review_service_is_off_by_default_and_renders_four_more_objects_when_on() -> None:
+    assert not any(kind in render() for kind in ("Deployment", "Service", "Ingress"))
+    objects = render_review()
+    assert sorted(objects) == [
+        ("Deployment", "tiergate-review"),
+        ("Job", "tiergate-regression-v1"),
+        ("ModerationModel", "tiergate"),
+        ("NetworkPolicy", "tiergate-predictor"),
+        ("NetworkPolicy", "tiergate-review"),
+        ("Service", "tiergate-review"),
+        ("ServingRuntime", "tiergate-triton"),
+    ]
+    assert lint(str(CHART), merged(VALUES, REVIEW_ON))["errors"] == []
+    with_ingress = render_review({"review": {"ingress": {"enabled": True}}})
+    assert ("Ingress", "tiergate-review") in with_ingress and len(with_ingress) == len(objects) + 1
+
+
+def test_review_pod_is_non_root_read_only_least_privilege_and_probed() -> None:
+    objects = render_review()
+    deployment = objects[("Deployment", "tiergate-review")]
+    pod, review = review_pod(objects)
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert review["securityContext"] == HARDENED
+    assert review["image"] == "ghcr.io/tiergate/tiergate-cpu:0.1.0"  # the CPU image carries FastAPI, uvicorn, Jinja2, psycopg
+    assert review["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    probes = {name: review[name]["httpGet"] for name in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {
+        "startupProbe": {"path": "/healthz", "port": 8080},
+        "readinessProbe": {"path": "/api/v1/health", "port": 8080},  # the store answers
+        "livenessProbe": {"path": "/healthz", "port": 8080},  # the process answers: a database outage restarts nothing
+    }
+    assert review["startupProbe"]["failureThreshold"] == 12  # ceil(startupSeconds 120 / periodSeconds 10)
+    assert review["resources"] == {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert [mount["mountPath"] for mount in review["volumeMounts"]] == ["/tmp"]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    env = {item["name"]: item for item in review["env"]}
+    assert env["HOME"]["value"] == "/tmp" and env["TMPDIR"]["value"] == "/tmp"
+    sizes = {"resources": {"limits": {"memory": "2Gi"}}, "health": {"periodSeconds": 5, "startupSeconds": 60}}
+    sized = review_pod(render_review({"review": sizes}))[1]
+    assert sized["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"} and sized["startupProbe"]["failureThreshold"] == 12
+
+
+def test_review_database_url_comes_only_from_a_secret() -> None:
+    _, review = review_pod(render_review())
+    env = {item["name"]: item for item in review["env"]}
+    assert env["TIERGATE_FEEDBACK_DB"] == {
+        "name": "TIERGATE_FEEDBACK_DB",
+        "valueFrom": {"secretKeyRef": {"name": "tiergate-feedback-db", "key": "url"}},
+    }
+    assert "--db" not in review["command"] and "postgresql" not in str(review)
+    other = review_pod(render_review({"review": {"databaseSecret": "feedback-pg", "databaseSecretKey": "dsn"}}))[1]
+    secret = {item["name"]: item for item in other["env"]}["TIERGATE_FEEDBACK_DB"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "feedback-pg", "key": "dsn"}
+
+
+def test_review_command_parses_with_the_real_cli_and_reaches_the_predictor() -> None:
+    import typer
+
+    from tiergate.cli import review_cmd
+
+    app = typer.Typer()
+    app.command()(review_cmd.review)
+    command = typer.main.get_command(app)
+    _, review = review_pod(render_review())
+    assert review["command"][:2] == ["tiergate", "review"]
+    params = command.make_context("review", review["command"][2:]).params
+    assert (params["host"], params["port"], params["profile"]) == ("0.0.0.0", 8080, "production")
+    assert params["triton_url"] == f"tiergate-predictor.{NAMESPACE}.svc.cluster.local:80"  # the regression Job's address
+    assert params["cookie_secure"].value == "always" and params["forwarded_allow_ips"] is None
+    extra = {"review": {"tritonUrl": "http://triton.other:8080", "secureCookies": False, "forwardedAllowIps": "10.0.0.0/8"}}
+    params = command.make_context("review", review_pod(render_review(extra))[1]["command"][2:]).params
+    assert (params["triton_url"], params["cookie_secure"].value, params["forwarded_allow_ips"]) == (
+        "http://triton.other:8080",
+        "auto",
+        "10.0.0.0/8",
+    )
+
+
+def test_review_pod_does_not_restart_when_a_model_is_promoted() -> None:
+    """Sessions live in the pod: a new model.version must leave its template (and so the pod) as it was."""
+    first = render_review()[("Deployment", "tiergate-review")]["spec"]["template"]
+    promoted = render_review({"model": {"version": "v2", "digest": "b" * 64}})
+    second = promoted[("Deployment", "tiergate-review")]["spec"]["template"]
+    assert first == second
+
+
+def test_review_service_and_ingress_route_to_the_pod() -> None:
+    objects = render_review({"review": {"ingress": {"enabled": True, "className": "nginx", "tlsSecret": "review-tls"}}})
+    deployment = objects[("Deployment", "tiergate-review")]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    service = objects[("Service", "tiergate-review")]
+    assert service["spec"]["selector"] == selector and service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    ingress = objects[("Ingress", "tiergate-review")]["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["tls"] == [{"hosts": ["review.tiergate.example.com"], "secretName": "review-tls"}]
+    (rule,) = ingress["rules"]
+    assert rule["host"] == "review.tiergate.example.com"
+    assert rule["http"]["paths"][0]["backend"] == {"service": {"name": "tiergate-review", "port": {"name": "http"}}}
+    notes = Chart.load(str(CHART)).render(merged(VALUES, REVIEW_ON), name="tiergate", namespace=NAMESPACE)[
+        "tiergate-serving/templates/NOTES.txt"
+    ]
+    assert f"kubectl -n {NAMESPACE} create secret generic tiergate-feedback-db --from-literal=url=" in notes
+    assert "tiergate feedback token create --name YOU --scope review" in notes
+
+
+def test_network_policies_with_the_review_service() -> None:
+    objects = render_review()
+    predictor = objects[("NetworkPolicy", "tiergate-predictor")]
+    review_policy = objects[("NetworkPolicy", "tiergate-review")]
+    review_labels = objects[("Deployment", "tiergate-review")]["spec"]["template"]["metadata"]["labels"]
+
+    def ns(name: str, **labels: str) -> dict[str, str]:
+        return {"kubernetes.io/metadata.name": name, **labels}
+
+    # The try-it page reaches the predictor's gateway (and Knative's queue-proxy), nothing else of it.
+    for port in (8080, 8012, 8013):
+        assert _admits(predictor, ns(NAMESPACE), review_labels, port)
+    for port in (8000, 9000, 8002, 9090):
+        assert not _admits(predictor, ns(NAMESPACE), review_labels, port)
+    assert not _admits(predictor, ns("default"), review_labels, 8080)  # only this release's pod, in this namespace
+    assert not _admits(render()["NetworkPolicy"], ns(NAMESPACE), review_labels, 8080)  # review off: not admitted
+    # The review pod: the ingress controller and namespaces that opted in to submit feedback, on 8080 only.
+    selector = objects[("Deployment", "tiergate-review")]["spec"]["selector"]
+    assert review_policy["spec"]["podSelector"] == {"matchLabels": selector["matchLabels"]}
+    assert review_policy["spec"]["policyTypes"] == ["Ingress"]
+    assert _admits(review_policy, ns("ingress-nginx"), {}, 8080)
+    assert _admits(review_policy, ns("chat", **{"tiergate.io/feedback-clients": "true"}), {"app": "chat"}, 8080)
+    assert not _admits(review_policy, ns("chat"), {"app": "chat"}, 8080)
+    assert not _admits(review_policy, ns(NAMESPACE), {}, 8080)
+    assert not _admits(review_policy, ns("ingress-nginx"), {}, 9090)
+    assert set().union(*(ports for _, ports in _rules(review_policy))) == {8080}
+    assert ("NetworkPolicy", "tiergate-review") not in render_review({"networkPolicy": {"enabled": False}})
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"review": {"databaseSecret": ""}}, "databaseSecret"),
+        ({"review": {"databaseSecret": "db\nstdin: true"}}, "databaseSecret"),
+        ({"review": {"databaseUrl": "postgresql://u:p@h/db"}}, "databaseUrl"),  # the URL is never a value
+        ({"review": {"image": HOSTILE_IMAGE}}, "image"),
+        ({"review": {"tritonUrl": "http://h:8000/v2/models"}}, "tritonUrl"),
+        ({"review": {"tritonUrl": "h:1\n  - --db"}}, "tritonUrl"),
+        ({"review": {"profile": "../etc"}}, "profile"),
+        ({"review": {"forwardedAllowIps": "*"}}, "forwardedAllowIps"),
+        ({"review": {"replicas": 2}}, "replicas"),  # sessions are in-process: one pod
+        ({"review": {"health": {"periodSeconds": 0}}}, "periodSeconds"),
+        ({"review": {"service": {"port": 0}}}, "port"),
+        ({"review": {"ingress": {"host": "Not A Host"}}}, "host"),
+        ({"review": {"ingress": {"enabled": "yes"}}}, "enabled"),
+        ({"review": {"networkPolicy": {"clientNamespaceSelector": {"matchLabels": None}}}}, "clientNamespaceSelector"),  # {}: all
+        ({"review": {"tmpSizeLimit": "lots"}}, "tmpSizeLimit"),
+    ],
+)
+def test_schema_rejects_bad_review_values(extra: dict[str, Any], key: str) -> None:
+    with pytest.raises(HelmError) as caught:
+        Chart.load(str(CHART)).render(merged(VALUES, merged(REVIEW_ON, extra)), name="tiergate", namespace=NAMESPACE)
+    assert key in str(caught.value)
+
+
 # manifests/kserve/ holds the chart's ServingRuntime and ModerationModel for these example values.
 EXAMPLE_VALUES: dict[str, Any] = {
     "model": {

@@ -242,3 +242,44 @@ def test_readme_creates_exactly_the_secrets_the_pipeline_reads() -> None:
         settings.object_store_secret: set(settings.object_store_secret_env),
         settings.gitops_secret: {settings.gitops_secret_key},
     }
+
+
+def _review_objects() -> list[dict[str, Any]]:
+    """The serving chart's review service objects, rendered with real Helm (review and its Ingress on)."""
+    from helm_python import Chart
+
+    values = {
+        "model": {"version": "v1", "storageUri": "s3://m/tiergate/v1/" + "a" * 64, "digest": "a" * 64, "gateDigest": "c" * 64},
+        "review": {"enabled": True, "ingress": {"enabled": True, "tlsSecret": "review-tls"}},
+    }
+    rendered = Chart.load(str(PROJECT_ROOT / "charts" / "tiergate-serving")).render(values, name="tiergate", namespace="tiergate")
+    return [
+        document
+        for name, text in rendered.items()
+        if name.endswith(".yaml") and "/review-" in name
+        for document in yaml.safe_load_all(text)
+        if document
+    ]
+
+
+def test_review_service_objects_validate_as_kubernetes_types() -> None:
+    objects = _review_objects()
+    assert sorted(document["kind"] for document in objects) == ["Deployment", "Ingress", "NetworkPolicy", "Service"]
+    for document in objects:
+        validate_manifest(document)
+
+
+@pytest.mark.parametrize(
+    ("kind", "mutate"),
+    [
+        ("Deployment", lambda d: d["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(containerPort="http")),
+        ("Deployment", lambda d: d["spec"]["template"]["spec"].update(automountServiceAccountToken="no")),
+        ("Service", lambda d: d["spec"].update(ports=[{"port": "eighty"}])),
+        ("Ingress", lambda d: d["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"].update(port={"number": "80"})),
+    ],
+)
+def test_a_broken_review_object_is_rejected(kind: str, mutate: Any) -> None:
+    document = copy.deepcopy(next(d for d in _review_objects() if d["kind"] == kind))
+    mutate(document)
+    with pytest.raises(ManifestError):
+        validate_manifest(document)

@@ -39,3 +39,23 @@ periodSeconds: {{ .health.periodSeconds | int64 }}
 timeoutSeconds: {{ .health.timeoutSeconds | int64 }}
 failureThreshold: {{ .failureThreshold | int64 }}
 {{- end -}}
+
+{{/*
+The review service (review-*.yaml). Its pods carry these labels, and no version label: a promotion
+changes model.version, and the review pod (with its in-process sessions) must not restart for that.
+*/}}
+{{- define "tiergate.reviewSelector" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+tiergate.io/role: review
+{{- end -}}
+
+{{- define "tiergate.reviewLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/component: review
+app.kubernetes.io/part-of: tiergate
+{{ include "tiergate.reviewSelector" . }}
+{{- end -}}
+
+{{- define "tiergate.reviewName" -}}
+{{ printf "%s-review" .Release.Name }}
+{{- end -}}
