@@ -13,8 +13,11 @@ RUNNER ?= subprocess
 PUBLIC_DATA ?= $(if $(wildcard ../shared/public-data),../shared/public-data,)
 PREVIOUS_MODEL ?= promoted   # screen and compare against what the GitOps repository serves now (none: a first model)
 IMAGES ?= cpu gpu triton
+# `make review`: the feedback store (an SQLite file) and the port of the review service.
+REVIEW_DB ?= sqlite:///runs/feedback.db
+REVIEW_PORT ?= 8080
 
-.PHONY: help setup run compile serve bench test test-fast lint format data images base-image
+.PHONY: help setup run compile serve review bench test test-fast lint format data images base-image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +54,12 @@ compile: $(PY)  ## Regenerate pipelines/compiled/tiergate.yaml (commit it)
 
 serve: $(PY)  ## Serve runs/latest/model_repository on a local Triton (Ctrl-C to stop)
 	$(TIERGATE) serve --model-repo runs/latest/model_repository
+
+review: $(PY)  ## The review service on http://127.0.0.1:8080 (store runs/feedback.db; REVIEW_PORT, REVIEW_DB), try-it on a local Triton serving runs/latest
+	@test -f runs/latest/model_repository/repository.json || { echo "error: no runs/latest/model_repository: run make run first" >&2; exit 2; }
+	@$(TIERGATE) serve --model-repo runs/latest/model_repository & serve=$$!; \
+	trap 'kill $$serve 2>/dev/null; wait $$serve 2>/dev/null' EXIT; \
+	$(TIERGATE) review --db "$(REVIEW_DB)" --triton-url http://127.0.0.1:8000 --port $(REVIEW_PORT)
 
 test: $(PY)  ## The whole test suite (slow tests included); fails if no test ran
 	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
