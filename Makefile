@@ -12,6 +12,8 @@ RUNNER ?= subprocess
 # profile's report runs the out-of-distribution checks (XSTest, SimpleSafetyTests) on them.
 PUBLIC_DATA ?= $(if $(wildcard ../shared/public-data),../shared/public-data,)
 PREVIOUS_MODEL ?= promoted   # screen and compare against what the GitOps repository serves now (none: a first model)
+# A `tiergate feedback export` folder (or pvc:// / s3:// / gs:// URL): reviewed items whose labels win in merge; empty: none.
+FEEDBACK_DATA ?=
 IMAGES ?= cpu gpu triton
 # `make review`: the feedback store (an SQLite file) and the port of the review service.
 REVIEW_DB ?= sqlite:///runs/feedback.db
@@ -40,7 +42,8 @@ data: $(PY)  ## Generate + merge the datasets offline into runs/<id>/data
 
 run: $(PY)  ## The main job end to end: KFP pipeline via kfp.local, then a real local Triton classifying examples (RUNNER=docker: tasks in their images)
 	$(TIERGATE) pipeline run --local --runner $(RUNNER) --profile $(PROFILE) --run-id $(RUN_ID) \
-		--public-data "$(PUBLIC_DATA)" --previous-model "$(strip $(PREVIOUS_MODEL))"
+		--public-data "$(PUBLIC_DATA)" --previous-model "$(strip $(PREVIOUS_MODEL))" \
+		$(if $(strip $(FEEDBACK_DATA)),--feedback-data "$(strip $(FEEDBACK_DATA))")
 	$(TIERGATE) demo runs/$(RUN_ID)
 
 base-image:  ## The local base image tiergate-base:bookworm from Debian packages (root, mmdebstrap, a Docker engine)

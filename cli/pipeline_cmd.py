@@ -81,6 +81,14 @@ def run(
             "or 'promoted' (the version the profile's GitOps repository serves now; none yet: a first model).",
         ),
     ] = "",
+    feedback_data: Annotated[
+        str,
+        typer.Option(
+            "--feedback-data",
+            help="Folder (or pvc:// / s3:// / gs:// URL) of a `tiergate feedback export`: reviewed items whose labels "
+            "win over generated and public ones; empty: none.",
+        ),
+    ] = "",
 ) -> None:
     """Run the whole pipeline end to end; results land in runs/<id>/ and runs/latest."""
     from tiergate.gate import load_gate
@@ -93,11 +101,9 @@ def run(
         raise TiergateError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_id = run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     check_name("model version", run_id)  # it names runs/<id>/ and, by default, the model version: check it now
-    from tiergate.components.generate.public_step import check_location
-
-    public_data = check_location(public_data)  # before anything starts: a bad location is one line now, not at step 2
-    if public_data and "://" not in public_data and not Path(public_data).expanduser().is_dir():
-        raise TiergateError(f"--public-data {public_data}: no such folder")
+    # before anything starts: a bad location is one line now, not at step 2
+    public_data = checked_location("--public-data", public_data)
+    feedback_data = checked_location("--feedback-data", feedback_data)
     previous_model = resolve_previous_model(previous_model, profile)
     run_dir = (RUNS / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +117,7 @@ def run(
         runner=runner,
         public_data=public_data,
         previous_model=previous_model,
+        feedback_data=feedback_data,
     )
     _collect_run_results(run_dir, outputs)
     gate = load_gate(run_dir)
@@ -132,6 +139,16 @@ def run(
             )
     else:
         typer.echo("NOT PROMOTED: " + "; ".join(rule.rule for rule in gate.failures[:8]))
+
+
+def checked_location(flag: str, value: str) -> str:
+    """A run-form location from a flag, checked as the pipeline checks it; a local one must be a folder."""
+    from tiergate.components.generate.public_step import check_location
+
+    location = check_location(value, flag.removeprefix("--"))
+    if location and "://" not in location and not Path(location).expanduser().is_dir():
+        raise TiergateError(f"{flag} {location}: no such folder")
+    return location
 
 
 PROMOTED = "promoted"

@@ -175,7 +175,7 @@ def let_read(folder: Path) -> None:
 
 def mounts(profile: Profile, base_model: str, inputs: Sequence[Path] = ()) -> list[Any]:
     """Bind mounts at the host paths: the writable folders; a base model folder, $TIERGATE_HOME and the
-    run's input folders (public data, a previous model) read-only."""
+    run's input folders (public data, a previous model, a feedback export) read-only."""
     from docker.types import Mount
 
     result = [Mount(target=str(folder), source=str(folder), type="bind") for folder in writable_folders(profile)]
@@ -192,7 +192,7 @@ def prepare(
 ) -> tuple[Path, Profile, Any]:
     """Check the engine and images, write the run's profile, seed the GitOps repository; return the runner.
 
-    `inputs`: absolute folders on this machine the tasks read (public data, a previous model)."""
+    `inputs`: absolute folders on this machine the tasks read (public data, a previous model, a feedback export)."""
     from kfp import local
 
     from tiergate.components.promote.gitops import ensure_local_repository, is_local

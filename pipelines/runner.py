@@ -44,13 +44,14 @@ def run_local(
     images: LocalImages | None = None,
     public_data: str = "",
     previous_model: str = "",
+    feedback_data: str = "",
 ) -> dict[str, Any]:
     """Run the pipeline with kfp.local and return where its results are.
 
     runner "subprocess": every task in this environment (the default main job). "docker": every
     task in its image (`make images`), as the cluster would run it (pipelines/docker_runner.py).
-    `public_data` and `previous_model` are the run form's; a local folder is passed as an absolute
-    path (and mounted read-only into the tasks' containers by the docker runner).
+    `public_data`, `previous_model` and `feedback_data` are the run form's; a local folder is passed as
+    an absolute path (and mounted read-only into the tasks' containers by the docker runner).
     """
     from kfp import local
 
@@ -59,8 +60,8 @@ def run_local(
     if runner not in RUNNERS:
         raise PipelineError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     run_dir = Path(run_dir).resolve()
-    public_data, previous_model = local_input(public_data), local_input(previous_model)
-    inputs = [Path(value) for value in (public_data, previous_model) if value and Path(value).is_dir()]
+    public_data, previous_model, feedback_data = (local_input(value) for value in (public_data, previous_model, feedback_data))
+    inputs = [Path(value) for value in (public_data, previous_model, feedback_data) if value and Path(value).is_dir()]
     root = run_dir / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     trust: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
@@ -86,6 +87,7 @@ def run_local(
             model_version=model_version or run_dir.name,
             public_data=public_data,
             previous_model=previous_model,
+            feedback_data=feedback_data,
         )
     elapsed = time.monotonic() - started
     return {"elapsed_s": round(elapsed, 1), **locate_outputs(root)}

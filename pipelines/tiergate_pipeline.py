@@ -26,7 +26,7 @@ from kfp import dsl, kubernetes
 from tiergate.components.evaluate.component import evaluate, not_promoted
 from tiergate.components.export.component import export
 from tiergate.components.generate.component import generate, import_public_data, list_categories
-from tiergate.components.merge.component import merge
+from tiergate.components.merge.component import import_feedback_data, merge
 from tiergate.components.package.component import package
 from tiergate.components.promote.component import promote
 from tiergate.components.publish.component import publish
@@ -90,7 +90,7 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
     cpu = functools.partial(dsl.component, base_image=settings.image_cpu, install_kfp_package=False)
     gpu = functools.partial(dsl.component, base_image=settings.image_gpu, install_kfp_package=False)
     list_op, generate_op, merge_op = cpu(list_categories), cpu(generate), cpu(merge)
-    import_op = cpu(import_public_data)
+    import_op, feedback_op = cpu(import_public_data), cpu(import_feedback_data)
     train_op, export_op = gpu(train), gpu(export)
     evaluate_op, not_promoted_op, package_op = cpu(evaluate), cpu(not_promoted), cpu(package)
     publish_op, promote_op = cpu(publish), cpu(promote)
@@ -103,6 +103,14 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
     store = profile.publish.store
     pvc_mount_root = profile.publish.pvc_mount_root
 
+    def _location_reader(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        """A task reading a run-form location (public data, feedback): never cached (the files behind one name
+        can change between runs), with the store's credentials or claim to read it."""
+        _resources(_named(task, name), settings, "light")
+        task.set_caching_options(False)
+        _publish_credentials(task, settings, store, pvc_mount_root)
+        return task
+
     @dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
     def tiergate(
         profile: str = default_profile,
@@ -113,6 +121,7 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
         model_version: str = "",
         public_data: str = "",
         previous_model: str = "",
+        feedback_data: str = "",
     ) -> None:
         """Generate, train, gate and package a tiered multi-label moderation classifier.
 
@@ -127,6 +136,8 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
                 (README "Public data sets"); empty trains on generated data only.
             previous_model: storageUri of the promoted model: it screens generated negatives and new models
                 are compared with it; empty for a first model.
+            feedback_data: Folder, pvc://CLAIM/path, s3:// or gs:// URL of a `tiergate feedback export` (README
+                "Feedback store"): reviewed items whose labels win over generated and public ones; empty: none.
         """
         summary = _named(summary_op(profile=profile), "run summary")
         _resources(summary, settings, "light").set_caching_options(False)
@@ -148,14 +159,17 @@ def build_pipeline(profile: Profile, default_profile: str = "production") -> Cal
                     optional=not needs_api_key,
                 )
                 kubernetes.mount_pvc(generated, pvc_name=settings.cache_pvc, mount_path=settings.cache_mount)
-            imported = import_op(profile=profile, public_data=public_data, config_digest=digest)
-            _resources(_named(imported, "import public data"), settings, "light")
-            imported.set_caching_options(False)  # reads an outside location whose files can change under the same name
-            _publish_credentials(imported, settings, store, pvc_mount_root)
+            imported = _location_reader(
+                import_op(profile=profile, public_data=public_data, config_digest=digest), "import public data"
+            )
+            feedback = _location_reader(
+                feedback_op(profile=profile, feedback_data=feedback_data, config_digest=digest), "import feedback data"
+            )
             merged = merge_op(
                 profile=profile,
                 generated=dsl.Collected(generated.outputs["generated"]),
                 public=imported.outputs["public"],
+                feedback=feedback.outputs["feedback"],
                 previous_model=previous_model,
                 config_digest=digest,
             )

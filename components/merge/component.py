@@ -6,16 +6,37 @@ from typing import List  # noqa: UP035 (KFP reads typing.List for list-typed par
 from kfp.dsl import Dataset, Input, Markdown, Output
 
 
+def import_feedback_data(profile: str, feedback_data: str, feedback: Output[Dataset], config_digest: str = "") -> None:
+    """Reviewed items from the run's feedback-data location (a folder `tiergate feedback export` wrote, at a
+    folder, pvc://, s3:// or gs:// location; empty: none), checked as an export before merge trusts its labels."""
+    from pathlib import Path
+
+    from tiergate.components.merge.feedback_input import stage_feedback
+    from tiergate.config_digest import check_config_digest
+    from tiergate.profiles import load_profile
+    from tiergate.progress import setup_logging
+    from tiergate.taxonomy import load_taxonomy
+
+    setup_logging()
+    taxonomy, resolved = load_taxonomy(), load_profile(profile)
+    check_config_digest(config_digest, taxonomy, resolved)
+    manifest = stage_feedback(taxonomy, resolved, feedback_data, Path(feedback.path), overwrite=True)
+    feedback.metadata.update({"records": manifest.counts.get("records", 0), "dataset_sha256": manifest.dataset_sha256})
+
+
 def merge(
     profile: str,
     generated: Input[List[Dataset]],  # noqa: UP006
     public: Input[Dataset],
+    feedback: Input[Dataset],
     merged: Output[Dataset],
     report: Output[Markdown],
     previous_model: str = "",
     config_digest: str = "",
 ) -> None:
-    """Fold, dedupe, screen, cap, split and phase the generated and public datasets together.
+    """Fold, dedupe, screen, cap, split and phase the generated, public and reviewed (feedback) datasets together.
+
+    Reviewers' labels win over any other source's on the same text and context (reported per category).
 
     `previous_model` (a published storageUri; empty: none) screens the generated negatives with the
     previously promoted model: a negative it confidently flags is quarantined (a poisoned seed).
@@ -36,7 +57,7 @@ def merge(
     setup_logging()
     taxonomy, resolved = load_taxonomy(), load_profile(profile)
     check_config_digest(config_digest, taxonomy, resolved)
-    inputs = [Path(item.path) for item in generated] + [Path(public.path)]
+    inputs = [Path(item.path) for item in generated] + [Path(public.path), Path(feedback.path)]
     with previous_repository(previous_model, resolved.publish) as repository:
         screeners: list[Screener] = [KeywordScreener(taxonomy)]
         if repository is not None:

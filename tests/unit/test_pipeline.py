@@ -82,11 +82,30 @@ def test_run_form_parameters(spec: dict[str, Any]) -> None:
         "model_version",
         "public_data",
         "previous_model",
+        "feedback_data",
     }
     assert parameters["profile"]["defaultValue"] == "production"
     assert parameters["categories"]["defaultValue"] == ""
     assert parameters["public_data"]["defaultValue"] == "" and parameters["previous_model"]["defaultValue"] == ""
     assert "s3://" in parameters["public_data"]["description"]
+    assert parameters["feedback_data"]["defaultValue"] == ""
+    assert "s3://" in parameters["feedback_data"]["description"]
+    assert "tiergate feedback export" in parameters["feedback_data"]["description"]
+
+
+def test_feedback_data_reaches_merge_like_public_data(spec: dict[str, Any]) -> None:
+    """The feedback location is read by its own uncached task (the files behind one name change between runs),
+    whose dataset is another merge input, exactly as the public-data location's import task."""
+    tasks = _tasks(spec["docs"][0])
+    for reader, parameter, output in (
+        ("import-feedback-data", "feedback_data", "feedback"),
+        ("import-public-data", "public_data", "public"),
+    ):
+        task = tasks[reader]
+        assert task["inputs"]["parameters"][parameter] == {"componentInputParameter": f"pipelinechannel--{parameter}"}
+        assert task["cachingOptions"].get("enableCache", False) is False
+        consumed = tasks["merge"]["inputs"]["artifacts"][output]["taskOutputArtifact"]
+        assert consumed == {"outputArtifactKey": output, "producerTask": reader}
 
 
 # --- the run form and what the cluster needs (compiled with the production profile) ---------------------------
@@ -177,7 +196,7 @@ def test_each_task_gets_its_credentials_from_a_secret(spec: dict[str, Any]) -> N
     executors = _k8s(spec)
     secrets = {name: executor["secretAsEnv"] for name, executor in executors.items() if "secretAsEnv" in executor}
     # The store's credentials also reach the tasks that read the public data or the previous model from it.
-    store_readers = {"exec-import-public-data", "exec-merge", "exec-evaluate", "exec-publish"}
+    store_readers = {"exec-import-public-data", "exec-import-feedback-data", "exec-merge", "exec-evaluate", "exec-publish"}
     assert set(secrets) == {"exec-generate", "exec-promote", *store_readers}
     for reader in store_readers:
         assert secrets[reader] == secrets["exec-publish"]
@@ -198,3 +217,5 @@ def test_a_pvc_store_is_mounted_for_publish_instead_of_credentials(tmp_path: Any
     executors = list(yaml.safe_load_all(path.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-publish"]["pvcMount"][0]["mountPath"] == "runs/pvc/tiergate-models"
     assert "secretAsEnv" not in executors["exec-publish"]
+    for reader in ("exec-import-public-data", "exec-import-feedback-data"):  # pvc:// locations are read on the claim
+        assert executors[reader]["pvcMount"] == executors["exec-publish"]["pvcMount"]

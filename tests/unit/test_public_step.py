@@ -1,4 +1,5 @@
-"""The run's public-data location: checked before use, resolved without escaping, imported or visibly empty."""
+"""The run's location inputs (public data, feedback data): checked before use, resolved without escaping,
+imported or visibly empty."""
 
 from __future__ import annotations
 
@@ -30,6 +31,30 @@ def test_other_locations_are_one_line_errors(location: str) -> None:
     with pytest.raises(InputDataError) as caught:
         check_location(location)
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("location", ["pvc://claim/../x", "s3://bucket/./x", "gs://", "pvc://claim//x"])
+def test_feedback_locations_are_checked_by_the_same_rules_and_named(location: str) -> None:
+    with pytest.raises(InputDataError, match=r"^feedback-data location .*segments"):
+        check_location(location, "feedback-data")
+
+
+@pytest.mark.parametrize("flag", ["--public-data", "--feedback-data"])
+def test_pipeline_run_checks_each_location_before_anything_starts(flag: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tiergate.cli.main import app
+    from tiergate.cli.pipeline_cmd import checked_location
+    from tiergate.errors import TiergateError
+
+    assert checked_location(flag, f" {tmp_path} ") == str(tmp_path)
+    assert checked_location(flag, "s3://bucket/exports/week-48") == "s3://bucket/exports/week-48"
+    assert checked_location(flag, "") == ""
+    with pytest.raises(TiergateError, match=f"^{flag} {tmp_path / 'missing'}: no such folder"):
+        checked_location(flag, str(tmp_path / "missing"))
+    result = CliRunner().invoke(app, ["pipeline", "run", "--local", "--run-id", "never", flag, "pvc://claim/../up"])
+    assert isinstance(result.exception, InputDataError) and flag.removeprefix("--") in str(result.exception)
+    assert not Path("runs/never").exists()  # refused before the run folder was made
 
 
 def test_accepted_locations_pass_unchanged() -> None:
