@@ -68,7 +68,11 @@ def review(
     app = review_app(store, ReviewConfig(triton_url, cookie_secure.value), classifier)
     shown_host = f"[{host}]" if ":" in host else host
     typer.echo(f"feedback store {redact(url)} at schema revision {revision}; try-it classifies with {classifier.url}", err=True)
-    typer.echo(f"review service on http://{shown_host}:{port} (log in with a token of scope review)", err=True)
+    typer.echo(
+        f"review service on http://{shown_host}:{port}; log in with a token of scope review "
+        f"(tiergate feedback token create --name YOU --scope review --db {redact(url)})",
+        err=True,
+    )
     try:
         uvicorn.run(
             app,

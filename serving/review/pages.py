@@ -160,6 +160,10 @@ def page_router(ctx: PageContext) -> APIRouter:
     def home() -> Response:
         return RedirectResponse(HOME, status_code=303)
 
+    @router.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon, and no 404 in every browser console
+
     @router.get("/healthz", include_in_schema=False)
     def alive() -> Response:
         """Liveness: the process answers (readiness is /api/v1/health, which asks the store)."""
