@@ -392,3 +392,18 @@ def test_review_command_refuses_a_bad_triton_url_and_a_missing_database(tmp_path
     answer = runner.invoke(app, ["review"], env={"TIERGATE_FEEDBACK_DB": ""})
     assert "no feedback database" in str(answer.exception)
     assert "--cookie-secure" in runner.invoke(app, ["review", "--help"]).output
+
+
+def test_make_review_points_the_review_service_at_what_make_serve_serves() -> None:
+    """`make review` runs `tiergate serve` on runs/latest and `tiergate review` against its HTTP port."""
+    import inspect
+
+    from tiergate.cli.serve_cmd import serve
+
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nreview:", 1)[1].split("\n\n", 1)[0]
+    port = inspect.signature(serve).parameters["http_port"].default
+    assert "$(TIERGATE) serve --model-repo runs/latest/model_repository &" in recipe
+    assert f"$(TIERGATE) review --db \"$(REVIEW_DB)\" --triton-url http://127.0.0.1:{port}" in recipe
+    assert "kill $$serve" in recipe  # the background server goes when the review service does
+    assert "REVIEW_DB ?= sqlite:///runs/feedback.db" in makefile
