@@ -14,7 +14,7 @@ import pytest
 from tests.dataset_helpers import write_dataset
 from tiergate.artifacts import DATASET_REPORT, DATASET_REPORT_MD, QUARANTINE
 from tiergate.components.merge.caps import apply_caps
-from tiergate.components.merge.dedupe import fold_exact
+from tiergate.components.merge.dedupe import fold_exact, remove_near_duplicates
 from tiergate.components.merge.feedback_input import NO_FEEDBACK_NOTE, stage_feedback
 from tiergate.components.merge.screen import KeywordScreener, screen
 from tiergate.components.merge.step import merge_datasets
@@ -33,14 +33,9 @@ INSULT = "you are a useless idiot"
 def human(taxonomy: Taxonomy, text: str, known: dict[str, str], item: int, context: Context = GENERAL) -> Record:
     """A reviewed item as `tiergate feedback export` writes it: known only where reviewers labelled."""
     positives = sorted(name for name, state in known.items() if state == "positive")
-    source = Source(
-        generator="human",
-        model="feedback",
-        prompt_id=f"feedback:item:{item}",
-        category=positives[0] if positives else None,
-        kind=Kind.POSITIVE if positives else Kind.INNOCUOUS,
-    )
-    return make_record(text, context, positives, source, unknown=[name for name in taxonomy.labels if name not in known])
+    kind, item_id = (Kind.POSITIVE if positives else Kind.INNOCUOUS), f"feedback:item:{item}"
+    source = Source(generator="human", model="feedback", prompt_id=item_id, category=next(iter(positives), None), kind=kind)
+    return make_record(text, context, positives, source, unknown=set(taxonomy.labels) - set(known))
 
 
 def generated(text: str, labels: tuple[str, ...], kind: Kind | None = None, context: Context = GENERAL) -> Record:
@@ -168,6 +163,15 @@ def test_human_records_escape_every_cap_unless_the_profile_names_human(taxonomy:
     named = apply_caps(records, CapSettings(per_source={"human": 5}, per_category=4), "salt")
     assert sum(record.source.generator == "human" for record in named.kept) == 4
     assert named.as_report() == {"human: category cap 4 (harassment)": 6, "offline: category cap 4 (threats)": 6}
+
+
+def test_reviewed_items_are_never_dropped_as_near_copies(taxonomy: Taxonomy) -> None:
+    settings = load_profile("local").merge.near_duplicate
+    texts = ["you are a useless idiot, honestly", "you are a useless idiot, honestly!!"]
+    reviewed = [human(taxonomy, text, {"harassment": "positive"}, i) for i, text in enumerate(texts)]
+    made = [generated(text, ("harassment",)) for text in texts]
+    assert remove_near_duplicates(reviewed, settings).records == reviewed
+    assert len(remove_near_duplicates(made, settings).removed) == 1  # the same pair from a generator: one dropped
 
 
 # --- the whole merge: leakage, report, refusals -----------------------------------------------------
