@@ -660,6 +660,33 @@ def test_network_policies_with_the_review_service() -> None:
     assert ("NetworkPolicy", "tiergate-review") not in render_review({"networkPolicy": {"enabled": False}})
 
 
+def test_review_strings_are_quoted_even_past_the_schema(tmp_path: Path) -> None:
+    """Without the schema a hostile review value stays one string: no injected key, flag or privilege."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "values.schema.json").unlink()
+    hostile = {
+        "image": HOSTILE_IMAGE,
+        "profile": "p\n            - --db\n            - sqlite:////tmp/x",
+        "tritonUrl": "h:1\n          privileged: true",
+        "databaseSecret": "db\n                  optional: true",
+        "forwardedAllowIps": "*\n          stdin: true",
+    }
+    rendered = Chart.load(str(chart)).render(merged(VALUES, {"review": {"enabled": True, **hostile}}), name="t", namespace="n")
+    deployment = yaml.safe_load(rendered["tiergate-serving/templates/review-deployment.yaml"])
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == HOSTILE_IMAGE and set(container) == {
+        "name", "image", "command", "env", "ports", "startupProbe", "readinessProbe", "livenessProbe",
+        "securityContext", "resources", "volumeMounts",
+    }  # fmt: skip
+    assert container["securityContext"] == HARDENED
+    assert container["command"].count("--db") == 0 and hostile["profile"] in container["command"]
+    secret = {item["name"]: item for item in container["env"]}["TIERGATE_FEEDBACK_DB"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": hostile["databaseSecret"], "key": "url"}
+
+
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
