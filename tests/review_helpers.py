@@ -56,7 +56,7 @@ def service(tmp_path: Path, taxonomy: Taxonomy, cookie_secure: str = "auto", **s
     other, _ = store.create_token("bob", ["review"], "test")
     submitter, _ = store.create_token("chat-service", ["submit"], "test")
     classifier = FakeClassifier(taxonomy)
-    app = review_app(store, ReviewConfig(classifier.url, cookie_secure), classifier)  # type: ignore[arg-type]
+    app = review_app(store, ReviewConfig(classifier.url, cookie_secure), classifier)  # type: ignore[arg-type]  # a str mode
     return Service(store, app, classifier, reviewer, other, submitter, store.authenticate(submitter, "submit"))
 
 

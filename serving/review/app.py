@@ -20,7 +20,7 @@ from tiergate.serving.review.api import PREFIX, api_router
 from tiergate.serving.review.guards import ApiRateLimit, SecurityHeaders
 from tiergate.serving.review.pages import CookieSecure, LoginRequired, PageContext, login_redirect, page_router
 from tiergate.serving.review.ratelimit import TokenBucketLimiter
-from tiergate.serving.review.triton import TritonClassifier
+from tiergate.serving.review.triton import Classifier, TritonClassifier
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -32,7 +32,7 @@ class ReviewConfig:
     model: str = "tiergate"  # the ensemble's name
 
 
-def review_app(store: FeedbackStore, config: ReviewConfig, classifier: TritonClassifier | None = None) -> FastAPI:
+def review_app(store: FeedbackStore, config: ReviewConfig, classifier: Classifier | None = None) -> FastAPI:
     """The whole review service on one store; `classifier` replaces the Triton client (tests)."""
     settings = store.settings
     classifier = classifier or TritonClassifier(config.triton_url, settings.triton_timeout_s, store.taxonomy.labels, config.model)

@@ -11,11 +11,11 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import jinja2
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -28,7 +28,7 @@ from tiergate.serving.review import csrf
 from tiergate.serving.review.forms import read_form
 from tiergate.serving.review.ratelimit import TokenBucketLimiter, retry_after
 from tiergate.serving.review.sessions import Session, SessionStore
-from tiergate.serving.review.triton import TritonClassifier
+from tiergate.serving.review.triton import Classifier
 from tiergate.serving.review.views import (
     STATES,
     disagreements,
@@ -69,7 +69,7 @@ class PageContext:
     """What the pages share: the store, the classifier, sessions, limits, templates."""
 
     store: FeedbackStore
-    classifier: TritonClassifier
+    classifier: Classifier
     cookie_secure: CookieSecure = "auto"
     sessions: SessionStore = field(init=False)
     limiter: TokenBucketLimiter = field(init=False)
@@ -170,10 +170,10 @@ def page_router(ctx: PageContext) -> APIRouter:
         return PlainTextResponse("alive\n")
 
     @router.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, next: str | None = None) -> Response:
+    def login_form(request: Request, next_page: Annotated[str | None, Query(alias="next")] = None) -> Response:
         if ctx.sessions.get(request.cookies.get(SESSION_COOKIE)) is not None:
-            return RedirectResponse(safe_next(next), status_code=303)
-        return login_page(request, safe_next(next))
+            return RedirectResponse(safe_next(next_page), status_code=303)
+        return login_page(request, safe_next(next_page))
 
     @router.post("/login")
     async def login(request: Request) -> Response:

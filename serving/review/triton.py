@@ -9,9 +9,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 from tiergate.client import Classification, ModerationClient, parse_url
 from tiergate.errors import ClassificationError
+
+
+class Classifier(Protocol):
+    """What the try-it page needs of a classifier (the Triton one here; a stand-in in HTTP tests)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    def classify(self, text: str, context: str) -> Classification: ...
+
+    def close(self) -> None: ...
 
 
 class TritonClassifier:
