@@ -36,7 +36,7 @@ class HumanWin:
     category: str
     human: str  # the reviewers' label, kept: positive / negative
     other: str  # the other source's label, overruled
-    record_id: str
+    record_id: str  # the overruled record (the folded record's id too, unless a disguise of its text folded onto it)
     context: str
     human_source: str  # the human record's prompt id (feedback:item:<id>)
     other_source: str  # the other record's source as the report names it (offline, public:davidson)
