@@ -8,6 +8,7 @@ Python 3.11 and links the system libpython3.11; our own packages reach it throug
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import secrets
@@ -40,7 +41,12 @@ class TritonInstall:
 
     @classmethod
     def locate(cls) -> TritonInstall:
-        site = Path(sysconfig.get_paths()["purelib"])
+        # Where pytriton is importable from (a venv's own site-packages, a parent environment it extends,
+        # or the user site), not where this interpreter would install it.
+        spec = importlib.util.find_spec("pytriton")
+        if spec is None or spec.origin is None:
+            raise ServerError("nvidia-pytriton is not installed in this environment: it carries the tritonserver binary")
+        site = Path(spec.origin).resolve().parent.parent
         root = site / "pytriton" / "tritonserver"
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         install = cls(
