@@ -247,7 +247,7 @@ def page_router(ctx: PageContext) -> APIRouter:
             form = await posted(request, session, principal)
         except TiergateError as error:
             return refusal(error)
-        shown = {"text": form.get("text", ""), "audience": form.get("audience", ""), "surface": form.get("surface", "")}
+        shown: dict[str, Any] = {field: form.get(field, "") for field in ("text", "audience", "surface")}
         try:
             text = check_text(shown["text"], settings.max_text_chars)
             context = Context.parse(
