@@ -188,13 +188,12 @@ def export(
     from tiergate.feedback.export import export_feedback
     from tiergate.feedback.store import cli_actor
 
+    shown = str(out).encode("utf-8", "backslashreplace").decode("utf-8")  # a path of undecodable bytes stays printable
     with _store(db, profile) as store:
         report = export_feedback(store, out, min_agreement, overwrite)
-        store.record_event(
-            cli_actor(), "export", str(out)[:128], {"exported": report["exported"], "left_out": report["left_out"]}
-        )
+        store.record_event(cli_actor(), "export", shown[:128], {"exported": report["exported"], "left_out": report["left_out"]})
     left = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in report["left_out"].items() if count) or "none"
-    typer.echo(f"exported {report['exported']} of {report['reviewed_items']} reviewed items to {out} (left out: {left})")
+    typer.echo(f"exported {report['exported']} of {report['reviewed_items']} reviewed items to {shown} (left out: {left})")
 
 
 @app.command("kappa")

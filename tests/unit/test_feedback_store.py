@@ -84,6 +84,9 @@ def test_urls_are_read_strictly_and_never_shown_with_a_password(tmp_path: Path) 
     url = parse_url("postgresql://reviewer:s3cret@db.internal:5432/feedback")
     assert url.drivername == "postgresql+psycopg"
     assert "s3cret" not in redact(url) and "***" in redact(url)
+    query = parse_url("postgresql://reviewer@db.internal/feedback?password=s3cret&sslpassword=k3y&sslmode=require")
+    assert "s3cret" not in redact(query) and "k3y" not in redact(query)  # psycopg reads ?password=
+    assert "sslmode=require" in redact(query)
     assert parse_url(str(tmp_path / "fb.db")).drivername == "sqlite"
     for bad, message in [
         ("mysql://x@y/z", "unsupported database 'mysql'"),
@@ -242,6 +245,15 @@ def test_export_is_written_whole_or_not_at_all(tmp_path: Path, reviewed_store: F
     assert sorted(path.name for path in out.iterdir()) == sorted([RECORDS, PROVENANCE, EXPORT_REPORT, "manifest.json"])
 
 
+def test_export_never_replaces_the_folder_that_holds_the_database(tmp_path: Path, reviewed_store: FeedbackStore) -> None:
+    """`--out` at the SQLite file's folder (or above it) with --overwrite used to replace the folder: the store was gone."""
+    for out in (tmp_path, tmp_path.parent):
+        with pytest.raises(OutputError, match="overlaps the input"):
+            export_feedback(reviewed_store, out, overwrite=True)
+    assert (tmp_path / "feedback.db").is_file() and len(reviewed_store.reviewed_items()) == 4
+    export_feedback(reviewed_store, tmp_path / "export")  # a folder beside the database is fine
+
+
 def test_the_export_is_a_merge_input_and_trains_in_every_phase(
     tmp_path: Path, taxonomy: Taxonomy, reviewed_store: FeedbackStore
 ) -> None:
@@ -320,6 +332,7 @@ def test_cli_errors_are_one_line_and_never_show_a_password(tmp_path: Path) -> No
         (("submit", INSULT, "--db", db), {}, "no token"),
         (("export", "--out", str(tmp_path / "out")), {}, "no feedback database: pass --db"),
         (("kappa", "--db", str(tmp_path / "missing.db")), {}, "no feedback database at"),
+        (("init", "--db", "postgresql://reviewer@127.0.0.1:1/feedback?password=s3cret"), {}, r"password=%2A%2A%2A"),
         (
             ("init", "--db", "postgresql://reviewer:s3cret@127.0.0.1:1/feedback"),
             {},
@@ -335,3 +348,9 @@ def test_cli_errors_are_one_line_and_never_show_a_password(tmp_path: Path) -> No
     token = cli("token", "create", "--name", "svc", "--scope", "submit", "--db", db).stdout.strip()
     result = cli("submit", INSULT, "--label", "harasment", "--db", db, env={"TIERGATE_FEEDBACK_TOKEN": token})
     assert result.returncode == 2 and "did you mean 'harassment'" in result.stderr and result.stderr.count("\n") == 1
+    for args in ([os.fsdecode(b"you idiot \xff\xfe")], [INSULT, "--reason", os.fsdecode(b"bad \xff")]):  # undecodable argv bytes
+        result = cli("submit", *args, "--db", db, env={"TIERGATE_FEEDBACK_TOKEN": token})
+        assert result.returncode == 2 and "is not valid UTF-8" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    reviewer = cli("token", "create", "--name", "rev", "--scope", "review", "--db", db).stdout.strip()
+    result = cli("review", str(10**22), "--label", "harassment", "--db", db, env={"TIERGATE_FEEDBACK_TOKEN": reviewer})
+    assert result.returncode == 2 and result.stderr == f"error: no item {10**22}\n", result.stderr  # not an OverflowError

@@ -70,7 +70,8 @@ def redact(url: URL | str) -> str:
             url = make_url(url)
         except (ArgumentError, ValueError):
             return "<unreadable URL>"
-    return url.render_as_string(hide_password=True)
+    query = {key: ("***" if "password" in key.lower() else value) for key, value in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)  # psycopg also reads ?password=
 
 
 def is_sqlite(url: URL) -> bool:

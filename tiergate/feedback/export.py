@@ -23,6 +23,7 @@ from typing import Any
 from tiergate.datasets import DatasetManifest, file_entry, write_manifest
 from tiergate.errors import InputDataError
 from tiergate.feedback.agreement import category_kappa, item_agreement
+from tiergate.feedback.db import sqlite_path
 from tiergate.feedback.store import FeedbackStore, ReviewedItem, item_context
 from tiergate.hashing import canonical_json, write_json
 from tiergate.outputs import atomic_output
@@ -93,7 +94,8 @@ def export_feedback(
         "by_category": by_category,
         "kappa": {name: value.as_dict() for name, value in kappa.items()},
     }
-    with atomic_output(Path(out_dir), overwrite=overwrite) as staging:
+    database = sqlite_path(store.engine.url)  # an --out that is (or holds) the store's folder would replace it
+    with atomic_output(Path(out_dir), overwrite=overwrite, inputs=[database]) as staging:
         count = write_jsonl(staging / RECORDS, (record for record, _ in records))
         with (staging / PROVENANCE).open("w", encoding="utf-8") as handle:
             for _, provenance in records:

@@ -9,3 +9,4 @@ SCOPES_CHARS = 64
 ACTION_CHARS = 32
 TARGET_CHARS = 128
 SOURCES = ("report", "override", "appeal", "uncertainty")
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32-bit in PostgreSQL, so no item id lies above this

@@ -118,7 +118,16 @@ def check_labels(taxonomy: Taxonomy, labels: Mapping[str, str] | Iterable[str], 
     return dict(sorted(checked.items()))
 
 
+def _utf8(value: str, field: str) -> None:
+    """Refuse a lone surrogate (JSON's "\\ud800", or undecodable bytes in a CLI argument): it cannot be stored or hashed."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputDataError(f"{field} is not valid UTF-8 (it holds a lone surrogate or an undecodable byte)") from None
+
+
 def _plain_text(value: str, field: str, limit: int) -> str:
+    _utf8(value, field)
     if _CONTROL.search(value):
         raise InputDataError(f"{field} contains a control character")
     if len(value) > limit:
@@ -129,6 +138,7 @@ def _plain_text(value: str, field: str, limit: int) -> str:
 def check_text(text: str, limit: int) -> str:
     if "\x00" in text:
         raise InputDataError("text contains a NUL character")
+    _utf8(text, "text")
     stripped = text.strip()
     if not stripped:
         raise InputDataError("text is empty")

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from tiergate.errors import InputDataError
 from tiergate.feedback.db import database_errors, open_engine, redact
 from tiergate.feedback.errors import Conflict, Forbidden, NotFound, StoreUnavailable, Unauthorized
-from tiergate.feedback.limits import NAME_CHARS
+from tiergate.feedback.limits import MAX_ID, NAME_CHARS
 from tiergate.feedback.migrate import check_current
 from tiergate.feedback.models import AuditEvent, Item, Review, ReviewLabel, Token, utcnow
 from tiergate.feedback.schema import ReviewIn, Submission, check_review, check_submission
@@ -139,6 +139,13 @@ def cli_actor() -> str:
 def _share_draw(*parts: str) -> float:
     """A stable number in [0, 1) from the parts: the same item always draws the same way."""
     return int(hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12], 16) / 16**12
+
+
+def _check_id(item_id: int) -> None:
+    """An id no row can have is "no such item", not a database error (SQLite overflows, PostgreSQL
+    answers out of range, which would read as a transient failure)."""
+    if not 0 < item_id <= MAX_ID:
+        raise NotFound(f"no item {item_id}")
 
 
 def _aware(value: datetime) -> datetime:
@@ -316,6 +323,7 @@ class FeedbackStore:
             return None if item is None else (_item_view(item, principal.name), item.request_sha256)
 
     def item(self, item_id: int) -> ItemView:
+        _check_id(item_id)
         with self._transaction() as session:
             row = session.execute(
                 select(Item, Token.name).join(Token, Item.token_id == Token.id).where(Item.id == item_id)
@@ -335,6 +343,7 @@ class FeedbackStore:
         """One reviewer's labels for an item; a second review by the same reviewer is refused."""
         if not allows(principal.scopes, "review"):
             raise Forbidden(f"token {principal.name!r} may not review items (scope {','.join(principal.scopes)})")
+        _check_id(item_id)
         labels = check_review(self.taxonomy, review if isinstance(review, ReviewIn) else ReviewIn(labels=dict(review)))
         try:
             with self._transaction() as session:
