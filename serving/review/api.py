@@ -51,7 +51,7 @@ async def read_json(request: Request, limit: int) -> Any:
             raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
     try:
         return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise InputDataError("request body is not JSON (UTF-8)") from None
 
 

@@ -204,6 +204,33 @@ def test_oversized_or_non_form_posts_are_refused(svc: Service) -> None:
     assert client.post("/try", json={"csrf_token": token}).status_code == 415
 
 
+def test_hostile_api_bodies_and_ids_get_one_line_never_a_500(svc: Service) -> None:
+    """Lone surrogates (valid JSON escapes), JSON nested past the parser's depth and ids beyond any
+    row were 500s with a traceback in the log; each is one line with a 4xx now."""
+    client = TestClient(svc.app, raise_server_exceptions=False)
+    submitter = {"Authorization": f"Bearer {svc.submitter}", "content-type": "application/json"}
+    reviewer = {"Authorization": f"Bearer {svc.reviewer}", "content-type": "application/json"}
+    for body, message in [
+        (b'{"text": "you are a useless idiot \\ud800", "context": "general/message"}', "text is not valid UTF-8"),
+        (b'{"text": "you idiot", "context": "general/message", "reason": "\\udc00"}', "reason is not valid UTF-8"),
+        (b"[" * 30000 + b"]" * 30000, "request body is not JSON"),
+    ]:
+        answer = client.post("/api/v1/items", content=body, headers=submitter)
+        assert answer.status_code == 422 and message in answer.json()["error"], answer.text
+    deep = client.post(f"/api/v1/items/{queue_item(svc)}/reviews", content=b"[" * 30000 + b"]" * 30000, headers=reviewer)
+    assert deep.status_code == 422
+    huge = 10**22
+    assert client.get(f"/api/v1/items/{huge}", headers=reviewer).json() == {"error": f"no item {huge}"}
+    review = client.post(f"/api/v1/items/{huge}/reviews", json={"labels": {"harassment": "positive"}}, headers=reviewer)
+    assert review.status_code == 404
+    page = logged_in(svc.app, svc.reviewer)
+    token = csrf_token(page.get("/queue").text)
+    for action in ("confirm", "correct"):
+        answer = page.post(f"/queue/{huge}", data={"csrf_token": token, "action": action, "label.harassment": "positive"})
+        assert answer.status_code == 404 and answer.text == f"no item {huge}\n"
+    assert svc.store.items()[-1].text == "you are a useless idiot" and len(svc.store.items()) == 1
+
+
 # --- the queue ------------------------------------------------------------------------------------
 
 
