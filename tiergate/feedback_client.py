@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import random
 import threading
@@ -114,6 +115,20 @@ def _base_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def _checked_scores(scores: Mapping[str, Any]) -> dict[str, float]:
+    """Scores as plain floats in 0..1 (numpy's float32 included); anything else is one line, nothing sent."""
+    checked = {}
+    for name, value in scores.items():
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise InputDataError(f"predicted.scores: {name} is {type(value).__name__}, not a number") from None
+        if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+            raise InputDataError(f"predicted.scores: {name} is {score}; a score lies in 0..1")
+        checked[name] = score
+    return checked
+
+
 def _scores_of(predicted: Any) -> dict[str, Any] | None:
     """`predicted` as the API's {"scores", "flags"}: a Classification, a mapping of scores, or the dict itself."""
     if predicted is None:
@@ -146,6 +161,9 @@ class FeedbackClient:
 
         if not token or not token.strip():
             raise InputDataError("FeedbackClient needs a token with scope submit (tiergate feedback token create)")
+        raw = token.strip()
+        if not raw.isascii() or not raw.isprintable() or any(ch.isspace() for ch in raw):
+            raise InputDataError("the feedback token must be printable ASCII without spaces, as `feedback token create` prints")
         self.taxonomy = taxonomy or load_taxonomy()
         self.settings = settings or load_profile("local").feedback
         self.url = _base_url(url)
@@ -202,6 +220,7 @@ class FeedbackClient:
         scores = _scores_of(predicted)
         if scores is not None:
             check_labels(self.taxonomy, list(scores["scores"]), "predicted.scores")
+            scores["scores"] = _checked_scores(scores["scores"])
             check_labels(self.taxonomy, scores["flags"], "predicted.flags")
         Context.parse(context, self.taxonomy.contexts.audiences, self.taxonomy.contexts.surfaces)
         check_text(text, self.settings.max_text_chars)
@@ -242,8 +261,13 @@ class FeedbackClient:
         if response.status_code in TRANSIENT_STATUS:
             raise _Transient(StoreUnavailable(f"review service {self.url} answered {response.status_code}: {message}"))
         if response.status_code in (200, 201):
-            data = response.json()
-            return FeedbackResult(item=data["item"], created=bool(data["created"]))
+            try:
+                data = response.json()
+                return FeedbackResult(item=dict(data["item"]), created=bool(data["created"]))
+            except (ValueError, TypeError, KeyError):
+                raise FeedbackError(
+                    f"{self.url} answered {response.status_code} without an item: is it the review service's /api/v1?"
+                ) from None
         refusal = ERRORS.get(response.status_code)
         if refusal is not None:
             raise refusal(f"review service refused the item ({response.status_code}): {message}")
@@ -269,7 +293,7 @@ class FeedbackClient:
             "text": text,
             "context": context,
             "source": "uncertainty",
-            "predicted": {"scores": dict(scores), "flags": flags},
+            "predicted": {"scores": {name: float(score) for name, score in scores.items()}, "flags": flags},
             "labels": {},
             "reason": reason[: self.settings.max_reason_chars],
             "reporter": "",

@@ -21,7 +21,7 @@ from tests.feedback_helpers import INSULT, count, feedback_settings, new_store, 
 from tests.postgres_helpers import free_port
 from tiergate.client import FeedbackClient
 from tiergate.errors import InputDataError
-from tiergate.feedback.errors import Conflict, Forbidden, StoreUnavailable, Unauthorized
+from tiergate.feedback.errors import Conflict, FeedbackError, Forbidden, StoreUnavailable, Unauthorized
 from tiergate.feedback.models import Item
 from tiergate.feedback.store import FeedbackStore
 from tiergate.serving.review.api import api_app
@@ -176,6 +176,42 @@ def test_labels_outside_the_taxonomy_are_refused_before_anything_is_sent(service
     nowhere.close()
     with pytest.raises(InputDataError, match="must look like http"):
         FeedbackClient("ftp://review", "tgf_x")
+
+
+def test_hostile_inputs_and_a_wrong_server_are_clear_errors_never_raw_exceptions(taxonomy: Taxonomy) -> None:
+    """numpy/NaN scores, a lone surrogate, a token that cannot be a header, and a 200 that is not the
+    API's answer used to escape as TypeError / ValueError / UnicodeEncodeError / JSONDecodeError."""
+    import numpy as np
+
+    sent: list[httpx.Request] = []
+
+    def wrong_server(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, html="<html>please log in</html>")
+
+    feedback = FeedbackClient(
+        "http://review.test",
+        "tgf_ok",
+        settings=feedback_settings(**FAST),
+        taxonomy=taxonomy,
+        transport=httpx.MockTransport(wrong_server),
+    )
+    for call, message in [
+        (lambda: feedback.submit(INSULT, "general/message", predicted={"harassment": float("nan")}), "harassment is nan"),
+        (lambda: feedback.submit(INSULT, "general/message", predicted={"harassment": 1.5}), "a score lies in 0..1"),
+        (lambda: feedback.submit(INSULT, "general/message", predicted={"harassment": "high"}), "not a number"),
+        (lambda: feedback.submit(INSULT + " \ud800", "general/message"), "not valid UTF-8"),
+    ]:
+        with pytest.raises(InputDataError, match=message):
+            call()
+    assert sent == []  # refused before anything went out
+    with pytest.raises(FeedbackError, match="answered 200 without an item"):
+        feedback.submit(INSULT, "general/message", predicted={"harassment": np.float32(0.5)})
+    assert b'"harassment":0.5' in sent[0].content.replace(b" ", b"")  # numpy's float32 sent as a number
+    feedback.close()
+    for token in ("tgf_a\nb", "tgf_é", "tgf_a b"):
+        with pytest.raises(InputDataError, match="printable ASCII without spaces, as"):
+            FeedbackClient("http://review.test", token, settings=feedback_settings(), taxonomy=taxonomy)
 
 
 def test_unauthorised_and_malformed_requests_get_clear_errors(service: Service) -> None:
