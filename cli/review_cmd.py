@@ -3,6 +3,7 @@ feedback store, against a live Triton ensemble for the try-it page. Migrates the
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from typing import Annotated
 
@@ -10,6 +11,22 @@ import typer
 
 from tiergate.cli.feedback_cmd import DbOption
 from tiergate.cli.options import ProfileOption
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says the service is up: an address in use or a
+    host that is not this machine's is one line (exit 2), not uvicorn's exit 3 after a banner."""
+    from tiergate.errors import InputDataError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise InputDataError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
 
 
 class CookieSecureMode(StrEnum):
@@ -64,6 +81,7 @@ def review(
         revision = upgrade(engine)
     finally:
         engine.dispose()
+    sock = listen(host, port)
     store = FeedbackStore(open_engine(url, settings), taxonomy, settings)
     app = review_app(store, ReviewConfig(triton_url, cookie_secure.value), classifier)
     shown_host = f"[{host}]" if ":" in host else host
@@ -73,15 +91,17 @@ def review(
         f"(tiergate feedback token create --name YOU --scope review --db {redact(url)})",
         err=True,
     )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+        log_level="info",
+    )
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            proxy_headers=forwarded_allow_ips is not None,
-            forwarded_allow_ips=forwarded_allow_ips,
-            server_header=False,
-            log_level="info",
-        )
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         store.close()

@@ -55,10 +55,22 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InputDataError("request body is not JSON (UTF-8)") from None
 
 
+UNAVAILABLE = "the feedback database is unavailable; try again shortly"
+
+
+def public_message(error: Exception) -> str:
+    """The one line a caller is shown. The store's failures name the database (host, user, path): that
+    goes to the log, and the caller, who may not even have logged in, reads that it is unavailable."""
+    if isinstance(error, StoreUnavailable):
+        log.warning("%s", error)
+        return UNAVAILABLE
+    return " ".join(str(error).split())[:500]
+
+
 def error_response(error: Exception) -> JSONResponse:
     status = error.status if isinstance(error, BodyTooLarge) else http_status(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": " ".join(str(error).split())[:500]}, status_code=status, headers=headers)
+    return JSONResponse({"error": public_message(error)}, status_code=status, headers=headers)
 
 
 def _review_json(review: ReviewView) -> dict[str, Any]:

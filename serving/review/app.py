@@ -15,10 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from tiergate.errors import TiergateError
 from tiergate.feedback.store import FeedbackStore
-from tiergate.serving.review.api import PREFIX, api_router
+from tiergate.serving.review.api import PREFIX, api_router, error_response
 from tiergate.serving.review.guards import ApiRateLimit, SecurityHeaders
-from tiergate.serving.review.pages import CookieSecure, LoginRequired, PageContext, login_redirect, page_router
+from tiergate.serving.review.pages import CookieSecure, LoginRequired, PageContext, login_redirect, page_router, refusal
 from tiergate.serving.review.ratelimit import TokenBucketLimiter
 from tiergate.serving.review.triton import Classifier, TritonClassifier
 
@@ -57,6 +58,12 @@ def review_app(store: FeedbackStore, config: ReviewConfig, classifier: Classifie
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, error: LoginRequired) -> Response:
         return login_redirect(error)
+
+    @app.exception_handler(TiergateError)
+    async def _refused(request: Request, error: TiergateError) -> Response:
+        """A refusal no route caught (the store away while a page checks its session): one line with
+        its status (503 for the store), never a 500 with a traceback."""
+        return error_response(error) if request.url.path.startswith(PREFIX + "/") else refusal(error)
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(request: Request, error: RequestValidationError) -> Response:

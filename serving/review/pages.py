@@ -25,6 +25,7 @@ from tiergate.feedback.schema import check_text
 from tiergate.feedback.store import FeedbackStore, Principal
 from tiergate.records import Context
 from tiergate.serving.review import csrf
+from tiergate.serving.review.api import public_message
 from tiergate.serving.review.forms import read_form
 from tiergate.serving.review.ratelimit import TokenBucketLimiter, retry_after
 from tiergate.serving.review.sessions import Session, SessionStore
@@ -111,7 +112,7 @@ def refusal(error: Exception) -> Response:
     """A refused request as one plain line with its status (429 carries Retry-After)."""
     status = getattr(error, "status", None) or http_status(error)
     headers = {"Retry-After": error.retry_after} if isinstance(error, RateLimited) else None
-    return PlainTextResponse(" ".join(str(error).split())[:500] + "\n", status_code=status, headers=headers)
+    return PlainTextResponse(public_message(error) + "\n", status_code=status, headers=headers)
 
 
 def safe_next(value: str | None) -> str:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.feedback_helpers import submission
 from tests.review_helpers import FLASH, Service, csrf_token, logged_in, login, service
+from tiergate.feedback.errors import StoreUnavailable
 from tiergate.paths import PROJECT_ROOT
 from tiergate.serving.review.csrf import LoginCsrf
 from tiergate.serving.review.pages import PAGES, SESSION_COOKIE
@@ -231,6 +232,33 @@ def test_hostile_api_bodies_and_ids_get_one_line_never_a_500(svc: Service) -> No
     assert svc.store.items()[-1].text == "you are a useless idiot" and len(svc.store.items()) == 1
 
 
+def test_the_store_away_is_one_503_line_on_every_page_and_never_names_the_database(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages used to answer 500 (a traceback in the log) when the store failed while checking the
+    session, and the login and health answers showed anyone the database's user, host and name."""
+    client = logged_in(svc.app, svc.reviewer)
+    token = csrf_token(client.get("/queue").text)
+
+    def away(*_args: object, **_kwargs: object) -> None:
+        raise StoreUnavailable("feedback database postgresql+psycopg://reviewer:***@db.internal:5432/feedback: refused")
+
+    for name in ("authenticate", "pending", "reviewed_items", "review", "ping", "record_event"):
+        monkeypatch.setattr(svc.store, name, away)
+    client = TestClient(svc.app, raise_server_exceptions=False, cookies=client.cookies)
+    form = {"csrf_token": token, "action": "skip", "text": "hi", "audience": "general", "surface": "bio"}
+    answers = [client.get(page, follow_redirects=False) for page in PAGES]
+    answers += [client.post(page, data=form, follow_redirects=False) for page in ("/queue/1", "/try", "/logout")]
+    anonymous = TestClient(svc.app, raise_server_exceptions=False)
+    answers.append(login(anonymous, svc.reviewer))
+    answers.append(anonymous.get("/api/v1/health"))
+    headers = {"Authorization": f"Bearer {svc.submitter}"}
+    answers.append(anonymous.post("/api/v1/items", json={"text": "hi", "context": "general/message"}, headers=headers))
+    for answer in answers:
+        assert answer.status_code == 503, (answer.request.url, answer.status_code, answer.text)
+        assert "the feedback database is unavailable" in answer.text and "db.internal" not in answer.text
+
+
 # --- the queue ------------------------------------------------------------------------------------
 
 
@@ -419,6 +447,25 @@ def test_review_command_refuses_a_bad_triton_url_and_a_missing_database(tmp_path
     answer = runner.invoke(app, ["review"], env={"TIERGATE_FEEDBACK_DB": ""})
     assert "no feedback database" in str(answer.exception)
     assert "--cookie-secure" in runner.invoke(app, ["review", "--help"]).output
+
+
+def test_review_command_says_in_one_line_when_it_cannot_listen(tmp_path: Path) -> None:
+    """A port in use (or a host not of this machine) was uvicorn's exit 3 after the 'review service on' banner."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from tiergate.cli.main import app
+    from tiergate.errors import InputDataError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        answer = CliRunner().invoke(app, ["review", "--db", f"sqlite:///{tmp_path}/f.db", "--port", port])
+    assert isinstance(answer.exception, InputDataError), (answer.exit_code, answer.output)
+    assert str(answer.exception) == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "review service on" not in answer.output
 
 
 def test_make_review_points_the_review_service_at_what_make_serve_serves() -> None:
