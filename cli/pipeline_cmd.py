@@ -104,6 +104,11 @@ def run(
     # before anything starts: a bad location is one line now, not at step 2
     public_data = checked_location("--public-data", public_data)
     feedback_data = checked_location("--feedback-data", feedback_data)
+    if feedback_data and "://" not in feedback_data:  # the import task's checks, now rather than mid-run
+        from tiergate.components.merge.feedback_input import check_export
+        from tiergate.taxonomy import load_taxonomy
+
+        check_export(load_taxonomy(), Path(feedback_data).expanduser(), feedback_data)
     previous_model = resolve_previous_model(previous_model, profile)
     run_dir = (RUNS / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

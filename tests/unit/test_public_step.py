@@ -57,6 +57,27 @@ def test_pipeline_run_checks_each_location_before_anything_starts(flag: str, tmp
     assert not Path("runs/never").exists()  # refused before the run folder was made
 
 
+def test_pipeline_run_refuses_a_local_folder_that_is_no_export_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder that exists but is not a `tiergate feedback export` was refused only by the import task, mid-run."""
+    from typer.testing import CliRunner
+
+    import tiergate.pipelines.runner
+    from tiergate.cli.main import app
+
+    started: list[object] = []
+    monkeypatch.setattr(tiergate.pipelines.runner, "run_local", lambda *args, **kwargs: started.append(args))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-an-export").mkdir()
+    (tmp_path / "not-an-export" / "notes.txt").write_text("hello")
+    args = ["pipeline", "run", "--local", "--run-id", "never", "--feedback-data", str(tmp_path / "not-an-export")]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, InputDataError), result.output
+    assert "no manifest.json; point it at a folder `tiergate feedback export` wrote" in str(result.exception)
+    assert started == [] and not (tmp_path / "runs").exists()
+
+
 def test_accepted_locations_pass_unchanged() -> None:
     for location in ("", "/data/public", "relative/folder", "pvc://claim/public", "s3://bucket/public", "gs://b/p"):
         assert check_location(f"  {location} ") == location
