@@ -92,10 +92,33 @@ def test_urls_are_read_strictly_and_never_shown_with_a_password(tmp_path: Path) 
         ("mysql://x@y/z", "unsupported database 'mysql'"),
         ("sqlite://", "in-memory"),
         ("sqlite:///:memory:", "in-memory"),
+        ("sqlite:///file::memory:?uri=true", "in-memory"),  # SQLite URI forms were taken for files
+        ("sqlite:////tmp/fb.db?mode=memory&uri=true", "in-memory"),
         ("postgresql://x:y@host:notaport/db", "cannot read the feedback database URL"),
     ]:
         with pytest.raises(InputDataError, match=message):
             parse_url(bad)
+
+
+def test_a_reporter_is_one_line_and_scores_are_numbers(tmp_path: Path, taxonomy: Taxonomy) -> None:
+    """A reporter with a line break, and scores sent as "0.5" or true, used to be stored as given."""
+    from tiergate.feedback.schema import Submission, parse_model
+
+    store = new_store(sqlite_url(tmp_path), taxonomy)
+    _, service = principal(store, "svc", "submit")
+    for reporter in ("user-1\nadmin", "user-1\r", "a\tb", "x\u2028y"):
+        with pytest.raises(InputDataError, match="reporter contains a control character"):
+            store.submit(service, submission(reporter=reporter))
+
+    def body(score: object) -> dict[str, object]:
+        return {"text": INSULT, "context": "general/message", "predicted": {"scores": {"harassment": score}}}
+
+    for score in ("0.5", True):
+        with pytest.raises(InputDataError, match=r"predicted\.scores\.harassment"):
+            parse_model(Submission, body(score), "item")
+    whole = parse_model(Submission, body(1), "item")
+    assert store.submit(service, whole).item.predicted["scores"] == {"harassment": 1.0}
+    assert store.submit(service, submission(reason="line one\nline two", reporter="user-1")).created
 
 
 def test_second_review_is_drawn_for_the_configured_share(tmp_path: Path, taxonomy: Taxonomy) -> None:

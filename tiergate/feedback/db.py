@@ -58,7 +58,8 @@ def parse_url(raw: str) -> URL:
     driver = DRIVERS.get(url.drivername)
     if driver is None:
         raise InputDataError(f"unsupported database {url.drivername!r} in {redact(url)}; use sqlite:///PATH or postgresql://...")
-    if driver == "sqlite" and url.database in (None, "", ":memory:"):
+    in_memory = url.query.get("mode") == "memory" or str(url.database or "").startswith(("file::memory:", "file:memdb"))
+    if driver == "sqlite" and (url.database in (None, "", ":memory:") or in_memory):
         raise InputDataError("an in-memory SQLite database would lose every item; give a file: sqlite:///PATH")
     return url.set(drivername=driver)
 

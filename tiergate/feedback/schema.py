@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
 from tiergate.errors import InputDataError
 from tiergate.feedback.limits import KEY_CHARS, REPORTER_CHARS, SOURCES
@@ -26,6 +26,7 @@ from tiergate.taxonomy import Taxonomy
 Source = Literal["report", "override", "appeal", "uncertainty"]
 KEY_PATTERN = re.compile(rf"^[A-Za-z0-9._:\-]{{1,{KEY_CHARS}}}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")  # an id (reporter) is one line, unlike a reason
 M = TypeVar("M", bound=BaseModel)
 assert set(SOURCES) == set(Source.__args__)  # type: ignore[attr-defined]
 
@@ -35,7 +36,7 @@ class Predicted(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scores: dict[str, float] = Field(default_factory=dict)
+    scores: dict[str, StrictFloat] = Field(default_factory=dict)  # a number: not "0.5", not true
     flags: list[str] = Field(default_factory=list)
 
 
@@ -126,9 +127,9 @@ def _utf8(value: str, field: str) -> None:
         raise InputDataError(f"{field} is not valid UTF-8 (it holds a lone surrogate or an undecodable byte)") from None
 
 
-def _plain_text(value: str, field: str, limit: int) -> str:
+def _plain_text(value: str, field: str, limit: int, one_line: bool = False) -> str:
     _utf8(value, field)
-    if _CONTROL.search(value):
+    if _CONTROL.search(value) or (one_line and _LINE_BREAK.search(value)):
         raise InputDataError(f"{field} contains a control character")
     if len(value) > limit:
         raise InputDataError(f"{field} is {len(value)} characters; the limit is {limit}")
@@ -181,7 +182,7 @@ def check_submission(taxonomy: Taxonomy, submission: Submission, max_text_chars:
         predicted=check_predicted(taxonomy, submission.predicted),
         claimed=check_labels(taxonomy, submission.labels),
         reason=_plain_text(submission.reason.replace("\n", " ").replace("\t", " "), "reason", max_reason_chars),
-        reporter=_plain_text(submission.reporter, "reporter", REPORTER_CHARS),
+        reporter=_plain_text(submission.reporter, "reporter", REPORTER_CHARS, one_line=True),
         idempotency_key=check_key(submission.idempotency_key),
     )
 
