@@ -60,9 +60,9 @@ class LoginRequired(Exception):
 class RateLimited(TiergateError):
     status = 429
 
-    def __init__(self, wait_s: float):
+    def __init__(self, wait_s: float, who: str = "this token"):
         self.retry_after = retry_after(wait_s)
-        super().__init__(f"rate limit: too many requests for this token; retry in {self.retry_after} s")
+        super().__init__(f"rate limit: too many requests for {who}; retry in {self.retry_after} s")
 
 
 @dataclass
@@ -181,7 +181,7 @@ def page_router(ctx: PageContext) -> APIRouter:
         try:
             wait = ctx.login_limiter.take(f"login:{client_address(request)}")
             if wait > 0:
-                raise RateLimited(wait)
+                raise RateLimited(wait, "logins from this address")  # no token is known yet: the limit is per address
             form = await read_form(request, settings.max_request_bytes)
             ctx.login_csrf.verify(request.cookies.get(csrf.LOGIN_COOKIE), form.get(csrf.FIELD))
         except TiergateError as error:

@@ -166,6 +166,7 @@ def test_login_attempts_are_limited_per_client_address(tmp_path: Path, taxonomy:
     assert [login(client, "tgf_wrong").status_code for _ in range(2)] == [401, 401]
     answer = login(client, svc.reviewer)
     assert answer.status_code == 429 and "retry-after" in answer.headers
+    assert answer.text.startswith("rate limit: too many requests for logins from this address;")  # not "this token"
 
 
 # --- escaping and input ---------------------------------------------------------------------------
