@@ -202,6 +202,8 @@ class FeedbackClient:
     ) -> FeedbackResult:
         """Send one item and wait for it to be stored; retries reuse one idempotency key, so a
         retry after a lost answer returns the stored item instead of storing a second."""
+        if self._closed:
+            raise FeedbackError("this FeedbackClient is closed; make a new one to submit")
         body = self._body(text, context, predicted, labels, reason, reporter, idempotency_key, source)
         return self._send(body)
 

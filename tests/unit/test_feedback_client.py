@@ -209,6 +209,8 @@ def test_hostile_inputs_and_a_wrong_server_are_clear_errors_never_raw_exceptions
         feedback.submit(INSULT, "general/message", predicted={"harassment": np.float32(0.5)})
     assert b'"harassment":0.5' in sent[0].content.replace(b" ", b"")  # numpy's float32 sent as a number
     feedback.close()
+    with pytest.raises(FeedbackError, match="this FeedbackClient is closed"):  # was httpx's RuntimeError
+        feedback.submit(INSULT, "general/message")
     for token in ("tgf_a\nb", "tgf_é", "tgf_a b"):
         with pytest.raises(InputDataError, match="printable ASCII without spaces, as"):
             FeedbackClient("http://review.test", token, settings=feedback_settings(), taxonomy=taxonomy)
