@@ -218,7 +218,7 @@ class FeedbackClient:
         idempotency_key: str | None,
         source: str,
     ) -> dict[str, Any]:
-        checked_labels = check_labels(self.taxonomy, labels)
+        checked_labels = check_labels(self.taxonomy, [labels] if isinstance(labels, str) else labels)  # one name, not its letters
         scores = _scores_of(predicted)
         if scores is not None:
             check_labels(self.taxonomy, list(scores["scores"]), "predicted.scores")

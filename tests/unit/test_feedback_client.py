@@ -208,6 +208,11 @@ def test_hostile_inputs_and_a_wrong_server_are_clear_errors_never_raw_exceptions
     with pytest.raises(FeedbackError, match="answered 200 without an item"):
         feedback.submit(INSULT, "general/message", predicted={"harassment": np.float32(0.5)})
     assert b'"harassment":0.5' in sent[0].content.replace(b" ", b"")  # numpy's float32 sent as a number
+    with pytest.raises(InputDataError, match="'harasment' is not a category"):  # was "'h' is not a category"
+        feedback.submit(INSULT, "general/message", labels="harasment")
+    with pytest.raises(FeedbackError, match="without an item"):
+        feedback.submit(INSULT, "general/message", labels="harassment")
+    assert b'"labels":{"harassment":"positive"}' in sent[-1].content.replace(b" ", b"")
     feedback.close()
     with pytest.raises(FeedbackError, match="this FeedbackClient is closed"):  # was httpx's RuntimeError
         feedback.submit(INSULT, "general/message")
