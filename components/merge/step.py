@@ -148,7 +148,12 @@ def merge_datasets(
     warn_unused_caps(settings, records)
     suites = load_suites(regression_dir or project_path(profile.evaluate.regression_dir), taxonomy)
     records, leaked = exclude_vectors(records, suites, settings.leakage)
-    log.info("merge: %d records from %d datasets", len(records), len(manifests))
+    log.info(
+        "merge: %d records from %d datasets (%d more quarantined as regression-vector leaks)",
+        len(records),
+        len(manifests),
+        len(leaked),
+    )
     cleaned = clean(taxonomy, settings, records, screeners if screeners is not None else [KeywordScreener(taxonomy)])
     splits = assign_splits(cleaned.kept, settings.splits)
     phases = build_phases(splits["train"], settings.phases)
