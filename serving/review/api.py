@@ -39,16 +39,22 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, read up to `limit` bytes (a larger one is refused before it is all read)."""
+async def read_capped(request: Request, limit: int, what: str = "request body") -> bytes:
+    """The raw body, read up to `limit` bytes: a declared or streamed larger one is refused before it is all read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
+        raise BodyTooLarge(f"{what} of {declared} bytes is over the limit of {limit}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+            raise BodyTooLarge(f"{what} is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, read up to `limit` bytes (a larger one is refused before it is all read)."""
+    body = await read_capped(request, limit)
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes

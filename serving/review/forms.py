@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 
 from tiergate.errors import InputDataError
-from tiergate.serving.review.api import BodyTooLarge
+from tiergate.serving.review.api import read_capped
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 200  # the queue form's fields: one per category plus a few; far above what any page posts
@@ -25,13 +25,7 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
         return {}  # an empty post (a bare button): a form with no fields, refused later for what it lacks
     if content_type != FORM_TYPE:
         raise NotAForm(f"expected a form ({FORM_TYPE}), got {content_type or 'no content type'}")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"form of {declared} bytes is over the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge(f"form is over the limit of {limit} bytes")
+    body = await read_capped(request, limit, what="form")
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
     except UnicodeDecodeError:
