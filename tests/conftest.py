@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.postgres_helpers import postgres_server  # noqa: F401  (a fixture the PostgreSQL tests share)
 from tiergate.profiles import Profile, load_profile
 from tiergate.taxonomy import Taxonomy, default_taxonomy_path, load_taxonomy
 

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 SUPERUSER = "tiergate"
 START_TIMEOUT_S = 60
 
@@ -103,3 +105,13 @@ def create_database(admin_url: str) -> str:
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for one test module (its admin URL); fails, never skips, without one."""
+    try:
+        with running_postgres() as admin_url:
+            yield admin_url
+    except PostgresUnavailable as error:
+        pytest.fail(f"a real PostgreSQL server is needed for these tests: {error}", pytrace=False)

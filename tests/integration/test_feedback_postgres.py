@@ -5,7 +5,6 @@ not skip them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,12 @@ from tests.feedback_helpers import (
     principal,
     submission,
 )
-from tests.postgres_helpers import PostgresUnavailable, create_database, running_postgres
+from tests.postgres_helpers import create_database
 from tiergate.feedback.errors import StoreUnavailable
 from tiergate.feedback.export import RECORDS, export_feedback
 from tiergate.feedback.store import FeedbackStore
 from tiergate.records import read_jsonl
 from tiergate.taxonomy import Taxonomy
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    try:
-        with running_postgres() as admin_url:
-            yield admin_url
-    except PostgresUnavailable as error:
-        pytest.fail(f"a real PostgreSQL server is needed for these tests: {error}", pytrace=False)
 
 
 @pytest.fixture

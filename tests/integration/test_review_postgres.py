@@ -10,13 +10,12 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.postgres_helpers import PostgresUnavailable, create_database, running_postgres
+from tests.postgres_helpers import create_database
 from tests.review_helpers import csrf_token
 from tiergate.feedback.db import open_engine
 from tiergate.feedback.migrate import current_revision, head_revision
@@ -26,15 +25,6 @@ from tiergate.serving.server import free_port
 from tiergate.taxonomy import Taxonomy
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    try:
-        with running_postgres() as admin_url:
-            yield admin_url
-    except PostgresUnavailable as error:
-        pytest.fail(f"a real PostgreSQL server is needed for this test: {error}", pytrace=False)
 
 
 def test_review_service_migrates_an_empty_postgres_and_serves_reviews(
